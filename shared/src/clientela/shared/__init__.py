@@ -1,0 +1,1 @@
+"""Clientela shared event contracts and thin infrastructure."""

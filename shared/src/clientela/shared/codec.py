@@ -1,0 +1,141 @@
+"""Encoding of events to Kafka records and back, with the headers every record carries."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from pydantic import ValidationError
+
+from clientela.shared.contracts import Envelope, FieldError
+
+E = TypeVar("E", bound=Envelope)
+
+HEADER_CONTENT_TYPE = "content-type"
+HEADER_TYPE = "clientela-type"
+HEADER_SCHEMA_VERSION = "clientela-schema-version"
+HEADER_EVENT_ID = "clientela-event-id"
+# Wall-clock ms when ingest accepted the originating touchpoint; carried along the chain so
+# end-to-end latency can be measured at any hop.
+HEADER_ACCEPTED_AT = "clientela-accepted-at-ms"
+
+Headers = list[tuple[str, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingRecord:
+    """A record ready to be produced."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: Headers = field(default_factory=list)
+
+
+class DecodeError(Exception):
+    """A record could not be turned into its contract; carries a reason code and field errors."""
+
+    def __init__(self, code: str, reason: str, errors: Sequence[FieldError] = ()) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+        self.errors = list(errors)
+
+
+def now_ms() -> int:
+    """Return the wall-clock time in milliseconds."""
+    return time.time_ns() // 1_000_000
+
+
+def event_headers(event: Envelope, accepted_at_ms: int | None = None) -> Headers:
+    """Return the standard headers for an event record."""
+    headers: Headers = [
+        (HEADER_CONTENT_TYPE, b"application/json"),
+        (HEADER_TYPE, event.type.encode()),
+        (HEADER_SCHEMA_VERSION, str(event.schema_version).encode()),
+        (HEADER_EVENT_ID, event.event_id.encode()),
+    ]
+    if accepted_at_ms is not None:
+        headers.append((HEADER_ACCEPTED_AT, str(accepted_at_ms).encode()))
+    return headers
+
+
+def encode_event(event: Envelope) -> bytes:
+    """Serialise an event to JSON bytes."""
+    return event.__pydantic_serializer__.to_json(event)
+
+
+def to_record(
+    topic: str, key: str | None, event: Envelope, accepted_at_ms: int | None = None
+) -> OutgoingRecord:
+    """Build the outgoing record of an event."""
+    return OutgoingRecord(
+        topic=topic,
+        key=key.encode() if key is not None else None,
+        value=encode_event(event),
+        headers=event_headers(event, accepted_at_ms),
+    )
+
+
+def header(headers: Sequence[tuple[str, bytes]] | None, name: str) -> bytes | None:
+    """Return the first header of that name, or None."""
+    for key, value in headers or ():
+        if key == name:
+            return value
+    return None
+
+
+def accepted_at_ms(headers: Sequence[tuple[str, bytes]] | None) -> int | None:
+    """Return the accept timestamp carried in the headers, if any and well formed."""
+    raw = header(headers, HEADER_ACCEPTED_AT)
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        return None
+
+
+def field_errors(error: ValidationError) -> list[FieldError]:
+    """Translate a pydantic error into field paths and reasons."""
+    return [
+        FieldError(path=".".join(str(part) for part in item["loc"]) or "$", reason=item["msg"])
+        for item in error.errors(include_url=False)
+    ]
+
+
+def decode_event(contract: type[E], value: bytes | None, max_bytes: int = 1_048_576) -> E:
+    """Decode and validate a record value against a contract, or raise DecodeError."""
+    if value is None:
+        raise DecodeError("empty", "record has no value")
+    if len(value) > max_bytes:
+        raise DecodeError("oversized", f"record of {len(value)} bytes exceeds {max_bytes}")
+    try:
+        return contract.model_validate_json(value)
+    except ValidationError as exc:
+        # The fast path failed: work out the most useful reason for the dead-letter record.
+        raise _diagnose(contract, value, exc) from exc
+
+
+def _diagnose(contract: type[Envelope], value: bytes, error: ValidationError) -> DecodeError:
+    try:
+        envelope = json.loads(value)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return DecodeError("undecodable", f"not JSON: {exc}")
+    if not isinstance(envelope, Mapping):
+        return DecodeError("invalid", "event must be a JSON object")
+    event_type = envelope.get("type")
+    if event_type != contract.EVENT_TYPE:
+        return DecodeError(
+            "unexpected_type", f"expected type {contract.EVENT_TYPE!r}, got {event_type!r}"
+        )
+    version = envelope.get("schema_version", 1)
+    if not isinstance(version, int) or version > contract.SCHEMA_VERSION:
+        return DecodeError(
+            "unsupported_version",
+            f"schema_version {version!r} is not supported (max {contract.SCHEMA_VERSION})",
+        )
+    return DecodeError("invalid", "event does not match its contract", field_errors(error))

@@ -1,0 +1,142 @@
+"""Batch processing for consumers: decode, dead-letter the bad records, retry the rest."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from aiokafka import ConsumerRecord
+
+from clientela.shared.codec import DecodeError, accepted_at_ms, decode_event, to_record
+from clientela.shared.contracts import DeadLetter, DeadLetterEvent, Envelope, derived_event_id
+from clientela.shared.kafka import KafkaPublisher, RecordBatch
+
+log = logging.getLogger(__name__)
+
+E = TypeVar("E", bound=Envelope)
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming(Generic[E]):
+    """A decoded event with where it came from."""
+
+    event: E
+    topic: str
+    partition: int
+    offset: int
+    accepted_at_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Exponential backoff for transient failures inside one delivery of a batch."""
+
+    attempts: int = 6
+    first_delay_s: float = 0.1
+    max_delay_s: float = 5.0
+
+
+class BatchProcessor:
+    """Turns a record batch into decoded events, dead-letters what cannot be decoded."""
+
+    def __init__(
+        self,
+        *,
+        contracts: Mapping[str, type[Envelope]],
+        handler: Callable[[list[Incoming[Envelope]]], Awaitable[None]],
+        publisher: KafkaPublisher,
+        dead_letter_topic: str,
+        consumer_name: str,
+        tombstone_topics: frozenset[str] = frozenset(),
+        retry: RetryPolicy | None = None,
+        max_record_bytes: int = 1_048_576,
+    ) -> None:
+        self._contracts = contracts
+        self._handler = handler
+        self._publisher = publisher
+        self._dlq = dead_letter_topic
+        self._consumer = consumer_name
+        self._tombstones = tombstone_topics
+        self._retry = retry or RetryPolicy()
+        self._max_bytes = max_record_bytes
+
+    async def __call__(self, records: RecordBatch) -> None:
+        """Process one batch; raise to have it redelivered."""
+        good: list[Incoming[Envelope]] = []
+        dead: list[DeadLetterEvent] = []
+        for record in records:
+            if record.value is None and record.topic in self._tombstones:
+                continue  # a tombstone on a compacted topic is a deletion, not an error
+            contract = self._contracts.get(record.topic)
+            try:
+                if contract is None:
+                    raise DecodeError("unknown_topic", f"no contract for topic {record.topic}")
+                event = decode_event(contract, record.value, self._max_bytes)
+            except DecodeError as exc:
+                dead.append(self._dead_letter(record, exc))
+                continue
+            good.append(
+                Incoming(
+                    event,
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                    accepted_at_ms(record.headers),
+                )
+            )
+        # Dead letters are published before the batch commits, so a crash redelivers them
+        # rather than losing them; a duplicate dead letter carries the same event id.
+        if dead:
+            await self._with_retry(
+                lambda: self._publisher.publish(
+                    [to_record(self._dlq, d.data.source_topic, d) for d in dead]
+                )
+            )
+            log.warning("dead-lettered %d record(s) to %s", len(dead), self._dlq)
+        if good:
+            await self._with_retry(lambda: self._handler(good))
+
+    async def _with_retry(self, call: Callable[[], Awaitable[None]]) -> None:
+        delay = self._retry.first_delay_s
+        for attempt in range(1, self._retry.attempts + 1):
+            try:
+                await call()
+                return
+            except Exception:
+                if attempt == self._retry.attempts:
+                    raise
+                log.exception("batch failed (attempt %d), retrying in %.1fs", attempt, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._retry.max_delay_s)
+
+    def _dead_letter(self, record: ConsumerRecord, exc: DecodeError) -> DeadLetterEvent:
+        key: bytes | None = record.key
+        value: bytes | None = record.value
+        return DeadLetterEvent(
+            event_id=derived_event_id(
+                "dead-letter",
+                self._consumer,
+                record.topic,
+                str(record.partition),
+                str(record.offset),
+            ),
+            source=self._consumer,
+            data=DeadLetter(
+                reason_code=exc.code,
+                reason=exc.reason[:4000],
+                errors=exc.errors[:50],
+                source_topic=record.topic,
+                source_partition=record.partition,
+                source_offset=record.offset,
+                consumer=self._consumer,
+                original_key_b64=base64.b64encode(key).decode() if key is not None else None,
+                original_value_b64=base64.b64encode(value).decode() if value is not None else None,
+                original_headers={
+                    k: v.decode("utf-8", "replace") for k, v in (record.headers or ())
+                },
+            ),
+        )

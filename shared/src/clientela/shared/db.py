@@ -1,0 +1,64 @@
+"""Database engines for PostgreSQL (production) and SQLite (embedded), and dialect helpers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import MetaData, event, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from clientela.shared.settings import DatabaseSettings
+
+
+def create_engine(settings: DatabaseSettings, service: str) -> AsyncEngine:
+    """Build the service's engine; on PostgreSQL its tables live in the service's schema."""
+    url = make_url(settings.resolved_url(service))
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:":
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, echo=settings.echo, connect_args={"timeout": 30})
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    engine = create_async_engine(
+        url,
+        echo=settings.echo,
+        pool_size=settings.pool_size,
+        pool_pre_ping=True,
+    )
+    # Tables are declared without a schema; each service maps them into its own schema.
+    return engine.execution_options(schema_translate_map={None: settings.resolved_schema(service)})
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets HTTP reads proceed while the consumer writes; NORMAL is durable in WAL mode
+    # against process crashes, which is what the embedded default promises.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def is_postgres(engine: AsyncEngine | AsyncConnection) -> bool:
+    """Return whether the engine talks to PostgreSQL."""
+    return engine.dialect.name == "postgresql"
+
+
+async def create_tables(
+    engine: AsyncEngine, metadata: MetaData, service: str, settings: DatabaseSettings
+) -> None:
+    """Create the service's schema and tables when missing."""
+    async with engine.begin() as conn:
+        if is_postgres(conn):
+            schema = settings.resolved_schema(service)
+            await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+        await conn.run_sync(metadata.create_all)
+
+
+def upsert_insert(conn: AsyncConnection) -> Any:
+    """Return the dialect's insert construct, which supports ON CONFLICT."""
+    return postgresql.insert if is_postgres(conn) else sqlite.insert
