@@ -66,7 +66,8 @@ class EmbeddedBroker:
     def start(self) -> Self:
         """Start the broker on the requested, preferred or a free port and wait until it listens."""
         if self.port is None:
-            self.port = self._prefer if port_is_free(self.host, self._prefer) else free_port()
+            prefer = self._prefer
+            self.port = prefer if prefer and port_is_free(self.host, prefer) else free_port()
         url = f"tcp://{self.host}:{self.port}"
         if self._log_path is not None:
             self._log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -50,8 +50,9 @@ class DatabaseSettings(BaseSettings):
         description="SQLAlchemy async URL; unset means a SQLite file per service in data_dir.",
     )
     schema_name: str | None = Field(
-        default=None, description="PostgreSQL schema; unset means the service name."
+        default=None, description="PostgreSQL schema; unset means schema_prefix + service name."
     )
+    schema_prefix: str = Field(default="", description="Prepended to the service name.")
     data_dir: Path = Path(".clientela/data")
     pool_size: int = Field(default=10, ge=1)
     echo: bool = False
@@ -64,7 +65,7 @@ class DatabaseSettings(BaseSettings):
 
     def resolved_schema(self, service: str) -> str:
         """Return the PostgreSQL schema the service's tables live in."""
-        return self.schema_name or service
+        return self.schema_name or f"{self.schema_prefix}{service}"
 
 
 class CacheSettings(BaseSettings):
