@@ -1,0 +1,49 @@
+# Clientela — guessable targets. Only Python 3.11+ and make are needed; uv is installed on demand.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+PYTEST_ARGS ?=
+
+.PHONY: help setup run test test-fast lint typecheck fmt contracts contracts-check broker clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+$(UV):
+	@echo "uv not found: installing it with pip"
+	$(PYTHON) -m pip install --user --quiet uv
+
+setup: $(UV) ## Create .venv with every workspace package and the dev tools
+	$(UV) sync --locked --all-packages
+
+run: setup ## Run the embedded platform (broker, SQLite, in-process cache, 4 services, demo)
+	$(UV) run clientela up
+
+test: setup lint typecheck contracts-check ## Lint, typecheck, and run every test suite
+	$(UV) run pytest $(PYTEST_ARGS)
+
+test-fast: setup ## Unit tests only
+	$(UV) run pytest -m "not e2e" $(PYTEST_ARGS) shared/tests/unit services/*/tests/unit
+
+lint: setup ## ruff check and format check
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+
+typecheck: setup ## mypy --strict over every package
+	$(UV) run mypy
+
+fmt: setup ## Format and autofix
+	$(UV) run ruff format .
+	$(UV) run ruff check --fix .
+
+contracts: setup ## Export the JSON Schemas of every contract into docs/contracts
+	$(UV) run python -m clientela.shared.contracts.schema_export docs/contracts
+
+contracts-check: setup ## Fail when docs/contracts is stale
+	$(UV) run python -m clientela.shared.contracts.schema_export docs/contracts --check
+
+broker: setup ## Run only the embedded broker in the foreground
+	$(UV) run python -m clientela.shared.embedded_broker
+
+clean: ## Remove local state and caches
+	rm -rf .clientela .pytest_cache .mypy_cache .ruff_cache
