@@ -94,7 +94,7 @@ def test_bad_values_are_rejected(overrides: dict[str, Any], fragment: str) -> No
 def test_naive_timestamps_and_wrong_types_are_rejected() -> None:
     with pytest.raises(ValidationError, match="timezone"):
         TouchpointRecorded.model_validate({**sale(), "occurred_at": "2026-11-01T10:00:00"})
-    with pytest.raises(ValidationError, match="touchpoint.recorded"):
+    with pytest.raises(ValidationError, match=r"touchpoint\.recorded"):
         TouchpointRecorded.model_validate({**sale(), "type": "tier.changed"})
 
 

@@ -21,6 +21,10 @@ return out
 """
 
 
+class CacheUnavailableError(Exception):
+    """The cache backend could not be reached."""
+
+
 class Cache(Protocol):
     """What services need of a cache: batched claims for dedup, and plain get/set."""
 
@@ -127,13 +131,19 @@ class RedisCache:
         """Set each key if absent; return True where this call set it."""
         if not keys:
             return []
-        result = await self._claim(keys=[self._prefix + k for k in keys], args=[ttl_s])
+        try:
+            result = await self._claim(keys=[self._prefix + k for k in keys], args=[ttl_s])
+        except (redis_asyncio.RedisError, OSError) as exc:
+            raise CacheUnavailableError(type(exc).__name__) from exc
         return [bool(x) for x in result]
 
     async def release_many(self, keys: Sequence[str]) -> None:
         """Delete keys."""
         if keys:
-            await self._client.delete(*[self._prefix + k for k in keys])
+            try:
+                await self._client.delete(*[self._prefix + k for k in keys])
+            except (redis_asyncio.RedisError, OSError) as exc:
+                raise CacheUnavailableError(type(exc).__name__) from exc
 
     async def get(self, key: str) -> bytes | None:
         """Return the value of a key, or None."""

@@ -1,0 +1,1 @@
+"""Clientela ingest: validates, normalises and deduplicates touchpoints, then publishes them."""

@@ -1,0 +1,1 @@
+"""Adapters between the ingest use cases and the outside world."""

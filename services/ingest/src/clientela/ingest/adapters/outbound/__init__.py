@@ -1,0 +1,1 @@
+"""Outbound adapters: the cache-backed deduplicator and the Kafka publisher."""

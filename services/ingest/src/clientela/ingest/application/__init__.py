@@ -1,0 +1,1 @@
+"""Ingest use cases and the ports they need."""

@@ -1,0 +1,146 @@
+"""The accept-touchpoints use case: validate, deduplicate, publish, report per event."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from clientela.ingest.application.ports import (
+    DeduplicationUnavailableError,
+    Deduplicator,
+    EventPublisher,
+)
+from clientela.ingest.domain.policy import IntakePolicy
+from clientela.ingest.domain.touchpoints import (
+    IntakeContext,
+    Rejection,
+    SubmittedEvent,
+    record_touchpoint,
+)
+from clientela.shared.contracts import FieldError, TouchpointRecorded
+
+log = logging.getLogger(__name__)
+
+
+class TooManyEventsError(Exception):
+    """A submission holds more events than the policy allows."""
+
+    def __init__(self, count: int, limit: int) -> None:
+        super().__init__(f"{count} events exceed the limit of {limit} per request")
+        self.count = count
+        self.limit = limit
+
+
+class Outcome(StrEnum):
+    """What became of one submitted event."""
+
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class EventOutcome:
+    """The fate of the event at a position in the submission."""
+
+    index: int
+    event_id: str | None
+    status: Outcome
+    errors: tuple[FieldError, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeReport:
+    """Per-event outcomes of one submission, in submission order."""
+
+    outcomes: tuple[EventOutcome, ...]
+
+    def count(self, status: Outcome) -> int:
+        """Return how many events ended with that status."""
+        return sum(1 for o in self.outcomes if o.status is status)
+
+    @property
+    def all_rejected(self) -> bool:
+        """Return whether no event was accepted nor recognised as a duplicate."""
+        return all(o.status is Outcome.REJECTED for o in self.outcomes)
+
+
+async def accept_touchpoints(
+    submitted: Sequence[SubmittedEvent],
+    context: IntakeContext,
+    policy: IntakePolicy,
+    deduplicator: Deduplicator,
+    publisher: EventPublisher,
+) -> IntakeReport:
+    """Accept the valid, unseen events of a submission and report on every event.
+
+    Raises TooManyEventsError, DeduplicationUnavailableError or PublishFailedError; in the
+    last two cases no event is accepted and any claim made is released, so the whole
+    submission can be retried.
+    """
+    if len(submitted) > policy.max_events:
+        raise TooManyEventsError(len(submitted), policy.max_events)
+    parsed = [record_touchpoint(item, context, policy) for item in submitted]
+    # Claim each id once even when it repeats inside the submission: repeats are duplicates.
+    unique_ids = list(
+        dict.fromkeys(p.event_id for p in parsed if isinstance(p, TouchpointRecorded))
+    )
+    fresh = set()
+    if unique_ids:
+        claims = await deduplicator.claim(unique_ids)
+        fresh = {event_id for event_id, new in zip(unique_ids, claims, strict=True) if new}
+
+    outcomes: list[EventOutcome] = []
+    to_publish: list[TouchpointRecorded] = []
+    for index, item in enumerate(parsed):
+        if isinstance(item, Rejection):
+            outcomes.append(EventOutcome(index, item.event_id, Outcome.REJECTED, item.errors))
+        elif item.event_id in fresh:
+            fresh.discard(item.event_id)
+            to_publish.append(item)
+            outcomes.append(EventOutcome(index, item.event_id, Outcome.ACCEPTED))
+        else:
+            outcomes.append(EventOutcome(index, item.event_id, Outcome.DUPLICATE))
+
+    if to_publish:
+        try:
+            await publisher.publish(to_publish, context.accepted_at_ms)
+        except BaseException:
+            # Not acknowledged means not accepted: free the ids so the client's retry goes through.
+            await _release(deduplicator, [e.event_id for e in to_publish])
+            raise
+    report = IntakeReport(tuple(outcomes))
+    log.info(
+        "touchpoints: %d accepted, %d duplicate, %d rejected",
+        report.count(Outcome.ACCEPTED),
+        report.count(Outcome.DUPLICATE),
+        report.count(Outcome.REJECTED),
+    )
+    return report
+
+
+async def _release(deduplicator: Deduplicator, event_ids: list[str]) -> None:
+    try:
+        await deduplicator.release(event_ids)
+    except DeduplicationUnavailableError:
+        # The claims expire with their TTL; until then a retry of these ids reads as a duplicate.
+        log.error("could not release %d dedup claims after a failed publish", len(event_ids))
+
+
+@dataclass(frozen=True, slots=True)
+class TouchpointIntake:
+    """The use case bound to its policy and ports, as wired once per process."""
+
+    policy: IntakePolicy
+    deduplicator: Deduplicator
+    publisher: EventPublisher
+
+    async def accept(
+        self, submitted: Sequence[SubmittedEvent], context: IntakeContext
+    ) -> IntakeReport:
+        """Accept a submission; see accept_touchpoints."""
+        return await accept_touchpoints(
+            submitted, context, self.policy, self.deduplicator, self.publisher
+        )

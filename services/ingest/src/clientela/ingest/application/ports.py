@@ -1,0 +1,36 @@
+"""Ports of the ingest use cases: what they need from the outside world."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from clientela.shared.contracts import TouchpointRecorded
+
+
+class PublishFailedError(Exception):
+    """The events were not acknowledged by the event log; none may be considered accepted."""
+
+
+class DeduplicationUnavailableError(Exception):
+    """The dedup store could not be reached, so nothing can safely be accepted."""
+
+
+class Deduplicator(Protocol):
+    """Remembers which event ids were accepted, across every ingest instance."""
+
+    async def claim(self, event_ids: Sequence[str]) -> list[bool]:
+        """Claim each id; return True where it was not seen before (one round trip)."""
+        ...
+
+    async def release(self, event_ids: Sequence[str]) -> None:
+        """Forget ids whose acceptance failed, so that a retry is not taken for a duplicate."""
+        ...
+
+
+class EventPublisher(Protocol):
+    """Appends accepted touchpoints to the event log."""
+
+    async def publish(self, events: Sequence[TouchpointRecorded], accepted_at_ms: int) -> None:
+        """Publish the events and return once they are durable; raise PublishFailedError if not."""
+        ...

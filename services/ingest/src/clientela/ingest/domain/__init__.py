@@ -1,0 +1,1 @@
+"""Pure ingest rules: normalisation, validation, identity keys and limits."""
