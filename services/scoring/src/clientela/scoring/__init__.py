@@ -1,0 +1,1 @@
+"""Clientela scoring: predicted value and A/B/C/P value tiers for every profile."""

@@ -1,0 +1,31 @@
+"""Command line: `clientela-scoring serve` runs the API, the consumer and the outbox relay."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from clientela.scoring.config import ScoringSettings
+from clientela.scoring.wiring import create_app
+from clientela.shared.http import serve
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the scoring service, configured by environment variables."""
+    parser = argparse.ArgumentParser(
+        prog="clientela-scoring", description="Clientela scoring service."
+    )
+    parser.add_argument(
+        "command",
+        nargs="?",
+        default="serve",
+        choices=["serve"],
+        help="serve: HTTP API + Kafka consumer + outbox relay in one process (default)",
+    )
+    parser.parse_args(argv)
+    settings = ScoringSettings()
+    serve(create_app(settings), settings.http_host, settings.http_port, settings.log_level)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Adapters between the scoring use cases and the outside world."""

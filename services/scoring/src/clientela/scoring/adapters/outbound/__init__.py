@@ -1,0 +1,1 @@
+"""Outbound adapters: SQL tables, the unit of work and the read model."""

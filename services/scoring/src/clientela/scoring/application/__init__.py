@@ -1,0 +1,1 @@
+"""Use cases of the scoring service and the ports they need."""

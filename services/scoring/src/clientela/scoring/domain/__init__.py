@@ -1,0 +1,1 @@
+"""Pure scoring rules: value models, Pareto tiers and their plain-language explanations."""

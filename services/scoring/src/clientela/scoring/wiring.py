@@ -1,0 +1,161 @@
+"""Builds the scoring service: engine, publisher, consumer, outbox relay and the HTTP app."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+
+from fastapi import FastAPI
+from faststream.kafka import KafkaBroker
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from clientela.scoring.adapters.inbound.http import ApiContext, build_router
+from clientela.scoring.adapters.inbound.kafka import ProfileChangesTranslator
+from clientela.scoring.adapters.outbound import tables
+from clientela.scoring.adapters.outbound.sql_reader import SqlScoreReader
+from clientela.scoring.adapters.outbound.sql_unit_of_work import SqlScoringUnitOfWork
+from clientela.scoring.application.population import PopulationCache
+from clientela.scoring.application.score_profiles import ScoreProfiles
+from clientela.scoring.config import ScoringSettings
+from clientela.scoring.domain.tiers import TieringPolicy
+from clientela.scoring.domain.value_model import DecayedSpendModel, ValueModel
+from clientela.shared import http
+from clientela.shared.auth import KeyRing
+from clientela.shared.consumer import BatchProcessor
+from clientela.shared.contracts import ALL_TOPICS, ProfileChangedEvent, utc_now
+from clientela.shared.contracts.topics import PROFILES, SCORING_DLQ
+from clientela.shared.db import create_engine, create_tables
+from clientela.shared.kafka import KafkaPublisher, ensure_topics, make_broker, subscribe_batch
+from clientela.shared.outbox import OutboxRelay
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Container:
+    """The running parts of the service."""
+
+    settings: ScoringSettings
+    engine: AsyncEngine
+    publisher: KafkaPublisher
+    relay: OutboxRelay
+    broker: KafkaBroker | None
+    reader: SqlScoreReader
+    population: PopulationCache
+    value_model: ValueModel
+    score_profiles: ScoreProfiles
+
+    def unit_of_work(self) -> SqlScoringUnitOfWork:
+        """Return a fresh unit of work."""
+        return SqlScoringUnitOfWork(self.engine, self.settings.kafka)
+
+    def api_context(self) -> ApiContext:
+        """Return what the HTTP routes need."""
+        return ApiContext(self.reader, self.population, self.value_model.model_version)
+
+
+@asynccontextmanager
+async def build(
+    settings: ScoringSettings,
+    *,
+    start_consumer: bool = True,
+    start_relay: bool = True,
+    clock: Callable[[], datetime] = utc_now,
+) -> AsyncIterator[Container]:
+    """Start everything the service runs, and stop it all on exit."""
+    async with AsyncExitStack() as stack:
+        engine = create_engine(settings.database, tables.SERVICE)
+        stack.push_async_callback(engine.dispose)
+        await create_tables(engine, tables.metadata, tables.SERVICE, settings.database)
+        if settings.kafka.create_topics:
+            await ensure_topics(settings.kafka, ALL_TOPICS)
+
+        publisher = KafkaPublisher(settings.kafka)
+        await publisher.start()
+        stack.push_async_callback(publisher.stop)
+
+        relay = OutboxRelay(
+            engine,
+            tables.outbox,
+            tables.inbox,
+            publisher,
+            name=tables.SERVICE,
+            batch_size=settings.outbox_batch_size,
+        )
+        if start_relay:
+            relay_task = asyncio.create_task(relay.run(), name="scoring-outbox-relay")
+            stack.push_async_callback(http.drain, relay_task)
+
+        value_model = DecayedSpendModel(half_life_days=settings.half_life_days)
+        population = PopulationCache(
+            TieringPolicy(a_share=settings.a_share, b_share=settings.b_share),
+            refresh_s=settings.cutoff_refresh_s,
+        )
+        use_case = ScoreProfiles(value_model, population, clock=clock)
+        container = Container(
+            settings=settings,
+            engine=engine,
+            publisher=publisher,
+            relay=relay,
+            broker=None,
+            reader=SqlScoreReader(engine),
+            population=population,
+            value_model=value_model,
+            score_profiles=use_case,
+        )
+        if start_consumer:
+            broker = container.broker = make_broker(settings.kafka)
+            processor = BatchProcessor(
+                contracts={settings.kafka.topic(PROFILES): ProfileChangedEvent},
+                handler=ProfileChangesTranslator(use_case, container.unit_of_work, relay.wake),
+                publisher=publisher,
+                dead_letter_topic=settings.kafka.topic(SCORING_DLQ),
+                consumer_name=settings.group_id,
+                tombstone_topics=frozenset({settings.kafka.topic(PROFILES)}),
+            )
+            subscribe_batch(
+                broker,
+                settings.kafka,
+                [settings.kafka.topic(PROFILES)],
+                settings.group_id,
+                processor,
+            )
+            await broker.start()
+            stack.push_async_callback(broker.stop)
+        log.info("scoring started (model %s)", value_model.model_version)
+        yield container
+
+
+def create_app(settings: ScoringSettings) -> FastAPI:
+    """Return the FastAPI app; its lifespan starts and stops the whole service."""
+    keyring = KeyRing.from_settings(settings.auth)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with build(settings) as container:
+            app.state.container = container
+            app.state.api = container.api_context()
+            yield
+
+    def readiness(app: FastAPI) -> dict[str, http.ReadinessCheck]:
+        container: Container | None = getattr(app.state, "container", None)
+        if container is None:
+            return {"started": _false}
+        return {"database": container.reader.ping, "broker": container.publisher.ready}
+
+    app = http.create_app(
+        title="Clientela scoring",
+        description="Predicted value and A/B/C/P value tiers of every profile.",
+        lifespan=lifespan,
+        readiness=readiness,
+    )
+    app.include_router(build_router(keyring))
+    return app
+
+
+async def _false() -> bool:
+    return False

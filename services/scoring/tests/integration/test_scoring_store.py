@@ -1,0 +1,161 @@
+"""The SQL unit of work and read model on real SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from clientela.scoring.adapters.outbound import tables
+from clientela.scoring.adapters.outbound.sql_reader import SqlScoreReader
+from clientela.scoring.adapters.outbound.sql_unit_of_work import SqlScoringUnitOfWork
+from clientela.scoring.application.population import PopulationCache
+from clientela.scoring.application.ports import ProfileChangeMessage
+from clientela.scoring.application.queries import tier_summary
+from clientela.scoring.application.score_profiles import ScoreProfiles
+from clientela.scoring.domain.tiers import TieringPolicy
+from clientela.scoring.domain.value_model import DecayedSpendModel
+from clientela.shared.codec import HEADER_ACCEPTED_AT, HEADER_EVENT_ID
+from clientela.shared.contracts import ProfileChangedEvent, Tier, derived_event_id
+from clientela.shared.db import create_engine, create_tables
+from clientela.shared.settings import DatabaseSettings, KafkaSettings
+
+KAFKA = KafkaSettings(topic_prefix="it.")
+
+MakeProfile = Callable[..., ProfileChangedEvent]
+
+
+@pytest.fixture
+async def engine(database_settings: DatabaseSettings) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(database_settings, tables.SERVICE)
+    await create_tables(engine, tables.metadata, tables.SERVICE, database_settings)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+def score(now: datetime) -> ScoreProfiles:
+    population = PopulationCache(TieringPolicy(), refresh_s=0.0)
+    return ScoreProfiles(DecayedSpendModel(), population, clock=lambda: now)
+
+
+async def outbox_rows(engine: AsyncEngine) -> list[dict[str, Any]]:
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(tables.outbox).order_by(tables.outbox.c.id))).all()
+    return [
+        {
+            "topic": r.topic,
+            "key": r.key.decode(),
+            "value": json.loads(r.value),
+            "headers": dict(r.headers),
+        }
+        for r in rows
+    ]
+
+
+async def test_first_change_stages_scores_and_tier_entered_then_redelivery_is_a_no_op(
+    engine: AsyncEngine, score: ScoreProfiles, profile_changed: MakeProfile
+) -> None:
+    cause = profile_changed("p-1", 1, spend="250.75")
+    message = ProfileChangeMessage(cause, accepted_at_ms=1_700_000_000_000)
+
+    outcome = await score([message], SqlScoringUnitOfWork(engine, KAFKA))
+
+    assert (outcome.scored, outcome.tier_changes) == (1, 1)
+    rows = await outbox_rows(engine)
+    assert [(r["topic"], r["key"], r["value"]["type"]) for r in rows] == [
+        ("it.scores.v1", "p-1", "scores.updated"),
+        ("it.tier-changes.v1", "p-1", "tier.changed"),
+    ]
+    changed = rows[1]["value"]
+    assert changed["event_id"] == derived_event_id("tier.changed", "p-1", "1")
+    assert changed["causation_id"] == cause.event_id
+    assert (changed["data"]["from_tier"], changed["data"]["to_tier"]) == (None, "A")
+    assert changed["data"]["move"] == "entered"
+    assert rows[0]["headers"][HEADER_EVENT_ID] == derived_event_id("scores.updated", "p-1", "1")
+    assert rows[0]["headers"][HEADER_ACCEPTED_AT] == "1700000000000"
+
+    again = await score([message], SqlScoringUnitOfWork(engine, KAFKA))
+
+    assert again.scored == 0
+    assert len(await outbox_rows(engine)) == 2
+
+
+async def test_newer_version_with_the_same_tier_stages_scores_only(
+    engine: AsyncEngine, score: ScoreProfiles, profile_changed: MakeProfile
+) -> None:
+    await score(
+        [ProfileChangeMessage(profile_changed("p-1", 1, spend="100"))],
+        SqlScoringUnitOfWork(engine, KAFKA),
+    )
+    await score(
+        [ProfileChangeMessage(profile_changed("p-1", 2, spend="130"))],
+        SqlScoringUnitOfWork(engine, KAFKA),
+    )
+
+    types = [
+        (r["value"]["type"], r["value"]["data"]["profile_version"])
+        for r in await outbox_rows(engine)
+    ]
+    assert types == [("scores.updated", 1), ("tier.changed", 1), ("scores.updated", 2)]
+    reader = SqlScoreReader(engine)
+    stored = await reader.get("p-1")
+    assert stored is not None
+    assert (stored.profile_version, stored.tier) == (2, Tier.A)
+    assert stored.scores.predicted_value == pytest.approx(130)
+    assert stored.updated_at.tzinfo is not None
+    async with engine.connect() as conn:
+        history = (await conn.execute(select(tables.tier_history))).all()
+    assert [(h.profile_id, h.from_tier, h.to_tier, h.profile_version) for h in history] == [
+        ("p-1", None, "A", 1)
+    ]
+
+
+async def test_older_version_never_overwrites_and_the_read_model_summarises(
+    engine: AsyncEngine, score: ScoreProfiles, profile_changed: MakeProfile
+) -> None:
+    batch = [
+        ProfileChangeMessage(profile_changed("big", 5, spend="90")),
+        ProfileChangeMessage(profile_changed("small", 1, spend="10")),
+        ProfileChangeMessage(profile_changed("new", 1)),
+    ]
+    await score(batch, SqlScoringUnitOfWork(engine, KAFKA))
+    late = await score(
+        [ProfileChangeMessage(profile_changed("big", 4, spend="1"))],
+        SqlScoringUnitOfWork(engine, KAFKA),
+    )
+    assert late.scored == 0
+
+    reader = SqlScoreReader(engine)
+    assert await reader.get("nobody") is None
+    assert await reader.customer_values() == {"big": 90.0, "small": 10.0}
+    summary = await tier_summary(reader, PopulationCache(TieringPolicy()), "decayed-spend-v0")
+    shares = {t.tier: (t.count, round(t.value_share, 3)) for t in summary.tiers}
+    assert shares == {Tier.A: (1, 0.9), Tier.B: (1, 0.1), Tier.C: (0, 0.0), Tier.P: (1, 0.0)}
+    assert (summary.cutoffs.a_cutoff, summary.cutoffs.b_cutoff) == (90.0, 10.0)
+    assert await reader.ping()
+
+
+async def test_a_failed_batch_leaves_nothing_behind(
+    engine: AsyncEngine, score: ScoreProfiles, profile_changed: MakeProfile
+) -> None:
+    class BrokenUnitOfWork(SqlScoringUnitOfWork):
+        async def record_tier_changes(self, changes: Any) -> None:
+            raise RuntimeError("disk full")
+
+    message = ProfileChangeMessage(profile_changed("p-1", 1, spend="10"))
+    with pytest.raises(RuntimeError):
+        await score([message], BrokenUnitOfWork(engine, KAFKA))
+    assert await outbox_rows(engine) == []
+    assert await SqlScoreReader(engine).get("p-1") is None
+
+    # The rolled-back claim lets the redelivered event through.
+    outcome = await score([message], SqlScoringUnitOfWork(engine, KAFKA))
+    assert outcome.scored == 1
