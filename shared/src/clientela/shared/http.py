@@ -45,7 +45,8 @@ def create_app(
         results = dict(
             zip(checks, await asyncio.gather(*(c() for c in checks.values())), strict=True)
         )
-        ready = all(results.values())
+        # No checks at all means the service has not finished starting.
+        ready = bool(results) and all(results.values())
         return JSONResponse({"ready": ready, "checks": results}, status_code=200 if ready else 503)
 
     @app.exception_handler(OperationalError)

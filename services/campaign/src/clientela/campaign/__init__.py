@@ -1,0 +1,1 @@
+"""Clientela campaign service: turns tier moves into next-best-channel messages."""

@@ -1,0 +1,1 @@
+"""Adapters between the campaign use cases and the outside world."""

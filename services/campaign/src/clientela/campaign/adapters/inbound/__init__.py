@@ -1,0 +1,1 @@
+"""Inbound adapters: the Kafka translator and the HTTP routes."""

@@ -1,0 +1,1 @@
+"""Outbound adapters: SQL storage, outbox staging and the campaign file."""

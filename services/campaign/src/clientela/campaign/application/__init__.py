@@ -1,0 +1,1 @@
+"""Use cases of the campaign service and the ports they need."""

@@ -1,0 +1,1 @@
+"""Pure campaign logic: definitions, matching, holdouts and channel choice."""
