@@ -13,7 +13,6 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Column,
-    DateTime,
     Integer,
     LargeBinary,
     MetaData,
@@ -27,7 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from clientela.shared.codec import OutgoingRecord
-from clientela.shared.db import is_postgres, upsert_insert
+from clientela.shared.db import UtcDateTime, is_postgres, upsert_insert
 from clientela.shared.kafka import KafkaPublisher
 
 log = logging.getLogger(__name__)
@@ -47,7 +46,7 @@ def outbox_table(metadata: MetaData) -> Table:
         Column("headers", JSON, nullable=False),
         Column(
             "created_at",
-            DateTime(timezone=True),
+            UtcDateTime(),
             nullable=False,
             server_default=func.current_timestamp(),
         ),
@@ -60,7 +59,7 @@ def inbox_table(metadata: MetaData) -> Table:
         "inbox",
         metadata,
         Column("event_id", String(128), primary_key=True),
-        Column("processed_at", DateTime(timezone=True), nullable=False, index=True),
+        Column("processed_at", UtcDateTime(), nullable=False, index=True),
     )
 
 

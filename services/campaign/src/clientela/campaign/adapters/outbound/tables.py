@@ -8,7 +8,6 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Column,
-    DateTime,
     Index,
     Integer,
     MetaData,
@@ -17,6 +16,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+from clientela.shared.db import UtcDateTime
 from clientela.shared.outbox import inbox_table, outbox_table
 
 
@@ -43,7 +43,7 @@ def campaign_tables() -> CampaignTables:
         Column("lifecycle", String(16), nullable=False),
         Column("reachable_channels", JSON, nullable=False),
         Column("consent", JSON, nullable=False),
-        Column("updated_at", DateTime(timezone=True), nullable=False),
+        Column("updated_at", UtcDateTime(), nullable=False),
     )
     triggers = Table(
         "triggers",
@@ -54,8 +54,8 @@ def campaign_tables() -> CampaignTables:
         Column("required_profile_version", Integer, nullable=False),
         Column("accepted_at_ms", BigInteger, nullable=True),
         Column("status", String(16), nullable=False),
-        Column("created_at", DateTime(timezone=True), nullable=False),
-        Column("decided_at", DateTime(timezone=True), nullable=True),
+        Column("created_at", UtcDateTime(), nullable=False),
+        Column("decided_at", UtcDateTime(), nullable=True),
         # Looked up by profile when its contact arrives, among the pending ones only.
         Index("ix_triggers_profile_status", "profile_id", "status"),
     )
@@ -72,7 +72,7 @@ def campaign_tables() -> CampaignTables:
         Column("tier", String(1), nullable=False),
         Column("outcome", String(16), nullable=False),
         Column("reasons", JSON, nullable=False),
-        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("created_at", UtcDateTime(), nullable=False),
         # One trigger never yields two decisions (hence two messages) for one campaign.
         UniqueConstraint("campaign_id", "trigger_event_id", name="uq_decisions_campaign_trigger"),
     )

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, Double, MetaData, String, Table
+from sqlalchemy import JSON, BigInteger, Column, Double, MetaData, String, Table
 
+from clientela.shared.db import UtcDateTime
 from clientela.shared.outbox import inbox_table, outbox_table
 
 SERVICE = "scoring"
@@ -20,7 +21,7 @@ scores = Table(
     Column("predicted_value", Double, nullable=False),
     # The full ScoresUpdated payload: money and reasons as JSON, so no Decimal column is needed.
     Column("state", JSON, nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
 )
 
 tier_history = Table(
@@ -32,7 +33,7 @@ tier_history = Table(
     Column("from_tier", String(1), nullable=True),
     Column("to_tier", String(1), nullable=False),
     Column("move", String(16), nullable=False),
-    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("occurred_at", UtcDateTime(), nullable=False),
 )
 
 inbox = inbox_table(metadata)

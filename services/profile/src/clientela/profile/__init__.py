@@ -1,0 +1,1 @@
+"""Clientela profile service: identity, golden record, timeline, aggregates and consent."""

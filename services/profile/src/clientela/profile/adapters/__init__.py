@@ -1,0 +1,1 @@
+"""Adapters: inbound (Kafka, HTTP) and outbound (SQL storage, outbox)."""

@@ -1,0 +1,1 @@
+"""Inbound adapters: translate Kafka batches and HTTP requests into use-case calls."""

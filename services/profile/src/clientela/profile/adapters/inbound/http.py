@@ -1,0 +1,194 @@
+"""HTTP inbound adapter: read-only golden record, identifier lookup and timeline."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from clientela.profile.application.ports import ProfileReader, TimelineQuery
+from clientela.profile.application.queries import (
+    MAX_TIMELINE_PAGE,
+    GoldenRecord,
+    golden_record,
+    golden_record_by_identifier,
+    timeline_page,
+)
+from clientela.profile.domain.policy import ProfilePolicy
+from clientela.profile.domain.profile import as_utc
+from clientela.shared.auth import KeyRing, require_scope
+from clientela.shared.contracts import (
+    Channel,
+    ConsentState,
+    Direction,
+    Lifecycle,
+    ProfileAggregates,
+    Touchpoint,
+    TouchpointKind,
+    TouchpointRecorded,
+)
+from clientela.shared.contracts.base import TraitValue
+
+
+@dataclass(frozen=True, slots=True)
+class ReadApi:
+    """What the routes need, set on app.state.read_api by the wiring."""
+
+    reader: ProfileReader
+    policy: ProfilePolicy
+    clock: Callable[[], datetime]
+
+
+def _read_api(request: Request) -> ReadApi:
+    api: ReadApi = request.app.state.read_api
+    return api
+
+
+ReadApiDep = Annotated[ReadApi, Depends(_read_api)]
+
+
+class _Response(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class IdentifierView(_Response):
+    """One identifier the profile owns."""
+
+    type: str
+    value: str
+
+
+class ProfileView(_Response):
+    """The golden record of a person."""
+
+    profile_id: str
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    lifecycle: Lifecycle
+    identifiers: list[IdentifierView]
+    identifier_types: list[str]
+    reachable_channels: list[Channel]
+    traits: dict[str, TraitValue]
+    consent: dict[Channel, ConsentState]
+    aggregates: ProfileAggregates
+
+
+class TimelineItem(_Response):
+    """One touchpoint on the timeline."""
+
+    event_id: str
+    occurred_at: datetime
+    kind: TouchpointKind
+    channel: Channel
+    direction: Direction
+    agent_id: str | None
+    source: str
+    correlation_id: str | None
+    touchpoint: Touchpoint
+
+
+class TimelineView(_Response):
+    """A page of a timeline, newest first; pass next_before (and its event id) for more."""
+
+    profile_id: str
+    items: list[TimelineItem]
+    next_before: datetime | None = Field(description="Cursor of the next page; null at the end.")
+    next_before_event_id: str | None
+
+
+def _profile_view(record: GoldenRecord) -> ProfileView:
+    return ProfileView(
+        profile_id=record.profile_id,
+        version=record.version,
+        created_at=record.created_at,
+        updated_at=record.updated_at,
+        lifecycle=record.lifecycle,
+        identifiers=[IdentifierView(type=t, value=v) for t, v in record.identifiers],
+        identifier_types=list(record.identifier_types),
+        reachable_channels=list(record.reachable_channels),
+        traits=record.traits,
+        consent=record.consent,
+        aggregates=record.aggregates,
+    )
+
+
+def _timeline_item(event: TouchpointRecorded) -> TimelineItem:
+    data = event.data
+    return TimelineItem(
+        event_id=event.event_id,
+        occurred_at=event.occurred_at,
+        kind=data.kind,
+        channel=data.channel,
+        direction=data.direction,
+        agent_id=data.agent.agent_id if data.agent else None,
+        source=event.source,
+        correlation_id=event.correlation_id,
+        touchpoint=data,
+    )
+
+
+def _not_found(what: str) -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND, f"{what} not found")
+
+
+def profile_router(keyring: KeyRing) -> APIRouter:
+    """Return the read routes, every one behind the 'read' scope."""
+    router = APIRouter(
+        prefix="/v1/profiles",
+        tags=["profiles"],
+        dependencies=[Depends(require_scope(keyring, "read"))],
+        responses={401: {"description": "No or unknown API key"}, 403: {"description": "Scope"}},
+    )
+
+    @router.get("/by/{identifier_type}/{value}", responses={404: {"description": "Unknown"}})
+    async def get_by_identifier(identifier_type: str, value: str, api: ReadApiDep) -> ProfileView:
+        """Return the golden record of the profile owning an identifier."""
+        record = await golden_record_by_identifier(
+            api.reader, identifier_type, value, api.clock(), api.policy
+        )
+        if record is None:
+            raise _not_found("identifier")
+        return _profile_view(record)
+
+    @router.get("/{profile_id}", responses={404: {"description": "Unknown profile"}})
+    async def get_profile(profile_id: str, api: ReadApiDep) -> ProfileView:
+        """Return a profile's golden record."""
+        record = await golden_record(api.reader, profile_id, api.clock(), api.policy)
+        if record is None:
+            raise _not_found("profile")
+        return _profile_view(record)
+
+    @router.get("/{profile_id}/timeline", responses={404: {"description": "Unknown profile"}})
+    async def get_timeline(
+        profile_id: str,
+        api: ReadApiDep,
+        limit: Annotated[int, Query(ge=1, le=MAX_TIMELINE_PAGE)] = 50,
+        before: datetime | None = None,
+        before_event_id: str | None = None,
+        kind: TouchpointKind | None = None,
+        channel: Channel | None = None,
+    ) -> TimelineView:
+        """Return a page of a profile's touchpoints, newest first."""
+        query = TimelineQuery(
+            limit=limit,
+            before=as_utc(before) if before is not None else None,
+            before_event_id=before_event_id,
+            kind=kind,
+            channel=channel,
+        )
+        page = await timeline_page(api.reader, profile_id, query)
+        if page is None:
+            raise _not_found("profile")
+        return TimelineView(
+            profile_id=profile_id,
+            items=[_timeline_item(event) for event in page.items],
+            next_before=page.next_before,
+            next_before_event_id=page.next_before_event_id,
+        )
+
+    return router

@@ -1,0 +1,65 @@
+"""Kafka inbound adapter: a decoded touchpoint batch becomes one use-case call."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from faststream.kafka import KafkaBroker
+
+from clientela.profile.application.handle_touchpoints import handle_touchpoints
+from clientela.profile.application.ports import ReceivedTouchpoint, UnitOfWork
+from clientela.profile.domain.policy import ProfilePolicy
+from clientela.shared.consumer import BatchProcessor, Incoming
+from clientela.shared.contracts import Envelope, TouchpointRecorded, topics
+from clientela.shared.kafka import KafkaPublisher, subscribe_batch
+from clientela.shared.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+BatchHandler = Callable[[list[Incoming[Envelope]]], Awaitable[None]]
+
+
+def touchpoint_handler(
+    unit_of_work: Callable[[], UnitOfWork], policy: ProfilePolicy, source: str
+) -> BatchHandler:
+    """Return the handler that applies a decoded batch of touchpoints."""
+
+    async def handle(batch: list[Incoming[Envelope]]) -> None:
+        received = [
+            ReceivedTouchpoint(item.event, item.accepted_at_ms)
+            for item in batch
+            if isinstance(item.event, TouchpointRecorded)
+        ]
+        outcome = await handle_touchpoints(received, unit_of_work(), policy, source=source)
+        log.debug(
+            "touchpoints applied=%d duplicates=%d created=%d changed=%d contested=%d",
+            outcome.applied,
+            outcome.duplicates,
+            outcome.profiles_created,
+            outcome.profiles_changed,
+            outcome.contested_identifiers,
+        )
+
+    return handle
+
+
+def subscribe_touchpoints(
+    broker: KafkaBroker,
+    kafka: KafkaSettings,
+    *,
+    group_id: str,
+    publisher: KafkaPublisher,
+    handler: BatchHandler,
+    consumer_name: str,
+) -> None:
+    """Register the touchpoints batch subscriber; undecodable records go to the DLQ."""
+    topic = kafka.topic(topics.TOUCHPOINTS)
+    processor = BatchProcessor(
+        contracts={topic: TouchpointRecorded},
+        handler=handler,
+        publisher=publisher,
+        dead_letter_topic=kafka.topic(topics.PROFILE_DLQ),
+        consumer_name=consumer_name,
+    )
+    subscribe_batch(broker, kafka, [topic], group_id, processor)

@@ -1,0 +1,1 @@
+"""Outbound adapters: SQL tables, unit of work, read queries."""

@@ -1,0 +1,1 @@
+"""Use cases of the profile service and the ports they depend on."""

@@ -1,0 +1,82 @@
+"""Settings of the profile service (env prefix PROFILE_, shared parts under CLIENTELA_)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from typing import ClassVar
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from clientela.profile.domain.policy import DEFAULT_CHANNEL_COSTS, ProfilePolicy
+from clientela.shared.contracts import Channel
+from clientela.shared.contracts.currencies import ISO_4217_CODES
+from clientela.shared.settings import ServiceSettings
+
+
+def _known_currency(code: str) -> str:
+    if code not in ISO_4217_CODES:
+        raise ValueError(f"{code!r} is not an ISO 4217 currency code")
+    return code
+
+
+class ProfileSettings(ServiceSettings):
+    """Everything the profile service is configured with."""
+
+    model_config = SettingsConfigDict(env_prefix="PROFILE_", extra="ignore")
+    service_name: ClassVar[str] = "profile"
+
+    http_port: int = Field(default=8082, ge=0, le=65535)
+    group_id: str = Field(default="clientela-profile", description="Kafka consumer group.")
+    source: str = Field(default="profile", description="`source` of the events it emits.")
+    base_currency: str = Field(default="EUR", description="Currency of spend and cost figures.")
+    fx_rates: dict[str, Decimal] = Field(
+        default_factory=dict,
+        description='JSON map currency -> rate to the base currency, e.g. {"USD": "0.92"}.',
+    )
+    channel_costs: dict[Channel, Decimal] = Field(
+        default_factory=lambda: dict(DEFAULT_CHANNEL_COSTS),
+        description="JSON map channel -> cost to serve a touchpoint that states no cost.",
+    )
+    lapse_after_days: int = Field(
+        default=365, ge=1, description="A customer with no sale for this long has lapsed."
+    )
+
+    @field_validator("base_currency")
+    @classmethod
+    def _check_base(cls, value: str) -> str:
+        return _known_currency(value)
+
+    @field_validator("fx_rates")
+    @classmethod
+    def _check_rates(cls, value: dict[str, Decimal]) -> dict[str, Decimal]:
+        for code, rate in value.items():
+            _known_currency(code)
+            if rate <= 0:
+                raise ValueError(f"the rate of {code} must be positive")
+        return value
+
+    @field_validator("channel_costs")
+    @classmethod
+    def _fill_costs(cls, value: dict[Channel, Decimal]) -> dict[Channel, Decimal]:
+        if any(cost < 0 for cost in value.values()):
+            raise ValueError("channel costs cannot be negative")
+        # A partial map overrides the defaults it names and keeps the others.
+        return {**DEFAULT_CHANNEL_COSTS, **value}
+
+    @model_validator(mode="after")
+    def _base_rate_is_one(self) -> ProfileSettings:
+        rate = self.fx_rates.get(self.base_currency)
+        if rate is not None and rate != 1:
+            raise ValueError("the base currency's own rate must be 1 (or left out)")
+        return self
+
+    def policy(self) -> ProfilePolicy:
+        """Return the domain rules these settings describe."""
+        return ProfilePolicy(
+            base_currency=self.base_currency,
+            fx_rates=dict(self.fx_rates),
+            channel_costs=dict(self.channel_costs),
+            lapse_after=timedelta(days=self.lapse_after_days),
+        )

@@ -1,0 +1,1 @@
+"""Pure profile model: identity rules, aggregates, lifecycle, survivorship of traits and consent."""

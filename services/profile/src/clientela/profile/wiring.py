@@ -1,0 +1,138 @@
+"""Builds the profile service: storage, publisher, outbox relay, consumer and HTTP app."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+
+from fastapi import FastAPI
+from faststream.kafka import KafkaBroker
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from clientela.profile.adapters.inbound.http import ReadApi, profile_router
+from clientela.profile.adapters.inbound.kafka import subscribe_touchpoints, touchpoint_handler
+from clientela.profile.adapters.outbound import tables
+from clientela.profile.adapters.outbound.sql_reader import SqlProfileReader
+from clientela.profile.adapters.outbound.sql_unit_of_work import SqlUnitOfWork
+from clientela.profile.config import ProfileSettings
+from clientela.profile.domain.policy import ProfilePolicy
+from clientela.shared import http as shared_http
+from clientela.shared.auth import KeyRing
+from clientela.shared.contracts import ALL_TOPICS, utc_now
+from clientela.shared.db import create_engine, create_tables
+from clientela.shared.kafka import KafkaPublisher, ensure_topics, make_broker
+from clientela.shared.outbox import OutboxRelay
+
+SERVICE = ProfileSettings.service_name
+
+
+@dataclass(slots=True)
+class Container:
+    """The running parts of the service."""
+
+    settings: ProfileSettings
+    policy: ProfilePolicy
+    engine: AsyncEngine
+    publisher: KafkaPublisher
+    relay: OutboxRelay
+    reader: SqlProfileReader
+    broker: KafkaBroker | None = None
+
+    def unit_of_work(self) -> SqlUnitOfWork:
+        """Return a fresh unit of work whose commit wakes the relay."""
+        return SqlUnitOfWork(self.engine, self.settings.kafka, self.relay.wake)
+
+    async def database_ready(self) -> bool:
+        """Return whether the database answers."""
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except (SQLAlchemyError, OSError):
+            return False
+        return True
+
+    def readiness(self) -> Mapping[str, shared_http.ReadinessCheck]:
+        """Return the checks behind /readyz."""
+        return {"database": self.database_ready, "broker": self.publisher.ready}
+
+
+@asynccontextmanager
+async def build(
+    settings: ProfileSettings,
+    *,
+    consume: bool = True,
+    publisher: KafkaPublisher | None = None,
+) -> AsyncIterator[Container]:
+    """Start the service's parts and stop them, in reverse order, on exit."""
+    async with AsyncExitStack() as stack:
+        engine = create_engine(settings.database, SERVICE)
+        stack.push_async_callback(engine.dispose)
+        await create_tables(engine, tables.metadata, SERVICE, settings.database)
+        if settings.kafka.create_topics:
+            await ensure_topics(settings.kafka, ALL_TOPICS)
+        publisher = publisher or KafkaPublisher(settings.kafka)
+        await publisher.start()
+        stack.push_async_callback(publisher.stop)
+        relay = OutboxRelay(engine, tables.outbox, tables.inbox, publisher, name=SERVICE)
+        relay_task = asyncio.create_task(relay.run(), name=f"{SERVICE}-outbox-relay")
+        stack.push_async_callback(shared_http.drain, relay_task)
+        container = Container(
+            settings=settings,
+            policy=settings.policy(),
+            engine=engine,
+            publisher=publisher,
+            relay=relay,
+            reader=SqlProfileReader(engine),
+        )
+        if consume:
+            broker = make_broker(settings.kafka)
+            subscribe_touchpoints(
+                broker,
+                settings.kafka,
+                group_id=settings.group_id,
+                publisher=publisher,
+                handler=touchpoint_handler(
+                    container.unit_of_work, container.policy, settings.source
+                ),
+                consumer_name=settings.group_id,
+            )
+            await broker.start()
+            stack.push_async_callback(broker.stop)
+            container.broker = broker
+        yield container
+
+
+def create_app(
+    settings: ProfileSettings | None = None,
+    *,
+    clock: Callable[[], datetime] = utc_now,
+    consume: bool = True,
+    publisher: KafkaPublisher | None = None,
+) -> FastAPI:
+    """Return the HTTP app; its lifespan starts and stops the whole service."""
+    settings = settings or ProfileSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with build(settings, consume=consume, publisher=publisher) as container:
+            app.state.container = container
+            app.state.read_api = ReadApi(container.reader, container.policy, clock)
+            yield
+
+    def readiness(app: FastAPI) -> Mapping[str, shared_http.ReadinessCheck]:
+        container: Container = app.state.container
+        return container.readiness()
+
+    app = shared_http.create_app(
+        title="Clientela profile",
+        description="Identity graph, golden record, timeline, aggregates and consent.",
+        lifespan=lifespan,
+        readiness=readiness,
+    )
+    app.include_router(profile_router(KeyRing.from_settings(settings.auth)))
+    return app

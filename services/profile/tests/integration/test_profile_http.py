@@ -1,0 +1,160 @@
+"""HTTP read API: golden record, identifier lookup, timeline, auth and health."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from clientela.profile.application.handle_touchpoints import handle_touchpoints
+from clientela.profile.application.ports import ReceivedTouchpoint
+from clientela.profile.config import ProfileSettings
+from clientela.profile.wiring import Container, create_app
+from clientela.shared.settings import DEV_READ_KEY, DEV_WRITE_KEY, DatabaseSettings, KafkaSettings
+
+READ = {"Authorization": f"Bearer {DEV_READ_KEY}"}
+
+
+class StubPublisher:
+    """Stands in for the broker: these tests are about the read side."""
+
+    def __init__(self) -> None:
+        self.records: list = []
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    async def publish(self, records) -> None:
+        self.records.extend(records)
+
+    async def ready(self) -> bool:
+        return True
+
+
+@pytest.fixture
+async def app(database_settings: DatabaseSettings) -> AsyncIterator[FastAPI]:
+    settings = ProfileSettings(database=database_settings, kafka=KafkaSettings(create_topics=False))
+    app = create_app(settings, consume=False, publisher=StubPublisher())  # type: ignore[arg-type]
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://profile") as client:
+        yield client
+
+
+@pytest.fixture
+async def profile_id(app: FastAPI, tp, policy) -> str:
+    container: Container = app.state.container
+    events = [
+        tp(
+            kind="web_visit",
+            email="eve@example.com",
+            at="2024-05-01T10:00:00Z",
+            traits={"city": "Oslo"},
+        ),
+        tp(
+            kind="sale",
+            channel="web",
+            amount="30",
+            email="eve@example.com",
+            phone="+4790000000",
+            at="2024-05-02T10:00:00Z",
+            consent={"email": "opted_in"},
+        ),
+        tp(
+            kind="phone_call",
+            channel="phone",
+            phone="+4790000000",
+            at="2024-05-03T10:00:00Z",
+            agent_id="agent-7",
+        ),
+    ]
+    await handle_touchpoints(
+        [ReceivedTouchpoint(e) for e in events], container.unit_of_work(), container.policy
+    )
+    found = await container.reader.find(("email", "eve@example.com"))
+    assert found is not None
+    return found
+
+
+async def test_golden_record(client, profile_id) -> None:
+    response = await client.get(f"/v1/profiles/{profile_id}", headers=READ)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["profile_id"] == profile_id
+    assert body["version"] == 1
+    assert body["identifiers"] == [
+        {"type": "email", "value": "eve@example.com"},
+        {"type": "phone", "value": "+4790000000"},
+    ]
+    assert body["identifier_types"] == ["email", "phone"]
+    assert body["reachable_channels"] == ["email", "sms", "phone"]
+    assert body["traits"] == {"city": "Oslo"}
+    assert body["consent"]["email"]["status"] == "opted_in"
+    assert body["aggregates"]["purchase_count"] == 1
+    assert body["aggregates"]["total_spend"] == "30.0000"
+    assert body["lifecycle"] in {"customer", "lapsed"}
+
+
+async def test_lookup_by_identifier(client, profile_id) -> None:
+    response = await client.get("/v1/profiles/by/email/%20EVE@Example.com%20", headers=READ)
+    assert response.status_code == 200
+    assert response.json()["profile_id"] == profile_id
+    by_phone = await client.get("/v1/profiles/by/phone/+4790000000", headers=READ)
+    assert by_phone.json()["profile_id"] == profile_id
+    missing = await client.get("/v1/profiles/by/email/nobody@example.com", headers=READ)
+    assert missing.status_code == 404
+
+
+async def test_timeline(client, profile_id) -> None:
+    url = f"/v1/profiles/{profile_id}/timeline"
+    first = (await client.get(url, params={"limit": 2}, headers=READ)).json()
+    assert [i["kind"] for i in first["items"]] == ["phone_call", "sale"]
+    assert first["items"][0]["agent_id"] == "agent-7"
+    assert first["next_before"] is not None
+    rest = (
+        await client.get(
+            url,
+            params={
+                "limit": 2,
+                "before": first["next_before"],
+                "before_event_id": first["next_before_event_id"],
+            },
+            headers=READ,
+        )
+    ).json()
+    assert [i["kind"] for i in rest["items"]] == ["web_visit"]
+    assert rest["next_before"] is None
+    sales = (await client.get(url, params={"channel": "phone"}, headers=READ)).json()
+    assert [i["channel"] for i in sales["items"]] == ["phone"]
+    assert (await client.get(url, params={"limit": 501}, headers=READ)).status_code == 422
+    assert (await client.get(url, params={"kind": "fax"}, headers=READ)).status_code == 422
+
+
+async def test_unknown_profile_is_404(client, app) -> None:
+    assert (await client.get("/v1/profiles/nope", headers=READ)).status_code == 404
+    assert (await client.get("/v1/profiles/nope/timeline", headers=READ)).status_code == 404
+
+
+async def test_keys_are_required(client, profile_id) -> None:
+    assert (await client.get(f"/v1/profiles/{profile_id}")).status_code == 401
+    wrong = {"Authorization": "Bearer not-a-key"}
+    assert (await client.get(f"/v1/profiles/{profile_id}", headers=wrong)).status_code == 401
+    write_only = {"X-API-Key": DEV_WRITE_KEY}
+    assert (await client.get(f"/v1/profiles/{profile_id}", headers=write_only)).status_code == 403
+
+
+async def test_health_and_readiness(client) -> None:
+    assert (await client.get("/healthz")).json() == {"status": "ok"}
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"] == {"database": True, "broker": True}
