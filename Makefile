@@ -11,7 +11,8 @@ help: ## List the targets
 
 $(UV):
 	@echo "uv not found: installing it with pip"
-	$(PYTHON) -m pip install --user --quiet uv
+	$(PYTHON) -m pip install --user --quiet uv \
+	  || $(PYTHON) -m pip install --user --quiet --break-system-packages uv
 
 setup: $(UV) ## Create .venv with every workspace package and the dev tools
 	$(UV) sync --locked --all-packages

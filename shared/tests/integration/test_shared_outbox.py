@@ -112,3 +112,51 @@ async def test_relay_loop_wakes_on_demand(
                 await asyncio.sleep(0.05)
     finally:
         task.cancel()
+
+
+async def test_unit_of_work_commits_state_claims_and_events_together(
+    engine: AsyncEngine, kafka_settings: KafkaSettings
+) -> None:
+    from clientela.shared.codec import OutgoingEvent
+    from clientela.shared.contracts import TouchpointRecorded, topics
+    from clientela.shared.outbox import SqlTransaction
+
+    woken: list[bool] = []
+    event = TouchpointRecorded.model_validate(
+        {
+            "source": "t",
+            "data": {
+                "kind": "web_visit",
+                "channel": "web",
+                "direction": "inbound",
+                "identifiers": {"anonymous_id": "a"},
+                "web_visit": {},
+            },
+        }
+    )
+
+    def uow() -> SqlTransaction:
+        return SqlTransaction(
+            engine,
+            inbox=inbox,
+            outbox=outbox,
+            kafka=kafka_settings,
+            on_staged_commit=lambda: woken.append(True),
+        )
+
+    async with uow() as first:
+        assert await first.claim_new(["u1"]) == {"u1"}
+        await first.connection.execute(things.insert(), [{"id": "kept"}])
+        await first.stage([OutgoingEvent(topics.TOUCHPOINTS, "k", event)])
+        await first.commit()
+    assert woken == [True]
+    async with uow() as second:  # left without commit: rolled back
+        assert await second.claim_new(["u1", "u2"]) == {"u2"}
+        await second.stage([OutgoingEvent(topics.TOUCHPOINTS, "k", event)])
+    assert woken == [True]
+    async with engine.connect() as conn:
+        rows = (await conn.execute(outbox.select())).all()
+        assert [r.topic for r in rows] == [kafka_settings.topic(topics.TOUCHPOINTS)]
+        assert (await conn.execute(things.select())).scalars().all() == ["kept"]
+    async with uow() as third:
+        assert await third.claim_new(["u2"]) == {"u2"}

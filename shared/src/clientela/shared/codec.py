@@ -10,7 +10,7 @@ from typing import TypeVar
 
 from pydantic import ValidationError
 
-from clientela.shared.contracts import Envelope, FieldError
+from clientela.shared.contracts import Envelope, FieldError, TopicSpec
 
 E = TypeVar("E", bound=Envelope)
 
@@ -33,6 +33,16 @@ class OutgoingRecord:
     key: bytes | None
     value: bytes | None
     headers: Headers = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingEvent:
+    """An event a use case wants published: registered topic, key, event, accept time."""
+
+    topic: TopicSpec
+    key: str
+    event: Envelope
+    accepted_at_ms: int | None = None
 
 
 class DecodeError(Exception):

@@ -6,8 +6,10 @@ import asyncio
 import contextlib
 import logging
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Self
 
 from sqlalchemy import (
     JSON,
@@ -23,11 +25,12 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 
-from clientela.shared.codec import OutgoingRecord
+from clientela.shared.codec import OutgoingEvent, OutgoingRecord, to_record
 from clientela.shared.db import UtcDateTime, is_postgres, upsert_insert
 from clientela.shared.kafka import KafkaPublisher
+from clientela.shared.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +97,93 @@ async def stage(conn: AsyncConnection, outbox: Table, records: Sequence[Outgoing
             for r in records
         ],
     )
+
+
+class SqlTransaction:
+    """One transaction with the service's inbox and outbox; the base of each unit of work.
+
+    Subclasses build their repositories on the open connection in `_opened` and drop them in
+    `_closed`. Use as `async with uow: ...; await uow.commit()`; leaving without a commit
+    rolls back.
+    """
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        inbox: Table,
+        outbox: Table,
+        kafka: KafkaSettings,
+        on_staged_commit: Callable[[], None] | None = None,
+    ) -> None:
+        self._engine = engine
+        self._inbox_table = inbox
+        self._outbox_table = outbox
+        self._kafka = kafka
+        self._on_staged_commit = on_staged_commit
+        self._conn: AsyncConnection | None = None
+        self._tx: AsyncTransaction | None = None
+        self._staged = 0
+
+    @property
+    def connection(self) -> AsyncConnection:
+        """Return the open connection, or raise when the unit of work is not entered."""
+        if self._conn is None:
+            raise RuntimeError("the unit of work is not open: use `async with uow:`")
+        return self._conn
+
+    def _opened(self, conn: AsyncConnection) -> None:
+        """Build repositories on the connection (subclasses)."""
+
+    def _closed(self) -> None:
+        """Drop repositories (subclasses)."""
+
+    async def __aenter__(self) -> Self:
+        conn = await self._engine.connect()
+        try:
+            self._tx = await conn.begin()
+        except BaseException:
+            await conn.close()
+            raise
+        self._conn = conn
+        self._staged = 0
+        self._opened(conn)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if self._tx is not None and self._tx.is_active:
+                await self._tx.rollback()
+        finally:
+            if self._conn is not None:
+                await self._conn.close()
+            self._conn = self._tx = None
+            self._closed()
+
+    async def claim_new(self, event_ids: Sequence[str]) -> set[str]:
+        """Record event ids as processed; return those seen for the first time."""
+        return await claim_new(self.connection, self._inbox_table, event_ids)
+
+    async def stage(self, events: Sequence[OutgoingEvent]) -> None:
+        """Queue events in the outbox, to be published once this transaction commits."""
+        records = [
+            to_record(self._kafka.topic(e.topic), e.key, e.event, e.accepted_at_ms) for e in events
+        ]
+        await stage(self.connection, self._outbox_table, records)
+        self._staged += len(records)
+
+    async def commit(self) -> None:
+        """Commit; wake the relay when events were staged."""
+        if self._tx is None:
+            raise RuntimeError("the unit of work is not open: use `async with uow:`")
+        await self._tx.commit()
+        if self._staged and self._on_staged_commit is not None:
+            self._on_staged_commit()
 
 
 class OutboxRelay:
