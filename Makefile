@@ -4,7 +4,8 @@ PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PYTEST_ARGS ?=
 
-.PHONY: help setup run test test-fast lint typecheck fmt contracts contracts-check broker clean
+.PHONY: help setup run test test-fast lint typecheck fmt contracts contracts-check broker clean \
+	bench-ingest bench-profile bench-scoring eval-scoring bench-campaign
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -45,6 +46,23 @@ contracts-check: setup ## Fail when docs/contracts is stale
 
 broker: setup ## Run only the embedded broker in the foreground
 	$(UV) run python -m clientela.shared.embedded_broker
+
+# Benchmarks print a table and write one flat JSON object to .bench/<target>.json.
+bench-ingest: setup ## HTTP ingest events/s vs a bare producer
+	$(UV) run python -m clientela.ingest.bench --output .bench/bench-ingest.json $(ARGS)
+
+bench-profile: setup ## Touchpoints/s applied into PostgreSQL, lookup latency under load
+	$(UV) run python -m clientela.profile.bench --output .bench/bench-profile.json $(ARGS)
+
+bench-scoring: setup ## Profiles re-scored/s and the population sweep time
+	$(UV) run python -m clientela.scoring.bench --output .bench/bench-scoring.json $(ARGS)
+
+eval-scoring: setup ## Predictive quality on a holdout (CDNOW by default; DATA=tx.csv CUTOFF= END=)
+	$(UV) run python -m clientela.scoring.evaluate --output .bench/eval-scoring.json \
+	  $(if $(DATA),--data $(DATA)) $(if $(CUTOFF),--cutoff $(CUTOFF)) $(if $(END),--end $(END)) $(ARGS)
+
+bench-campaign: setup ## Campaign decisions/s under realistic load
+	$(UV) run python -m clientela.campaign.bench --output .bench/bench-campaign.json $(ARGS)
 
 clean: ## Remove local state and caches
 	rm -rf .clientela .pytest_cache .mypy_cache .ruff_cache
