@@ -4,75 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer
 
+from clientela.platform.population import Population, PopulationSpec
 from clientela.shared.contracts import topics
 
 
-def demo_touchpoints(
-    seed: int = 7, customers: int = 12, prospects: int = 4
-) -> list[dict[str, Any]]:
-    """Return native touchpoints: customers with Pareto-distributed spend, prospects browsing."""
-    rng = random.Random(seed)
-    now = datetime.now(UTC)
-    events: list[dict[str, Any]] = []
-    for n in range(1, customers + 1):
-        ids = {"customer_id": f"C{n:04d}", "email": f"customer{n}@demo.clientela.dev"}
-        if n % 3 == 0:
-            ids["phone"] = f"+1202555{n:04d}"
-        channel = rng.choice(["web", "branch", "phone"])
-        for k in range(rng.randint(1, 4)):
-            # Pareto shape 1.16 gives the 80/20 split the tiers are meant to find.
-            amount = Decimal(str(round(25 * rng.paretovariate(1.16), 2)))
-            events.append(
-                {
-                    "event_id": f"demo-{seed}-{n}-sale-{k}",
-                    "occurred_at": (now - timedelta(days=rng.randint(0, 200))).isoformat(),
-                    "kind": "sale",
-                    "channel": channel,
-                    "direction": "inbound",
-                    "identifiers": ids,
-                    "sale": {"order_id": f"O{n:04d}{k}", "amount": str(amount), "currency": "EUR"},
-                }
-            )
-        if channel == "branch":
-            events.append(
-                {
-                    "event_id": f"demo-{seed}-{n}-visit",
-                    "occurred_at": (now - timedelta(days=rng.randint(0, 30))).isoformat(),
-                    "kind": "branch_visit",
-                    "channel": "branch",
-                    "direction": "inbound",
-                    "identifiers": ids,
-                    "agent": {"agent_id": f"rep-{rng.randint(1, 5)}", "role": "branch_manager"},
-                    "branch_visit": {"branch_id": "B01", "purpose": "advice"},
-                }
-            )
-    events.extend(_prospect_visit(seed, n, now) for n in range(1, prospects + 1))
-    return events
-
-
-def _prospect_visit(seed: int, n: int, now: datetime) -> dict[str, Any]:
-    return {
-        "event_id": f"demo-{seed}-prospect-{n}",
-        "occurred_at": (now - timedelta(hours=n)).isoformat(),
-        "kind": "web_visit",
-        "channel": "web",
-        "direction": "inbound",
-        "identifiers": {
-            "anonymous_id": f"anon-{seed}-{n}",
-            "email": f"prospect{n}@demo.clientela.dev",
-        },
-        "consent": [{"channel": "email", "status": "opted_in"}],
-        "web_visit": {"url": "https://shop.demo.clientela.dev/pricing", "page_views": 3},
-    }
+def demo_touchpoints(seed: int = 7, people: int = 25, events: int = 150) -> list[dict[str, Any]]:
+    """Return a short stream from the synthetic population: buyers, browsers and prospects."""
+    return list(Population(PopulationSpec(people=people, seed=seed)).touchpoints(events))
 
 
 async def post_touchpoints(

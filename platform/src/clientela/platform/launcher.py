@@ -117,6 +117,10 @@ class Platform:
                     )
                 time.sleep(0.2)
 
+    def pids(self) -> dict[str, int]:
+        """Return the process id of each running service."""
+        return {name: p.pid for name, p in self._processes.items() if p.poll() is None}
+
     def log_tail(self, service: str, lines: int = 40) -> str:
         """Return the last lines a service logged."""
         path = self._log_dir / f"{service}.log"

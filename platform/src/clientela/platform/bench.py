@@ -1,0 +1,463 @@
+"""`make bench`: the whole platform under load, end to end, against a bare Kafka baseline.
+
+Starts a fresh embedded broker, relays the same number of Kafka hops with no processing (the
+baseline), then runs the four services on PostgreSQL + Redis (or the embedded stores), streams
+synthetic touchpoints through ingest over HTTP, and measures sustained throughput and the
+latency from accept to each downstream event using the accept time carried in Kafka headers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import random
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from tqdm import tqdm
+
+from clientela.platform.launcher import SERVICES, Platform, PlatformSettings
+from clientela.platform.population import Population, PopulationSpec
+from clientela.shared.codec import accepted_at_ms, now_ms
+from clientela.shared.contracts import topics
+from clientela.shared.embedded_broker import EmbeddedBroker, free_port
+from clientela.shared.settings import DEV_READ_KEY, DEV_WRITE_KEY
+from clientela.shared.testing import drop_schema
+
+OBSERVED = {
+    topics.PROFILES.name: "profile",
+    topics.TIER_CHANGES.name: "tier",
+    topics.CAMPAIGN_MESSAGES.name: "campaign",
+}
+
+
+@dataclass
+class BenchConfig:
+    """What to run."""
+
+    events: int = 50_000
+    rate: float = 0.0
+    people: int = 20_000
+    batch: int = 100
+    concurrency: int = 8
+    backend: str = "production"
+    lookup_rate: float = 50.0
+    seed: int = 42
+    drain_timeout_s: float = 600.0
+    baseline: bool = True
+    progress: bool = True
+    postgres_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+
+
+@dataclass
+class Observation:
+    """What the run saw."""
+
+    latencies_ms: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    per_second: dict[str, Counter[int]] = field(default_factory=lambda: defaultdict(Counter))
+    p99_per_second: dict[int, list[float]] = field(default_factory=lambda: defaultdict(list))
+    lookups_ms: list[float] = field(default_factory=list)
+    lookup_misses: int = 0
+    last_output_at: float = 0.0
+    rss_mb: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Return the q-th percentile (0-100) by nearest rank, or NaN when empty."""
+    if not values:
+        return math.nan
+    ranked = sorted(values)
+    return ranked[min(len(ranked) - 1, max(0, math.ceil(q / 100 * len(ranked)) - 1))]
+
+
+async def run_baseline(bootstrap: str, payloads: list[bytes], hops: int = 4) -> float:
+    """Relay raw payloads through the same number of hops as the pipeline; return events/s."""
+    run = uuid.uuid4().hex[:6]
+    names = [f"baseline.{run}.{i}" for i in range(hops)]
+    relays = [
+        await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "clientela.platform.relay", "--bootstrap", bootstrap),
+            *("--source", names[i], "--target", names[i + 1], "--group", f"baseline-{run}-{i}"),
+        )
+        for i in range(hops - 1)
+    ]
+    consumer = AIOKafkaConsumer(
+        names[-1], bootstrap_servers=bootstrap, auto_offset_reset="earliest"
+    )
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_batch_size=262_144
+    )
+    try:
+        await consumer.start()
+        await producer.start()
+        # Warm-up: wait until one record went all the way through (groups have joined).
+        await producer.send_and_wait(names[0], b"warm-up")
+        async with asyncio.timeout(60):
+            while not await consumer.getmany(timeout_ms=200):
+                pass
+        started = time.perf_counter()
+        for start in range(0, len(payloads), 500):
+            futures = [
+                await producer.send(names[0], p, key=str(i).encode())
+                for i, p in enumerate(payloads[start : start + 500])
+            ]
+            await asyncio.gather(*futures)
+        received = 0
+        async with asyncio.timeout(300):
+            while received < len(payloads):
+                batch = await consumer.getmany(timeout_ms=200, max_records=5000)
+                received += sum(len(r) for r in batch.values())
+        return len(payloads) / (time.perf_counter() - started)
+    finally:
+        await producer.stop()
+        await consumer.stop()
+        for relay in relays:
+            relay.terminate()
+        for relay in relays:
+            await relay.wait()
+
+
+async def observe(
+    settings: PlatformSettings, seen: Observation, stop: asyncio.Event, started: float
+) -> None:
+    """Tail the downstream topics, recording accept-to-arrival latency and per-second counts."""
+    consumer = AIOKafkaConsumer(
+        *(settings.topic_prefix + name for name in OBSERVED),
+        bootstrap_servers=settings.bootstrap_servers,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        while not stop.is_set():
+            batch = await consumer.getmany(timeout_ms=200, max_records=5000)
+            arrived = now_ms()
+            for records in batch.values():
+                for record in records:
+                    stage = OBSERVED[record.topic.removeprefix(settings.topic_prefix)]
+                    accepted = accepted_at_ms(record.headers)
+                    second = int(time.perf_counter() - started)
+                    seen.per_second[stage][second] += 1
+                    if accepted is not None:
+                        latency = float(arrived - accepted)
+                        seen.latencies_ms[stage].append(latency)
+                        if stage == "tier":
+                            seen.p99_per_second[second].append(latency)
+                    seen.last_output_at = time.perf_counter()
+    finally:
+        await consumer.stop()
+
+
+async def send(
+    settings: PlatformSettings,
+    bodies: list[bytes],
+    sizes: list[int],
+    config: BenchConfig,
+    seen: Observation,
+    started: float,
+    progress: tqdm[Any] | None,
+) -> None:
+    """Post the batches to ingest at the target rate (or as fast as it takes them)."""
+    url = f"{settings.url('ingest')}/v1/touchpoints"
+    headers = {"Authorization": f"Bearer {DEV_WRITE_KEY}", "Content-Type": "application/json"}
+    limits = httpx.Limits(max_connections=config.concurrency)
+    semaphore = asyncio.Semaphore(config.concurrency)
+
+    async def post(client: httpx.AsyncClient, body: bytes, size: int) -> None:
+        async with semaphore:
+            for attempt in range(20):
+                response = await client.post(url, content=body, headers=headers)
+                if response.status_code == 200:
+                    break
+                await asyncio.sleep(min(2.0, 0.05 * 2**attempt))
+            else:
+                raise RuntimeError(f"ingest kept refusing: {response.status_code} {response.text}")
+        seen.per_second["accepted"][int(time.perf_counter() - started)] += size
+        if progress is not None:
+            progress.update(size)
+
+    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+        tasks = []
+        sent = 0
+        for body, size in zip(bodies, sizes, strict=True):
+            if config.rate > 0:
+                due = started + sent / config.rate
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            await semaphore.acquire()
+            semaphore.release()
+            tasks.append(asyncio.create_task(post(client, body, size)))
+            sent += size
+        await asyncio.gather(*tasks)
+
+
+async def look_up(
+    settings: PlatformSettings,
+    customer_ids: list[str],
+    rate: float,
+    seen: Observation,
+    stop: asyncio.Event,
+) -> None:
+    """Look profiles up by customer id at a steady rate, recording the latency."""
+    if rate <= 0 or not customer_ids:
+        return
+    rng = random.Random(7)
+    headers = {"Authorization": f"Bearer {DEV_READ_KEY}"}
+    base = f"{settings.url('profile')}/v1/profiles/by/customer_id/"
+    async with httpx.AsyncClient(timeout=10) as client:
+        while not stop.is_set():
+            began = time.perf_counter()
+            try:
+                response = await client.get(base + rng.choice(customer_ids), headers=headers)
+            except httpx.HTTPError:
+                seen.lookup_misses += 1
+                await asyncio.sleep(1 / rate)
+                continue
+            elapsed = (time.perf_counter() - began) * 1000
+            if response.status_code == 200:
+                seen.lookups_ms.append(elapsed)
+            else:
+                seen.lookup_misses += 1
+            await asyncio.sleep(max(0.0, 1 / rate - elapsed / 1000))
+
+
+async def sample_memory(platform: Platform, seen: Observation, stop: asyncio.Event) -> None:
+    """Record each service's resident memory once a second."""
+    processes = {name: psutil.Process(pid) for name, pid in platform.pids().items()}
+    while not stop.is_set():
+        for name, process in processes.items():
+            with contextlib.suppress(psutil.Error):
+                seen.rss_mb[name].append(process.memory_info().rss / 2**20)
+        await asyncio.sleep(1)
+
+
+async def lag(bootstrap: str, prefix: str) -> int:
+    """Return the total lag of the three consumer groups on the topics they consume."""
+    consumed = {
+        "clientela-profile": [topics.TOUCHPOINTS],
+        "clientela-scoring": [topics.PROFILES],
+        "clientela-campaign": [topics.TIER_CHANGES, topics.PROFILES],
+    }
+    total = 0
+    for group, specs in consumed.items():
+        parts = [
+            TopicPartition(prefix + spec.name, p) for spec in specs for p in range(spec.partitions)
+        ]
+        # A consumer that never subscribes only reads the group's committed offsets.
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+        )
+        await consumer.start()
+        try:
+            ends = await consumer.end_offsets(parts)
+            for tp in parts:
+                committed = await consumer.committed(tp) or 0
+                total += max(0, ends[tp] - committed)
+        finally:
+            await consumer.stop()
+    return total
+
+
+async def run_platform(
+    config: BenchConfig, bootstrap: str, workdir: Path
+) -> tuple[dict[str, Any], Observation]:
+    """Run the four services and stream the population through them; return the figures."""
+    run = uuid.uuid4().hex[:6]
+    settings = PlatformSettings(
+        bootstrap_servers=bootstrap,
+        data_dir=workdir / "data",
+        topic_prefix=f"bench.{run}.",
+        ports={service: free_port() for service in SERVICES},
+        log_level="WARNING",
+        extra_env={"CLIENTELA_CACHE_KEY_PREFIX": f"bench:{run}:"},
+    )
+    if config.backend == "production":
+        settings.database_url = config.postgres_url
+        settings.schema_prefix = f"bench_{run}_"
+        settings.cache_url = config.redis_url
+    population = Population(PopulationSpec(people=config.people, seed=config.seed))
+    events = list(population.touchpoints(config.events))
+    bodies = [
+        json.dumps(events[i : i + config.batch]).encode()
+        for i in range(0, len(events), config.batch)
+    ]
+    sizes = [len(events[i : i + config.batch]) for i in range(0, len(events), config.batch)]
+    customer_ids = sorted(
+        {e["identifiers"]["customer_id"] for e in events if "customer_id" in e["identifiers"]}
+    )
+    seen = Observation()
+    platform = Platform(settings, log_dir=workdir / "logs")
+    await asyncio.to_thread(platform.start, 180)
+    try:
+        stop = asyncio.Event()
+        started = time.perf_counter()
+        background = [
+            asyncio.create_task(observe(settings, seen, stop, started)),
+            asyncio.create_task(look_up(settings, customer_ids, config.lookup_rate, seen, stop)),
+            asyncio.create_task(sample_memory(platform, seen, stop)),
+        ]
+        progress = tqdm(
+            total=config.events, unit="ev", desc="accepted", disable=not config.progress
+        )
+        await send(settings, bodies, sizes, config, seen, started, progress)
+        progress.close()
+        sent_at = time.perf_counter()
+        deadline = sent_at + config.drain_timeout_s
+        while time.perf_counter() < deadline:
+            await asyncio.sleep(1)
+            quiet = time.perf_counter() - seen.last_output_at > 2
+            if quiet and await lag(bootstrap, settings.topic_prefix) == 0:
+                break
+        stop.set()
+        await asyncio.gather(*background)
+    finally:
+        await asyncio.to_thread(platform.stop)
+        if settings.database_url:
+            for service in SERVICES:
+                await drop_schema(settings.database_url, settings.schema_prefix + service)
+    duration = seen.last_output_at - started
+    return summarise(config, seen, duration, sent_at - started), seen
+
+
+def summarise(
+    config: BenchConfig, seen: Observation, duration: float, send_duration: float
+) -> dict[str, Any]:
+    """Flatten the observation into the result object."""
+    result: dict[str, Any] = {
+        "backend": config.backend,
+        "events": config.events,
+        "people": config.people,
+        "target_rate_per_s": config.rate,
+        "duration_s": round(duration, 2),
+        "events_per_s": round(config.events / duration, 1) if duration > 0 else 0.0,
+        "accept_events_per_s": round(config.events / send_duration, 1),
+    }
+    for stage, name in (
+        ("profile", "profile"),
+        ("tier", "tier_changed"),
+        ("campaign", "campaign_message"),
+    ):
+        values = seen.latencies_ms.get(stage, [])
+        result[f"{name}_events"] = len(values)
+        for q in (50, 95, 99):
+            result[f"accept_to_{name}_p{q}_ms"] = round(percentile(values, q), 1)
+    result["lookups"] = len(seen.lookups_ms)
+    result["lookup_misses"] = seen.lookup_misses
+    result["lookup_p50_ms"] = round(percentile(seen.lookups_ms, 50), 2)
+    result["lookup_p99_ms"] = round(percentile(seen.lookups_ms, 99), 2)
+    for service, samples in seen.rss_mb.items():
+        if samples:
+            result[f"{service}_rss_start_mb"] = round(samples[0], 1)
+            result[f"{service}_rss_max_mb"] = round(max(samples), 1)
+            result[f"{service}_rss_end_mb"] = round(samples[-1], 1)
+    return result
+
+
+def chart(seen_result: dict[str, Any], seen: Observation, path: Path) -> None:
+    """Draw throughput and TierChanged p99 latency over time into a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
+    for stage, counts in seen.per_second.items():
+        if counts:
+            xs = range(max(counts) + 1)
+            top.plot(list(xs), [counts.get(x, 0) for x in xs], label=stage, marker=".")
+    top.set_ylabel("records / s")
+    top.legend()
+    top.set_title(
+        f"Clientela bench: {seen_result['events_per_s']} events/s end to end "
+        f"({seen_result['backend']})"
+    )
+    seconds = sorted(seen.p99_per_second)
+    bottom.plot(
+        seconds,
+        [percentile(seen.p99_per_second[s], 99) for s in seconds],
+        label="accept -> TierChanged p99",
+    )
+    bottom.set_ylabel("ms")
+    bottom.set_xlabel("seconds since start")
+    bottom.legend()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def table(result: dict[str, Any]) -> str:
+    """Return the result as an aligned two-column table."""
+    width = max(len(k) for k in result)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in result.items())
+
+
+async def bench(config: BenchConfig) -> tuple[dict[str, Any], Observation]:
+    """Run the baseline and the platform on a fresh broker; return the figures."""
+    with (
+        tempfile.TemporaryDirectory(prefix="clientela-bench-") as tmp,
+        EmbeddedBroker(prefer_port=0, log_path=Path(tmp) / "broker.log") as broker,
+    ):
+        baseline = 0.0
+        if config.baseline:
+            population = Population(PopulationSpec(people=config.people, seed=config.seed))
+            payloads = [json.dumps(e).encode() for e in population.touchpoints(config.events)]
+            baseline = await run_baseline(broker.bootstrap_servers, payloads)
+        result, seen = await run_platform(config, broker.bootstrap_servers, Path(tmp))
+    result["baseline_events_per_s"] = round(baseline, 1)
+    result["ratio"] = round(result["events_per_s"] / baseline, 4) if baseline else None
+    return result, seen
+
+
+def main() -> None:
+    """Command line of `make bench`."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--rate", type=float, default=0.0, help="touchpoints/s; 0 = max")
+    parser.add_argument("--people", type=int, default=20_000)
+    parser.add_argument("--backend", choices=["production", "embedded"], default="production")
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--lookup-rate", type=float, default=50.0)
+    parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--output", type=Path, default=Path(".bench/bench.json"))
+    parser.add_argument("--chart", type=Path, default=Path(".bench/bench.png"))
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args()
+    config = BenchConfig(
+        events=args.events,
+        rate=args.rate,
+        people=args.people,
+        backend=args.backend,
+        concurrency=args.concurrency,
+        lookup_rate=args.lookup_rate,
+        seed=args.seed,
+        baseline=not args.no_baseline,
+        progress=not args.quiet,
+        postgres_url=os.environ.get("CLIENTELA_BENCH_POSTGRES_URL", BenchConfig.postgres_url),
+        redis_url=os.environ.get("CLIENTELA_BENCH_REDIS_URL", BenchConfig.redis_url),
+    )
+    result, seen = asyncio.run(bench(config))
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    if args.chart:
+        chart(result, seen, args.chart)
+    print(table(result))
+    print(f"\nwritten: {args.output}" + (f", {args.chart}" if args.chart else ""))
+
+
+if __name__ == "__main__":
+    main()
