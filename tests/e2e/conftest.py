@@ -30,7 +30,7 @@ variants = { A = "welcome-a", B = "welcome-b", C = "welcome-c" }
 """
 
 
-@pytest.fixture(scope="module", params=["embedded", "production"])
+@pytest.fixture(scope="session", params=["embedded", "production"])
 def platform(
     request: pytest.FixtureRequest,
     kafka_settings: KafkaSettings,

@@ -1,0 +1,412 @@
+"""Fixtures of the deployment tests: the services' settings and apps, manifests, compose.
+
+Nothing here connects anywhere: apps are built without starting them, manifests are read
+from disk, overlays are rendered with `kubectl kustomize` where kubectl exists and otherwise
+by `render_overlay` below (the subset of kustomize the overlays use; a test checks that both
+agree when kubectl is present).
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import importlib
+import importlib.util
+import re
+import shutil
+import subprocess
+import tomllib
+import typing
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+from fastapi import FastAPI
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings
+from starlette.routing import Match
+
+from clientela.shared.settings import ServiceSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+OVERLAYS = ("dev", "prod")
+# The Kubernetes version every manifest is validated against (kubernetes-validate schemas).
+KUBERNETES_VERSION = "1.32.0"
+
+Doc = dict[str, Any]
+
+
+# --- services -----------------------------------------------------------------------------
+
+
+def discover_services() -> list[str]:
+    """Return the workspace's services (one directory with a pyproject.toml each)."""
+    return sorted(p.parent.name for p in ROOT.glob("services/*/pyproject.toml"))
+
+
+SERVICES = discover_services()
+_apps: dict[str, FastAPI] = {}
+
+
+@dataclass(frozen=True)
+class Service:
+    """What the tests know about one service, read from its code."""
+
+    name: str
+    settings: type[ServiceSettings]
+    env_prefix: str
+    env_vars: frozenset[str]
+    http_port: int
+    group_id: str | None
+    scripts: dict[str, str]
+    wiring_source: str
+
+    @property
+    def needs_database(self) -> bool:
+        """Whether the service builds a database engine."""
+        return "create_engine(" in self.wiring_source
+
+    @property
+    def needs_cache(self) -> bool:
+        """Whether the service builds a cache client."""
+        return "make_cache(" in self.wiring_source
+
+    def app(self) -> FastAPI:
+        """Build (once) the service's FastAPI app, without starting it."""
+        if self.name not in _apps:
+            wiring = importlib.import_module(f"clientela.{self.name}.wiring")
+            _apps[self.name] = wiring.create_app(self.settings())
+        return _apps[self.name]
+
+    def serves(self, path: str, method: str = "GET") -> bool:
+        """Return whether a request for `path` reaches a route of the app (router matching)."""
+        app = self.app()
+        scope = {
+            "type": "http",
+            "path": path,
+            "method": method,
+            "root_path": "",
+            "headers": [],
+            "query_string": b"",
+            "app": app,
+        }
+        return any(route.matches(scope)[0] == Match.FULL for route in app.router.routes)
+
+    def source_text(self) -> str:
+        """Return every Python source of the service, concatenated."""
+        src = ROOT / "services" / self.name / "src"
+        return "\n".join(p.read_text(encoding="utf-8") for p in sorted(src.rglob("*.py")))
+
+
+def _nested_settings(field: FieldInfo) -> type[BaseSettings] | None:
+    for candidate in (field.annotation, *typing.get_args(field.annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseSettings):
+            return candidate
+    return None
+
+
+def settings_env_vars(cls: type[BaseSettings]) -> set[str]:
+    """Return every environment variable a settings class reads, nested components included."""
+    prefix = str(cls.model_config.get("env_prefix", ""))
+    names: set[str] = set()
+    for name, field in cls.model_fields.items():
+        nested = _nested_settings(field)
+        if nested is not None:
+            # A nested component is built by its default factory from its own env prefix.
+            names |= settings_env_vars(nested)
+            continue
+        alias = field.validation_alias or field.alias
+        if isinstance(alias, str):
+            names.add(alias.upper())
+        elif alias is not None and hasattr(alias, "choices"):
+            names |= {c.upper() for c in alias.choices if isinstance(c, str)}
+        else:
+            names.add(f"{prefix}{name}".upper())
+    return names
+
+
+def load_service(name: str) -> Service:
+    """Read one service's settings class, scripts and wiring."""
+    module = importlib.import_module(f"clientela.{name}.config")
+    classes = [
+        v
+        for v in vars(module).values()
+        if isinstance(v, type) and issubclass(v, ServiceSettings) and v.__module__ == module.__name__
+    ]
+    assert len(classes) == 1, f"{module.__name__} should declare one settings class: {classes}"
+    cls = classes[0]
+    group = cls.model_fields["group_id"].default if "group_id" in cls.model_fields else None
+    pyproject = tomllib.loads((ROOT / "services" / name / "pyproject.toml").read_text())
+    wiring = ROOT / "services" / name / "src" / "clientela" / name / "wiring.py"
+    return Service(
+        name=name,
+        settings=cls,
+        env_prefix=str(cls.model_config.get("env_prefix", "")),
+        env_vars=frozenset(settings_env_vars(cls)),
+        http_port=int(cls.model_fields["http_port"].default),
+        group_id=group if isinstance(group, str) else None,
+        scripts=dict(pyproject.get("project", {}).get("scripts", {})),
+        wiring_source=wiring.read_text(encoding="utf-8"),
+    )
+
+
+@pytest.fixture(scope="session")
+def services() -> dict[str, Service]:
+    """Every service, by name."""
+    return {name: load_service(name) for name in SERVICES}
+
+
+@pytest.fixture(scope="session")
+def all_env_vars(services: dict[str, Service]) -> frozenset[str]:
+    """Every environment variable some service reads."""
+    return frozenset().union(*(s.env_vars for s in services.values()))
+
+
+# --- the deploy generators ------------------------------------------------------------------
+
+
+def load_script(path: Path) -> ModuleType:
+    """Import a script of deploy/ by path (deploy/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(f"deploy_{path.stem}", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def generate_topics() -> ModuleType:
+    """deploy/generate_topics.py as a module."""
+    return load_script(DEPLOY / "generate_topics.py")
+
+
+@pytest.fixture(scope="session")
+def generate_env_example() -> ModuleType:
+    """deploy/generate_env_example.py as a module."""
+    return load_script(DEPLOY / "generate_env_example.py")
+
+
+# --- manifests ------------------------------------------------------------------------------
+
+
+def load_yaml_docs(path: Path) -> list[Doc]:
+    """Return the non-empty YAML documents of a file."""
+    return [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d]
+
+
+def manifest_files() -> list[Path]:
+    """Every Kubernetes manifest under deploy/ (kustomization files excluded)."""
+    return sorted(
+        p for p in DEPLOY.rglob("*.yaml") if p.name != "kustomization.yaml" and "compose" not in p.parts
+    )
+
+
+def fill_secrets(directory: Path) -> None:
+    """Write each overlay's secrets.env from its example, with throwaway values."""
+    for example in directory.glob("overlays/*/secrets.env.example"):
+        lines = []
+        for line in example.read_text(encoding="utf-8").splitlines():
+            if line and not line.startswith("#") and line.endswith("="):
+                line += "test-value-" + line[:-1]
+            lines.append(line)
+        (example.parent / "secrets.env").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+@pytest.fixture(scope="session")
+def deploy_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of deploy/ whose overlays have a secrets.env, so they can be rendered."""
+    target = tmp_path_factory.mktemp("deploy") / "deploy"
+    shutil.copytree(DEPLOY, target, ignore=shutil.ignore_patterns("secrets.env", "__pycache__"))
+    fill_secrets(target)
+    return target
+
+
+KUBECTL = shutil.which("kubectl")
+
+
+def kubectl_kustomize(directory: Path) -> list[Doc]:
+    """Render a kustomization with `kubectl kustomize`."""
+    assert KUBECTL
+    result = subprocess.run(
+        [KUBECTL, "kustomize", str(directory)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, f"kubectl kustomize {directory} failed:\n{result.stderr}"
+    return [d for d in yaml.safe_load_all(result.stdout) if d]
+
+
+def _pointer(path: str) -> list[str]:
+    return [p.replace("~1", "/").replace("~0", "~") for p in path.lstrip("/").split("/")]
+
+
+def apply_json6902(doc: Doc, operations: list[dict[str, Any]]) -> None:
+    """Apply the JSON patch operations the overlays use (add, replace, remove)."""
+    for op in operations:
+        *parents, last = _pointer(op["path"])
+        node: Any = doc
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        if isinstance(node, list):
+            index = len(node) if last == "-" else int(last)
+            if op["op"] == "add":
+                node.insert(index, copy.deepcopy(op["value"]))
+            elif op["op"] == "replace":
+                node[index] = copy.deepcopy(op["value"])
+            elif op["op"] == "remove":
+                del node[index]
+            else:
+                raise AssertionError(f"unsupported patch op {op['op']}")
+        elif op["op"] == "replace":
+            assert last in node, f"replace of missing {op['path']} in {doc['kind']}"
+            node[last] = copy.deepcopy(op["value"])
+        elif op["op"] == "add":
+            node[last] = copy.deepcopy(op["value"])
+        elif op["op"] == "remove":
+            del node[last]
+        else:
+            raise AssertionError(f"unsupported patch op {op['op']}")
+
+
+def _targets(doc: Doc, target: dict[str, str]) -> bool:
+    if "kind" in target and doc.get("kind") != target["kind"]:
+        return False
+    return "name" not in target or doc["metadata"]["name"] == target["name"]
+
+
+def pod_specs(doc: Doc) -> list[Doc]:
+    """Return the pod spec of a workload (Deployment, StatefulSet, Job), if any."""
+    spec = doc.get("spec", {})
+    template = spec.get("template") or spec.get("jobTemplate", {}).get("spec", {}).get("template")
+    return [template["spec"]] if template and "spec" in template else []
+
+
+def containers(doc: Doc) -> list[Doc]:
+    """Return every container (init containers included) of a workload."""
+    return [
+        c for spec in pod_specs(doc) for c in spec.get("initContainers", []) + spec["containers"]
+    ]
+
+
+def render_overlay(directory: Path) -> list[Doc]:
+    """Render a kustomization the way kustomize does, for the features deploy/ uses.
+
+    resources (files and directories), namespace, secretGenerator (envs; no name hash, so
+    references need no rewriting), JSON 6902 patches with a kind/name target, and images.
+    """
+    kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text(encoding="utf-8"))
+    known = {
+        "apiVersion", "kind", "namespace", "resources", "secretGenerator", "patches", "images",
+    }
+    unknown = set(kustomization) - known
+    assert not unknown, f"{directory}: render_overlay does not support {sorted(unknown)}"
+    docs: list[Doc] = []
+    for resource in kustomization.get("resources", []):
+        path = (directory / resource).resolve()
+        docs += render_overlay(path) if path.is_dir() else load_yaml_docs(path)
+    for generator in kustomization.get("secretGenerator", []):
+        data: dict[str, str] = {}
+        for env_file in generator.get("envs", []):
+            for line in (directory / env_file).read_text(encoding="utf-8").splitlines():
+                if line.strip() and not line.lstrip().startswith("#"):
+                    key, _, value = line.partition("=")
+                    data[key.strip()] = base64.b64encode(value.encode()).decode()
+        docs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": generator["name"]},
+                "type": "Opaque",
+                "data": data,
+            }
+        )
+    namespace = kustomization.get("namespace")
+    if namespace:
+        for doc in docs:
+            if doc["kind"] == "Namespace":
+                doc["metadata"]["name"] = namespace
+            else:
+                doc["metadata"]["namespace"] = namespace
+    for patch in kustomization.get("patches", []):
+        operations = yaml.safe_load(patch["patch"])
+        assert isinstance(operations, list), "only JSON 6902 patches are supported"
+        matched = [d for d in docs if _targets(d, patch["target"])]
+        assert matched, f"{directory}: patch target {patch['target']} matches nothing"
+        for doc in matched:
+            apply_json6902(doc, operations)
+    for image in kustomization.get("images", []):
+        for doc in docs:
+            for container in containers(doc):
+                name, _, tag = container["image"].partition(":")
+                if name == image["name"]:
+                    new_name = image.get("newName", name)
+                    new_tag = image.get("newTag", tag)
+                    container["image"] = f"{new_name}:{new_tag}" if new_tag else new_name
+    return docs
+
+
+@dataclass
+class Rendered:
+    """The documents of one rendered overlay, with lookups."""
+
+    overlay: str
+    docs: list[Doc]
+    renderer: str
+
+    def of_kind(self, kind: str) -> list[Doc]:
+        """Return the documents of a kind."""
+        return [d for d in self.docs if d["kind"] == kind]
+
+    def get(self, kind: str, name: str) -> Doc | None:
+        """Return the document of a kind and name, if any."""
+        return next((d for d in self.of_kind(kind) if d["metadata"]["name"] == name), None)
+
+    def workloads(self) -> Iterator[Doc]:
+        """Yield every document with a pod template."""
+        yield from (d for d in self.docs if pod_specs(d))
+
+
+def _render(overlay: str, deploy_copy: Path) -> Rendered:
+    directory = deploy_copy / "overlays" / overlay
+    if KUBECTL:
+        return Rendered(overlay, kubectl_kustomize(directory), "kubectl kustomize")
+    return Rendered(overlay, render_overlay(directory), "tests/deploy render_overlay")
+
+
+@pytest.fixture(scope="session", params=OVERLAYS)
+def rendered(request: pytest.FixtureRequest, deploy_copy: Path) -> Rendered:
+    """Each overlay, rendered (with kubectl where it exists)."""
+    return _render(request.param, deploy_copy)
+
+
+@pytest.fixture(scope="session")
+def rendered_by_name(deploy_copy: Path) -> dict[str, Rendered]:
+    """Every overlay, rendered, by name."""
+    return {overlay: _render(overlay, deploy_copy) for overlay in OVERLAYS}
+
+
+# --- compose --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def compose_text() -> str:
+    """docker-compose.yml as text."""
+    return (ROOT / "docker-compose.yml").read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="session")
+def compose(compose_text: str) -> Doc:
+    """docker-compose.yml parsed (YAML anchors and merge keys resolved)."""
+    parsed: Doc = yaml.safe_load(compose_text)
+    return parsed
+
+
+INTERPOLATION = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
+
+
+def interpolated(value: str) -> str:
+    """Return a compose value with `${NAME...}` replaced by `<NAME>`."""
+    return INTERPOLATION.sub(lambda m: f"<{m.group(1)}>", value)
