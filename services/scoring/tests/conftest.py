@@ -1,14 +1,21 @@
-"""Factories shared by the scoring tests."""
+"""Factories and in-memory fakes shared by the scoring tests."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from types import TracebackType
+from typing import Any, Self, TypeVar
 
 import pytest
 
+from clientela.scoring.application.ports import ScoreRecord, TierTransition
+from clientela.scoring.application.service import ScoringApplication, ScoringConfig
+from clientela.scoring.domain.value_model import FittedParameters
+from clientela.shared.codec import OutgoingEvent
 from clientela.shared.contracts import (
+    Envelope,
     Lifecycle,
     ProfileAggregates,
     ProfileChanged,
@@ -19,6 +26,7 @@ from clientela.shared.contracts import (
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 
 MakeProfile = Callable[..., ProfileChangedEvent]
+E = TypeVar("E", bound=Envelope)
 
 
 def make_profile_changed(
@@ -28,13 +36,16 @@ def make_profile_changed(
     spend: str | Decimal = "0",
     purchases: int | None = None,
     days_ago: float = 0.0,
+    first_days_ago: float | None = None,
     correlation_id: str | None = None,
     now: datetime = NOW,
+    **aggregates: Any,
 ) -> ProfileChangedEvent:
     """Return a ProfileChanged event; a positive spend implies at least one purchase."""
     amount = Decimal(spend)
     count = purchases if purchases is not None else (1 if amount > 0 else 0)
     last = now - timedelta(days=days_ago) if count else None
+    first = now - timedelta(days=first_days_ago) if count and first_days_ago else last
     return ProfileChangedEvent(
         event_id=derived_event_id("test-profile-changed", profile_id, str(version)),
         source="profile",
@@ -47,9 +58,11 @@ def make_profile_changed(
             aggregates=ProfileAggregates(
                 currency="EUR",
                 purchase_count=count,
+                purchase_days=count,
                 total_spend=amount,
                 last_purchase_at=last,
-                first_purchase_at=last,
+                first_purchase_at=first,
+                **aggregates,
             ),
         ),
     )
@@ -65,3 +78,122 @@ def profile_changed() -> MakeProfile:
 def now() -> datetime:
     """Return the fixed processing time the factories use."""
     return NOW
+
+
+class FakeScoreStore:
+    """Score records in a dict."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, ScoreRecord] = {}
+
+    async def get_many(self, profile_ids: Sequence[str]) -> dict[str, ScoreRecord]:
+        return {pid: self.rows[pid] for pid in profile_ids if pid in self.rows}
+
+    async def save_many(self, records: Sequence[ScoreRecord]) -> None:
+        for r in records:
+            kept = self.rows.get(r.profile_id)
+            if kept is None or kept.revision < r.revision:
+                self.rows[r.profile_id] = r
+
+    async def all_records(self) -> list[ScoreRecord]:
+        return list(self.rows.values())
+
+
+class FakeParameterStore:
+    """Parameter sets in a list."""
+
+    def __init__(self) -> None:
+        self.sets: list[FittedParameters] = []
+
+    async def latest(self) -> FittedParameters | None:
+        return self.sets[-1] if self.sets else None
+
+    async def history(self, limit: int) -> list[FittedParameters]:
+        return list(reversed(self.sets))[:limit]
+
+    async def add(self, parameters: FittedParameters) -> None:
+        self.sets.append(parameters)
+
+
+class FakeUnitOfWork:
+    """Keeps what a transaction did; events and history show only once committed."""
+
+    def __init__(self) -> None:
+        self._scores = FakeScoreStore()
+        self._parameters = FakeParameterStore()
+        self.inbox: set[str] = set()
+        self.outbox: list[OutgoingEvent] = []
+        self.history: list[TierTransition] = []
+        self.commits = 0
+        self._pending: tuple[list[OutgoingEvent], list[TierTransition]] = ([], [])
+
+    @property
+    def scores(self) -> FakeScoreStore:
+        return self._scores
+
+    @property
+    def parameters(self) -> FakeParameterStore:
+        return self._parameters
+
+    def __call__(self) -> Self:
+        return self
+
+    async def __aenter__(self) -> Self:
+        self._pending = ([], [])
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._pending = ([], [])
+
+    async def claim_new(self, event_ids: Sequence[str]) -> set[str]:
+        new = set(event_ids) - self.inbox
+        self.inbox |= new
+        return new
+
+    async def record_tier_changes(self, changes: Sequence[TierTransition]) -> None:
+        self._pending[1].extend(changes)
+
+    async def stage(self, events: Sequence[OutgoingEvent]) -> None:
+        self._pending[0].extend(events)
+
+    async def commit(self) -> None:
+        self.outbox.extend(self._pending[0])
+        self.history.extend(self._pending[1])
+        self._pending = ([], [])
+        self.commits += 1
+
+    def events(self, kind: type[E]) -> list[E]:
+        return [o.event for o in self.outbox if isinstance(o.event, kind)]
+
+
+@pytest.fixture
+def uow() -> FakeUnitOfWork:
+    """Return an in-memory unit of work (calling it returns itself, like a factory)."""
+    return FakeUnitOfWork()
+
+
+class Clock:
+    """A settable clock."""
+
+    def __init__(self, moment: datetime) -> None:
+        self.moment = moment
+
+    def __call__(self) -> datetime:
+        return self.moment
+
+
+@pytest.fixture
+def clock() -> Clock:
+    """Return a clock set to NOW."""
+    return Clock(NOW)
+
+
+@pytest.fixture
+def application(uow: FakeUnitOfWork, clock: Clock) -> ScoringApplication:
+    """Return the scoring application on the fake unit of work, ranking every batch."""
+    return ScoringApplication(ScoringConfig(cutoff_refresh_s=0.0), uow, clock)

@@ -97,7 +97,7 @@ async def test_profile_changes_become_tier_changes_on_the_broker(
 
     (event, headers), *_ = changes
     assert event["type"] == "tier.changed"
-    assert event["event_id"] == derived_event_id("tier.changed", big, "1")
+    assert event["event_id"] == derived_event_id("tier.changed", big, "t1")
     assert event["causation_id"] == first.event_id
     assert (event["data"]["from_tier"], event["data"]["to_tier"]) == (None, "A")
     assert event["data"]["move"] == "entered"

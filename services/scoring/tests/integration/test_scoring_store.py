@@ -14,12 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from clientela.scoring.adapters.outbound import tables
 from clientela.scoring.adapters.outbound.sql_reader import SqlScoreReader
 from clientela.scoring.adapters.outbound.sql_unit_of_work import SqlScoringUnitOfWork
-from clientela.scoring.application.population import PopulationCache
 from clientela.scoring.application.ports import ProfileChangeMessage
 from clientela.scoring.application.queries import tier_summary
 from clientela.scoring.application.score_profiles import ScoreProfiles
-from clientela.scoring.domain.tiers import TieringPolicy
-from clientela.scoring.domain.value_model import DecayedSpendModel
+from clientela.scoring.application.service import ScoringApplication, ScoringConfig
 from clientela.shared.codec import HEADER_ACCEPTED_AT, HEADER_EVENT_ID
 from clientela.shared.contracts import ProfileChangedEvent, Tier, derived_event_id
 from clientela.shared.db import create_engine, create_tables
@@ -41,9 +39,17 @@ async def engine(database_settings: DatabaseSettings) -> AsyncIterator[AsyncEngi
 
 
 @pytest.fixture
-def score(now: datetime) -> ScoreProfiles:
-    population = PopulationCache(TieringPolicy(), refresh_s=0.0)
-    return ScoreProfiles(DecayedSpendModel(), population, clock=lambda: now)
+def application(engine: AsyncEngine, now: datetime) -> ScoringApplication:
+    return ScoringApplication(
+        ScoringConfig(cutoff_refresh_s=0.0),
+        lambda: SqlScoringUnitOfWork(engine, KAFKA),
+        lambda: now,
+    )
+
+
+@pytest.fixture
+def score(application: ScoringApplication) -> ScoreProfiles:
+    return application.score_profiles
 
 
 async def outbox_rows(engine: AsyncEngine) -> list[dict[str, Any]]:
@@ -75,11 +81,11 @@ async def test_first_change_stages_scores_and_tier_entered_then_redelivery_is_a_
         ("it.tier-changes.v1", "p-1", "tier.changed"),
     ]
     changed = rows[1]["value"]
-    assert changed["event_id"] == derived_event_id("tier.changed", "p-1", "1")
+    assert changed["event_id"] == derived_event_id("tier.changed", "p-1", "t1")
     assert changed["causation_id"] == cause.event_id
     assert (changed["data"]["from_tier"], changed["data"]["to_tier"]) == (None, "A")
     assert changed["data"]["move"] == "entered"
-    assert rows[0]["headers"][HEADER_EVENT_ID] == derived_event_id("scores.updated", "p-1", "1")
+    assert rows[0]["headers"][HEADER_EVENT_ID] == derived_event_id("scores.updated", "p-1", "r1")
     assert rows[0]["headers"][HEADER_ACCEPTED_AT] == "1700000000000"
 
     again = await score([message], SqlScoringUnitOfWork(engine, KAFKA))
@@ -119,7 +125,11 @@ async def test_newer_version_with_the_same_tier_stages_scores_only(
 
 
 async def test_older_version_never_overwrites_and_the_read_model_summarises(
-    engine: AsyncEngine, score: ScoreProfiles, profile_changed: MakeProfile
+    engine: AsyncEngine,
+    score: ScoreProfiles,
+    application: ScoringApplication,
+    profile_changed: MakeProfile,
+    now: datetime,
 ) -> None:
     batch = [
         ProfileChangeMessage(profile_changed("big", 5, spend="90")),
@@ -135,16 +145,27 @@ async def test_older_version_never_overwrites_and_the_read_model_summarises(
 
     reader = SqlScoreReader(engine)
     assert await reader.get("nobody") is None
-    assert await reader.customer_values() == {"big": 90.0, "small": 10.0}
-    summary = await tier_summary(reader, PopulationCache(TieringPolicy()), "decayed-spend-v0")
+    totals = {t.tier: (t.count, t.value) for t in await reader.tier_totals()}
+    assert totals == {Tier.A: (1, 90.0), Tier.B: (1, 10.0), Tier.P: (1, 0.0)}
+    assert await reader.ping()
+
+    # A restarted process rebuilds the same population and summary from the table.
+    restarted = ScoringApplication(
+        ScoringConfig(), lambda: SqlScoringUnitOfWork(engine, KAFKA), lambda: now
+    )
+    await restarted.load()
+    summary = tier_summary(restarted.population, restarted.ranking, "decayed-spend-v0")
     shares = {t.tier: (t.count, round(t.value_share, 3)) for t in summary.tiers}
     assert shares == {Tier.A: (1, 0.9), Tier.B: (1, 0.1), Tier.C: (0, 0.0), Tier.P: (1, 0.0)}
     assert (summary.cutoffs.a_cutoff, summary.cutoffs.b_cutoff) == (90.0, 10.0)
-    assert await reader.ping()
+    assert (await restarted.sweep()).tier_changes == 0
 
 
 async def test_a_failed_batch_leaves_nothing_behind(
-    engine: AsyncEngine, score: ScoreProfiles, profile_changed: MakeProfile
+    engine: AsyncEngine,
+    score: ScoreProfiles,
+    application: ScoringApplication,
+    profile_changed: MakeProfile,
 ) -> None:
     class BrokenUnitOfWork(SqlScoringUnitOfWork):
         async def record_tier_changes(self, changes: Any) -> None:
@@ -153,9 +174,41 @@ async def test_a_failed_batch_leaves_nothing_behind(
     message = ProfileChangeMessage(profile_changed("p-1", 1, spend="10"))
     with pytest.raises(RuntimeError):
         await score([message], BrokenUnitOfWork(engine, KAFKA))
+    assert len(application.population) == 0
     assert await outbox_rows(engine) == []
     assert await SqlScoreReader(engine).get("p-1") is None
 
     # The rolled-back claim lets the redelivered event through.
     outcome = await score([message], SqlScoringUnitOfWork(engine, KAFKA))
     assert outcome.scored == 1
+
+
+async def test_parameters_are_versioned_and_reloaded(
+    engine: AsyncEngine, application: ScoringApplication, now: datetime
+) -> None:
+    from clientela.scoring.domain.clv import BgNbdParams, GammaGammaParams
+    from clientela.scoring.domain.value_model import FittedParameters
+
+    async with SqlScoringUnitOfWork(engine, KAFKA) as uow:
+        for version in (1, 2):
+            await uow.parameters.add(
+                FittedParameters(
+                    version=version,
+                    bgnbd=BgNbdParams(0.243, 4.414, 0.793, 2.426),
+                    gamma_gamma=GammaGammaParams(6.25, 3.74, 15.44),
+                    period_days=7.0,
+                    fitted_at=now,
+                    as_of=now,
+                    customer_count=2357,
+                    repeat_customer_count=946,
+                    bgnbd_log_likelihood=-9582.4,
+                    gamma_gamma_log_likelihood=-4055.9,
+                )
+            )
+        await uow.commit()
+    await application.load()
+    assert application.models.model.model_version == "bgnbd-gg-v2"
+    parameters = application.models.parameters
+    assert parameters is not None
+    assert parameters.bgnbd == BgNbdParams(0.243, 4.414, 0.793, 2.426)
+    assert parameters.fitted_at == now

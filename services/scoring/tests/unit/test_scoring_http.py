@@ -9,13 +9,13 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from clientela.scoring.adapters.inbound.http import ApiContext, build_router
-from clientela.scoring.application.population import PopulationCache
-from clientela.scoring.application.ports import StoredScore, TierTotal
-from clientela.scoring.domain.tiers import TieringPolicy
+from clientela.scoring.adapters.inbound.http import build_router
+from clientela.scoring.application.ports import ScoreRecord, StoredScore, TierTotal
+from clientela.scoring.application.service import ScoringApplication, ScoringConfig
+from clientela.scoring.domain.facts import CustomerFacts
 from clientela.shared.auth import KeyRing
 from clientela.shared.contracts import Lifecycle, Reason, ScoresUpdated, Tier
-from clientela.shared.settings import DEV_READ_KEY, DEV_WRITE_KEY, AuthSettings
+from clientela.shared.settings import DEV_ADMIN_KEY, DEV_READ_KEY, DEV_WRITE_KEY, AuthSettings
 
 UPDATED_AT = datetime(2025, 6, 1, tzinfo=UTC)
 
@@ -58,15 +58,28 @@ class FakeReader:
             totals[s.tier] = TierTotal(s.tier, t.count + 1, t.value + s.scores.predicted_value)
         return list(totals.values())
 
-    async def customer_values(self) -> dict[str, float]:
-        return {k: v.scores.predicted_value for k, v in self.rows.items() if v.tier is not Tier.P}
-
 
 @pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
+async def client(uow: object) -> AsyncIterator[httpx.AsyncClient]:
     app = FastAPI()
     app.include_router(build_router(KeyRing.from_settings(AuthSettings())))
-    app.state.api = ApiContext(FakeReader(), PopulationCache(TieringPolicy()), "decayed-spend-v0")
+    reader = FakeReader()
+    application = ScoringApplication(ScoringConfig(), uow)  # type: ignore[arg-type]
+    application.population.apply(
+        ScoreRecord(
+            scores=s.scores,
+            revision=1,
+            tier_seq=1,
+            facts=None
+            if s.tier is Tier.P
+            else CustomerFacts(1, 1, 0.0, 0.0, s.scores.predicted_value, 0.0),
+            prospect_features=None,
+            updated_at=UPDATED_AT,
+        )
+        for s in reader.rows.values()
+    )
+    app.state.api = application
+    app.state.reader = reader
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://scoring") as http:
         yield http
@@ -95,7 +108,7 @@ async def test_scores_come_with_explanations(client: httpx.AsyncClient) -> None:
     assert (body["tier"], body["predicted_value"], body["profile_version"]) == ("A", 90.0, 2)
     assert body["tier_explanation"].startswith("Tier A")
     explained = {r["code"]: r["explanation"] for r in body["reasons"]}
-    assert explained["predicted_value"].startswith("We expect this person to be worth about 90 EUR")
+    assert explained["predicted_value"].startswith("We expect this person to be worth about 90")
     assert explained["days_since_last_purchase"] == "Their last purchase was 12 day(s) ago."
     assert "at least 90" in explained["a_cutoff"]
     assert explained["something_new"] == "a future reason: 3."
@@ -115,6 +128,24 @@ async def test_tier_summary(client: httpx.AsyncClient) -> None:
         "b_cutoff": 10.0,
         "a_share": 0.8,
         "b_share": 0.95,
+        "hysteresis": 0.05,
         "customer_count": 2,
         "total_value": 100.0,
     }
+    assert body["pareto"][-1] == {"customer_share": 1.0, "value_share": 1.0}
+
+
+async def test_refit_needs_the_admin_scope_and_enough_data(client: httpx.AsyncClient) -> None:
+    assert (await client.post("/v1/model/refit", headers=READ)).status_code == 403
+    admin = {"X-API-Key": DEV_ADMIN_KEY}
+    response = await client.post("/v1/model/refit", headers=admin)
+    assert response.status_code == 409
+    assert "a fit needs at least" in response.json()["detail"]
+    model = await client.get("/v1/model", headers=READ)
+    assert model.json() == {"model_version": "decayed-spend-v0", "parameters": None}
+
+
+async def test_sweep_on_demand(client: httpx.AsyncClient) -> None:
+    response = await client.post("/v1/sweep", headers={"X-API-Key": DEV_ADMIN_KEY})
+    assert response.status_code == 200
+    assert response.json()["customers"] == 2

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from clientela.scoring.domain.tiers import TieringPolicy, compute_cutoffs, tier_move
+from clientela.scoring.domain.tiers import (
+    Cutoffs,
+    TieringPolicy,
+    compute_cutoffs,
+    pareto_curve,
+    tier_move,
+)
 from clientela.shared.contracts import Tier, TierMove
 
 POLICY = TieringPolicy(a_share=0.80, b_share=0.95)
@@ -87,7 +94,7 @@ def test_float_rounding_does_not_push_a_customer_out_of_a() -> None:
 
 def test_reasons_carry_the_cutoffs() -> None:
     reasons = {r.code: r.value for r in compute_cutoffs([90, 10], POLICY).reasons()}
-    assert reasons == {"a_cutoff": 90, "b_cutoff": 10, "customer_count": 2}
+    assert reasons == {"a_cutoff": 90, "b_cutoff": 10, "customer_count": 2, "hysteresis": 0.05}
 
 
 def test_policy_refuses_shares_out_of_order() -> None:
@@ -115,3 +122,55 @@ def test_policy_refuses_shares_out_of_order() -> None:
 )
 def test_tier_move(before: Tier | None, after: Tier, move: TierMove | None) -> None:
     assert tier_move(before, after) == move
+
+
+@pytest.mark.parametrize(
+    ("previous", "value", "expected"),
+    [
+        (None, 101.0, Tier.A),
+        (None, 99.0, Tier.B),
+        (Tier.B, 104.0, Tier.B),
+        (Tier.B, 106.0, Tier.A),
+        (Tier.A, 96.0, Tier.A),
+        (Tier.A, 94.0, Tier.B),
+        (Tier.A, 40.0, Tier.C),
+        (Tier.C, 51.0, Tier.C),
+        (Tier.C, 53.0, Tier.B),
+        (Tier.P, 51.0, Tier.B),
+    ],
+)
+def test_hysteresis_holds_a_tier_inside_the_band(
+    previous: Tier | None, value: float, expected: Tier
+) -> None:
+    cutoffs = Cutoffs(
+        a_cutoff=100.0,
+        b_cutoff=50.0,
+        customer_count=10,
+        total_value=1000.0,
+        policy=TieringPolicy(hysteresis=0.05),
+    )
+    assert cutoffs.tier_for(value, previous) is expected
+
+
+def test_vectorised_cutoffs_match_a_plain_running_sum() -> None:
+    rng = np.random.default_rng(7)
+    values = rng.pareto(1.5, 10_000)
+    cutoffs = compute_cutoffs(values, POLICY)
+    ranked = sorted(values, reverse=True)
+    running, a_cut = 0.0, None
+    for v in ranked:
+        running += v
+        if running >= 0.8 * sum(ranked) * (1 - 1e-9):
+            a_cut = v
+            break
+    assert cutoffs.a_cutoff == a_cut
+
+
+def test_pareto_curve_ends_at_everything() -> None:
+    curve = pareto_curve(np.array([80.0, 10.0, 5.0, 5.0]), points=4)
+    assert [(p.customer_share, p.value_share) for p in curve] == [
+        (0.25, 0.8),
+        (0.5, 0.9),
+        (0.75, 0.95),
+        (1.0, 1.0),
+    ]

@@ -1,4 +1,4 @@
-"""Builds the scoring service: engine, publisher, consumer, outbox relay and the HTTP app."""
+"""Builds the scoring service: engine, publisher, consumer, relay, schedule and the HTTP app."""
 
 from __future__ import annotations
 
@@ -13,16 +13,17 @@ from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from clientela.scoring.adapters.inbound.http import ApiContext, build_router
+from clientela.scoring.adapters.inbound.http import build_router
 from clientela.scoring.adapters.inbound.kafka import ProfileChangesTranslator
 from clientela.scoring.adapters.outbound import tables
 from clientela.scoring.adapters.outbound.sql_reader import SqlScoreReader
 from clientela.scoring.adapters.outbound.sql_unit_of_work import SqlScoringUnitOfWork
-from clientela.scoring.application.population import PopulationCache
-from clientela.scoring.application.score_profiles import ScoreProfiles
+from clientela.scoring.application.refit import FitPolicy
+from clientela.scoring.application.scorer import ScoringPolicy
+from clientela.scoring.application.service import ScoringApplication, ScoringConfig
 from clientela.scoring.config import ScoringSettings
+from clientela.scoring.domain.relationship import RiskPolicy
 from clientela.scoring.domain.tiers import TieringPolicy
-from clientela.scoring.domain.value_model import DecayedSpendModel, ValueModel
 from clientela.shared import http
 from clientela.shared.auth import KeyRing
 from clientela.shared.consumer import BatchProcessor
@@ -35,6 +36,31 @@ from clientela.shared.outbox import OutboxRelay
 log = logging.getLogger(__name__)
 
 
+def scoring_config(settings: ScoringSettings) -> ScoringConfig:
+    """Return the use cases' configuration from the service settings."""
+    return ScoringConfig(
+        tiering=TieringPolicy(
+            a_share=settings.a_share, b_share=settings.b_share, hysteresis=settings.hysteresis
+        ),
+        scoring=ScoringPolicy(
+            horizon_weeks=settings.horizon_weeks,
+            risk=RiskPolicy(
+                at_risk_probability_alive=settings.at_risk_probability_alive,
+                gross_margin=settings.gross_margin,
+            ),
+        ),
+        fit=FitPolicy(
+            min_customers=settings.fit_min_customers,
+            min_repeat_customers=settings.fit_min_repeat_customers,
+            sample_size=settings.fit_sample_size,
+        ),
+        half_life_days=settings.half_life_days,
+        rfm_groups=settings.rfm_groups,
+        cutoff_refresh_s=settings.cutoff_refresh_s,
+        sweep_chunk=settings.sweep_chunk,
+    )
+
+
 @dataclass(slots=True)
 class Container:
     """The running parts of the service."""
@@ -45,17 +71,11 @@ class Container:
     relay: OutboxRelay
     broker: KafkaBroker | None
     reader: SqlScoreReader
-    population: PopulationCache
-    value_model: ValueModel
-    score_profiles: ScoreProfiles
+    app: ScoringApplication
 
     def unit_of_work(self) -> SqlScoringUnitOfWork:
-        """Return a fresh unit of work."""
-        return SqlScoringUnitOfWork(self.engine, self.settings.kafka)
-
-    def api_context(self) -> ApiContext:
-        """Return what the HTTP routes need."""
-        return ApiContext(self.reader, self.population, self.value_model.model_version)
+        """Return a fresh unit of work (its commit wakes the relay)."""
+        return SqlScoringUnitOfWork(self.engine, self.settings.kafka, self.relay.wake)
 
 
 @asynccontextmanager
@@ -64,6 +84,7 @@ async def build(
     *,
     start_consumer: bool = True,
     start_relay: bool = True,
+    start_schedule: bool = True,
     clock: Callable[[], datetime] = utc_now,
 ) -> AsyncIterator[Container]:
     """Start everything the service runs, and stop it all on exit."""
@@ -90,12 +111,11 @@ async def build(
             relay_task = asyncio.create_task(relay.run(), name="scoring-outbox-relay")
             stack.push_async_callback(http.drain, relay_task)
 
-        value_model = DecayedSpendModel(half_life_days=settings.half_life_days)
-        population = PopulationCache(
-            TieringPolicy(a_share=settings.a_share, b_share=settings.b_share),
-            refresh_s=settings.cutoff_refresh_s,
-        )
-        use_case = ScoreProfiles(value_model, population, clock=clock)
+        def unit_of_work() -> SqlScoringUnitOfWork:
+            return SqlScoringUnitOfWork(engine, settings.kafka, relay.wake)
+
+        application = ScoringApplication(scoring_config(settings), unit_of_work, clock)
+        await application.load()
         container = Container(
             settings=settings,
             engine=engine,
@@ -103,15 +123,19 @@ async def build(
             relay=relay,
             broker=None,
             reader=SqlScoreReader(engine),
-            population=population,
-            value_model=value_model,
-            score_profiles=use_case,
+            app=application,
         )
+        if start_schedule:
+            schedule = asyncio.create_task(
+                application.run_schedule(settings.sweep_interval_s, settings.refit_interval_s),
+                name="scoring-schedule",
+            )
+            stack.push_async_callback(http.drain, schedule)
         if start_consumer:
             broker = container.broker = make_broker(settings.kafka)
             processor = BatchProcessor(
                 contracts={settings.kafka.topic(PROFILES): ProfileChangedEvent},
-                handler=ProfileChangesTranslator(use_case, container.unit_of_work, relay.wake),
+                handler=ProfileChangesTranslator(application.score_profiles, unit_of_work),
                 publisher=publisher,
                 dead_letter_topic=settings.kafka.topic(SCORING_DLQ),
                 consumer_name=settings.group_id,
@@ -126,7 +150,7 @@ async def build(
             )
             await broker.start()
             stack.push_async_callback(broker.stop)
-        log.info("scoring started (model %s)", value_model.model_version)
+        log.info("scoring started (model %s)", application.models.model.model_version)
         yield container
 
 
@@ -138,7 +162,8 @@ def create_app(settings: ScoringSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with build(settings) as container:
             app.state.container = container
-            app.state.api = container.api_context()
+            app.state.api = container.app
+            app.state.reader = container.reader
             yield
 
     def readiness(app: FastAPI) -> dict[str, http.ReadinessCheck]:
@@ -149,7 +174,7 @@ def create_app(settings: ScoringSettings) -> FastAPI:
 
     app = http.create_app(
         title="Clientela scoring",
-        description="Predicted value and A/B/C/P value tiers of every profile.",
+        description="Predicted lifetime value, A/B/C/P tiers, RFM, segments and potential.",
         lifespan=lifespan,
         readiness=readiness,
     )

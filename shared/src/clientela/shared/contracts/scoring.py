@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import AwareDatetime, Field
 
 from clientela.shared.contracts.base import (
     Contract,
@@ -61,6 +61,21 @@ class ScoresUpdated(Contract):
     cost_to_serve: float = Field(default=0, ge=0)
     at_risk: bool = False
     reasons: list[Reason] = Field(default_factory=list)
+    as_of: AwareDatetime | None = Field(
+        default=None, description="The moment the predictions refer to (None: not recorded)."
+    )
+    expected_purchases: float | None = Field(
+        default=None, ge=0, description="Expected purchase days over the horizon."
+    )
+    expected_order_value: float | None = Field(
+        default=None, ge=0, description="Expected spend per future purchase, base currency."
+    )
+    horizon_weeks: float | None = Field(
+        default=None, gt=0, description="Horizon of predicted_value and expected_purchases."
+    )
+    profitable: bool | None = Field(
+        default=None, description="False when cost to serve exceeds the margin brought so far."
+    )
 
 
 class TierChanged(Contract):

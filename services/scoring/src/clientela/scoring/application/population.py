@@ -1,61 +1,237 @@
-"""The ranked population behind the tier cut-offs, cached in memory and refreshed by age."""
+"""The scored population in memory, as numpy columns: what sweeps and cut-offs compute over.
+
+One replica holds every customer's model inputs, tier and last predicted value (a million
+customers take about 100 MB). It is rebuilt from the database at start and updated after each
+committed batch, so the ranking never needs a query.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
-from clientela.scoring.application.ports import CustomerValues
-from clientela.scoring.domain.tiers import Cutoffs, TieringPolicy, compute_cutoffs
+import numpy as np
+import numpy.typing as npt
+
+from clientela.scoring.application.ports import ScoreRecord
+from clientela.scoring.domain.facts import CustomerFacts, FactColumns
+from clientela.scoring.domain.potential import ProspectFeatures, reference_profile
+from clientela.scoring.domain.rfm import RfmEdges, fit_rfm_edges
+from clientela.scoring.domain.tiers import (
+    CODE,
+    Cutoffs,
+    TierCodes,
+    TieringPolicy,
+    compute_cutoffs,
+)
+from clientela.shared.contracts import Tier
+
+_FLOAT_COLUMNS = (
+    "purchase_days",
+    "purchase_count",
+    "first_purchase_s",
+    "last_purchase_s",
+    "total_spend",
+    "cost_to_serve",
+    "value",
+)
+_INT_COLUMNS = ("revision", "tier_seq", "profile_version")
 
 
-class PopulationCache:
-    """Predicted value of every customer, reloaded in one query when older than refresh_s.
+@dataclass(frozen=True, slots=True)
+class CustomerColumns:
+    """A consistent copy of the customers' columns, taken under the writer lock."""
 
-    Between reloads the values this process itself applied are merged in, so a batch always
-    ranks against what it just wrote; other replicas' writes show up at the next reload.
-    """
+    ids: list[str]
+    facts: FactColumns
+    tiers: TierCodes
+    at_risk: npt.NDArray[np.bool_]
+    values: npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True)
+class RankingContext:
+    """What scoring a customer against the population needs: cut-offs, RFM edges, reference."""
+
+    cutoffs: Cutoffs
+    rfm_edges: RfmEdges
+    reference: ProspectFeatures | None
+
+
+class Population:
+    """Customers by profile id in growable numpy columns; prospects as a set of ids."""
+
+    def __init__(self, policy: TieringPolicy, rfm_groups: int = 5) -> None:
+        self.policy = policy
+        self.rfm_groups = rfm_groups
+        self._ids: list[str] = []
+        self._index: dict[str, int] = {}
+        self._size = 0
+        self._float = {name: np.zeros(0, np.float64) for name in _FLOAT_COLUMNS}
+        self._int = {name: np.zeros(0, np.int64) for name in _INT_COLUMNS}
+        self._tier = np.zeros(0, np.int8)
+        self._risk = np.zeros(0, np.bool_)
+        self.prospects: set[str] = set()
+        self.snapshots: dict[str, ProspectFeatures] = {}
+
+    def __len__(self) -> int:
+        return self._size
+
+    def _grow(self, needed: int) -> None:
+        capacity = self._tier.size
+        if needed <= capacity:
+            return
+        new = max(needed, capacity * 2, 1024)
+        for store in (self._float, self._int):
+            for name, column in store.items():
+                grown = np.zeros(new, column.dtype)
+                grown[: self._size] = column[: self._size]
+                store[name] = grown  # type: ignore[assignment]
+        self._tier = np.concatenate([self._tier[: self._size], np.zeros(new - self._size, np.int8)])
+        self._risk = np.concatenate(
+            [self._risk[: self._size], np.zeros(new - self._size, np.bool_)]
+        )
+
+    def apply(self, records: Iterable[ScoreRecord]) -> None:
+        """Merge committed records: customers into the columns, prospects into the id set."""
+        for record in records:
+            pid = record.profile_id
+            if record.prospect_features is not None:
+                self.snapshots[pid] = record.prospect_features
+            if record.facts is None:
+                self.prospects.add(pid)
+                continue
+            self.prospects.discard(pid)
+            row = self._index.get(pid)
+            if row is None:
+                self._grow(self._size + 1)
+                row = self._size
+                self._index[pid] = row
+                self._ids.append(pid)
+                self._size += 1
+            self._set(row, record.facts, record)
+
+    def _set(self, row: int, facts: CustomerFacts, record: ScoreRecord) -> None:
+        f = self._float
+        f["purchase_days"][row] = facts.purchase_days
+        f["purchase_count"][row] = facts.purchase_count
+        f["first_purchase_s"][row] = facts.first_purchase_s
+        f["last_purchase_s"][row] = facts.last_purchase_s
+        f["total_spend"][row] = facts.total_spend
+        f["cost_to_serve"][row] = facts.cost_to_serve
+        f["value"][row] = record.scores.predicted_value
+        self._int["revision"][row] = record.revision
+        self._int["tier_seq"][row] = record.tier_seq
+        self._int["profile_version"][row] = record.profile_version
+        self._tier[row] = CODE[record.tier]
+        self._risk[row] = record.scores.at_risk
+
+    def columns(self) -> CustomerColumns:
+        """Return a copy of the customer columns (safe to compute on while writes go on)."""
+        n = self._size
+        return CustomerColumns(
+            ids=list(self._ids),
+            facts=self.facts().take(slice(0, n)),
+            tiers=self._tier[:n].copy(),
+            at_risk=self._risk[:n].copy(),
+            values=self._float["value"][:n].copy(),
+        )
+
+    def facts(self) -> FactColumns:
+        """Return the customers' facts as views (use at once, under the writer lock)."""
+        n = self._size
+        f = self._float
+        return FactColumns(
+            purchase_days=f["purchase_days"][:n],
+            purchase_count=f["purchase_count"][:n],
+            first_purchase_s=f["first_purchase_s"][:n],
+            last_purchase_s=f["last_purchase_s"][:n],
+            total_spend=f["total_spend"][:n],
+            cost_to_serve=f["cost_to_serve"][:n],
+        )
+
+    def rows_of(self, profile_ids: Iterable[str]) -> list[int]:
+        """Return the column rows of those ids that are customers."""
+        return [r for pid in profile_ids if (r := self._index.get(pid)) is not None]
+
+    def values(self) -> npt.NDArray[np.float64]:
+        """Return the last predicted value of every customer (a view: do not keep it)."""
+        return self._float["value"][: self._size]
+
+    def set_values(self, values: npt.NDArray[np.float64]) -> None:
+        """Replace every customer's predicted value (after a sweep over columns())."""
+        self._float["value"][: values.size] = values
+
+    def tier_counts(self) -> dict[Tier, tuple[int, float]]:
+        """Return count and summed current predicted value per tier (prospects: value 0)."""
+        tiers = self._tier[: self._size]
+        values = self.values()
+        out = {
+            tier: (int((tiers == CODE[tier]).sum()), float(values[tiers == CODE[tier]].sum()))
+            for tier in (Tier.A, Tier.B, Tier.C)
+        }
+        out[Tier.P] = (len(self.prospects), 0.0)
+        return out
+
+    def reference(self) -> ProspectFeatures | None:
+        """Return the mean pre-purchase features of today's tier A customers."""
+        tiers = self._tier
+        a_code = CODE[Tier.A]
+        snapshots = [
+            features
+            for pid, features in self.snapshots.items()
+            if (row := self._index.get(pid)) is not None and tiers[row] == a_code
+        ]
+        return reference_profile(snapshots)
+
+
+class RankingCache:
+    """The ranking context, recomputed from the population when older than refresh_s."""
 
     def __init__(
         self,
-        policy: TieringPolicy,
+        population: Population,
         refresh_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.policy = policy
+        self._population = population
         self._refresh_s = refresh_s
         self._clock = clock
-        self._values: dict[str, float] = {}
-        self._loaded_at: float | None = None
+        self._context: RankingContext | None = None
+        self._at: float = 0.0
 
-    async def values(self, source: CustomerValues) -> Mapping[str, float]:
-        """Return predicted value by customer, reloading from the source when stale."""
+    def get(
+        self, as_of_s: float, extra: npt.NDArray[np.float64] | None = None, skip: Iterable[str] = ()
+    ) -> RankingContext:
+        """Return the context; when stale, rank the population with some values replaced.
+
+        `extra` are new values of the batch being scored and `skip` the ids they replace, so
+        a batch ranks against what it is about to write.
+        """
         now = self._clock()
-        if self._loaded_at is None or now - self._loaded_at >= self._refresh_s:
-            self._values = await source.customer_values()
-            self._loaded_at = now
-        return self._values
+        if self._context is not None and now - self._at < self._refresh_s:
+            return self._context
+        population = self._population
+        values = population.values()
+        rows = population.rows_of(skip)
+        if rows:
+            values = np.delete(values, rows)
+        if extra is not None and extra.size:
+            values = np.concatenate([values, extra])
+        self._context = RankingContext(
+            cutoffs=compute_cutoffs(values, population.policy),
+            rfm_edges=fit_rfm_edges(population.facts(), as_of_s, population.rfm_groups),
+            reference=population.reference(),
+        )
+        self._at = now
+        return self._context
 
-    async def cutoffs(
-        self, source: CustomerValues, overrides: Mapping[str, float | None] | None = None
-    ) -> Cutoffs:
-        """Return the cut-offs of the population with some values replaced (None removes)."""
-        current = await self.values(source)
-        overrides = overrides or {}
-        merged: Iterable[float] = [
-            *(v for pid, v in current.items() if pid not in overrides),
-            *(v for v in overrides.values() if v is not None),
-        ]
-        return compute_cutoffs(merged, self.policy)
-
-    def apply(self, updates: Mapping[str, float | None]) -> None:
-        """Merge committed values into the cache (None: the profile is no longer a customer)."""
-        for profile_id, value in updates.items():
-            if value is None:
-                self._values.pop(profile_id, None)
-            else:
-                self._values[profile_id] = value
+    def put(self, context: RankingContext) -> None:
+        """Install a context computed exactly by a sweep."""
+        self._context = context
+        self._at = self._clock()
 
     def invalidate(self) -> None:
-        """Force a reload at the next use."""
-        self._loaded_at = None
+        """Force a recomputation at the next use."""
+        self._context = None

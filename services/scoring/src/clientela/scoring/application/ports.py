@@ -8,14 +8,11 @@ from datetime import datetime
 from types import TracebackType
 from typing import Protocol, Self
 
-from clientela.shared.contracts import (
-    Envelope,
-    ProfileChangedEvent,
-    ScoresUpdated,
-    Tier,
-    TierMove,
-    TopicSpec,
-)
+from clientela.scoring.domain.facts import CustomerFacts
+from clientela.scoring.domain.potential import ProspectFeatures
+from clientela.scoring.domain.value_model import FittedParameters
+from clientela.shared.codec import OutgoingEvent
+from clientela.shared.contracts import ProfileChangedEvent, ScoresUpdated, Tier, TierMove
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +25,7 @@ class ProfileChangeMessage:
 
 @dataclass(frozen=True, slots=True)
 class StoredScore:
-    """The scores last applied to a profile."""
+    """The scores last published for a profile, as the read side shows them."""
 
     scores: ScoresUpdated
     updated_at: datetime
@@ -36,6 +33,38 @@ class StoredScore:
     @property
     def profile_version(self) -> int:
         """Return the profile version the stored scores reflect."""
+        return self.scores.profile_version
+
+    @property
+    def tier(self) -> Tier:
+        """Return the stored tier."""
+        return self.scores.tier
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreRecord:
+    """Everything stored for a scored profile: scores, model inputs and event counters.
+
+    `revision` counts the ScoresUpdated events and `tier_seq` the TierChanged events of the
+    profile; derived event ids are built from them, so each publication has its own id and a
+    retried transaction rebuilds the same ones.
+    """
+
+    scores: ScoresUpdated
+    revision: int
+    tier_seq: int
+    facts: CustomerFacts | None
+    prospect_features: ProspectFeatures | None
+    updated_at: datetime
+
+    @property
+    def profile_id(self) -> str:
+        """Return the profile id."""
+        return self.scores.profile_id
+
+    @property
+    def profile_version(self) -> int:
+        """Return the profile version the scores reflect."""
         return self.scores.profile_version
 
     @property
@@ -58,41 +87,43 @@ class TierTransition:
 
 
 @dataclass(frozen=True, slots=True)
-class OutgoingEvent:
-    """An event to publish after commit, on a registered topic (the adapter adds the prefix)."""
-
-    topic: TopicSpec
-    key: str
-    event: Envelope
-    accepted_at_ms: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class TierTotal:
-    """How many profiles a tier holds and their summed predicted value."""
+    """How many profiles a tier holds and their summed predicted value (as stored)."""
 
     tier: Tier
     count: int
     value: float
 
 
-class CustomerValues(Protocol):
-    """Source of the predicted values of every scored customer (all non-P scores)."""
-
-    async def customer_values(self) -> dict[str, float]:
-        """Return predicted value by profile id for every customer, in one query."""
-        ...
-
-
-class ScoreStore(CustomerValues, Protocol):
+class ScoreStore(Protocol):
     """Scores inside a unit of work."""
 
-    async def get_many(self, profile_ids: Sequence[str]) -> dict[str, StoredScore]:
-        """Return the stored scores of those profiles that have any, in one query."""
+    async def get_many(self, profile_ids: Sequence[str]) -> dict[str, ScoreRecord]:
+        """Return the stored records of those profiles that have any, in one query."""
         ...
 
-    async def save_many(self, scores: Sequence[ScoresUpdated], updated_at: datetime) -> None:
-        """Insert or replace scores; an older profile version never overwrites a newer one."""
+    async def save_many(self, records: Sequence[ScoreRecord]) -> None:
+        """Insert or replace records; a lower revision never overwrites a higher one."""
+        ...
+
+    async def all_records(self) -> list[ScoreRecord]:
+        """Return every stored record (at start, to rebuild the in-memory population)."""
+        ...
+
+
+class ParameterStore(Protocol):
+    """Fitted model parameters, versioned."""
+
+    async def latest(self) -> FittedParameters | None:
+        """Return the newest parameter set, or None before the first fit."""
+        ...
+
+    async def history(self, limit: int) -> list[FittedParameters]:
+        """Return the newest parameter sets, newest first."""
+        ...
+
+    async def add(self, parameters: FittedParameters) -> None:
+        """Store a new parameter set (its version must be new)."""
         ...
 
 
@@ -102,6 +133,11 @@ class ScoringUnitOfWork(Protocol):
     @property
     def scores(self) -> ScoreStore:
         """Return the scores of this unit of work."""
+        ...
+
+    @property
+    def parameters(self) -> ParameterStore:
+        """Return the model parameters of this unit of work."""
         ...
 
     async def __aenter__(self) -> Self:
@@ -134,7 +170,7 @@ class ScoringUnitOfWork(Protocol):
         ...
 
 
-class ScoreReader(CustomerValues, Protocol):
+class ScoreReader(Protocol):
     """Read side of the scores, for the HTTP API."""
 
     async def get(self, profile_id: str) -> StoredScore | None:

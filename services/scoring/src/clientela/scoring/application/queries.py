@@ -1,13 +1,13 @@
-"""Read use cases: one profile's scores, and the tier summary."""
+"""Read use cases: one profile's scores, the tier summary with its Pareto curve."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from clientela.scoring.application.population import PopulationCache
+from clientela.scoring.application.population import Population, RankingCache
 from clientela.scoring.application.ports import ScoreReader, StoredScore
-from clientela.scoring.domain.tiers import Cutoffs
-from clientela.shared.contracts import Tier
+from clientela.scoring.domain.tiers import Cutoffs, ParetoPoint, pareto_curve
+from clientela.shared.contracts import Tier, utc_now
 
 
 class ScoreNotFoundError(LookupError):
@@ -31,6 +31,7 @@ class TierSummary:
     model_version: str
     tiers: list[TierShare]
     cutoffs: Cutoffs
+    pareto: list[ParetoPoint]
 
     @property
     def profile_count(self) -> int:
@@ -51,22 +52,25 @@ async def get_scores(reader: ScoreReader, profile_id: str) -> StoredScore:
     return stored
 
 
-async def tier_summary(
-    reader: ScoreReader, population: PopulationCache, model_version: str
+def tier_summary(
+    population: Population, ranking: RankingCache, model_version: str, points: int = 20
 ) -> TierSummary:
-    """Return count and value share per tier (every tier listed) with the current cut-offs."""
-    totals = {t.tier: t for t in await reader.tier_totals()}
-    grand_total = sum(t.value for t in totals.values())
+    """Return count and value share per tier, the cut-offs and the Pareto curve, from memory."""
+    totals = population.tier_counts()
+    grand_total = sum(value for _, value in totals.values())
     tiers = [
         TierShare(
             tier=tier,
-            count=totals[tier].count if tier in totals else 0,
-            value=totals[tier].value if tier in totals else 0.0,
-            value_share=(totals[tier].value / grand_total)
-            if tier in totals and grand_total > 0
-            else 0.0,
+            count=totals[tier][0],
+            value=totals[tier][1],
+            value_share=totals[tier][1] / grand_total if grand_total > 0 else 0.0,
         )
         for tier in (Tier.A, Tier.B, Tier.C, Tier.P)
     ]
-    cutoffs = await population.cutoffs(reader)
-    return TierSummary(model_version=model_version, tiers=tiers, cutoffs=cutoffs)
+    context = ranking.get(utc_now().timestamp())
+    return TierSummary(
+        model_version=model_version,
+        tiers=tiers,
+        cutoffs=context.cutoffs,
+        pareto=pareto_curve(population.values(), points),
+    )

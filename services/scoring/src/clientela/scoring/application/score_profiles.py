@@ -2,36 +2,34 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from clientela.scoring.application.population import PopulationCache
+from clientela.scoring.application.model_registry import ModelRegistry
+from clientela.scoring.application.population import Population, RankingCache
 from clientela.scoring.application.ports import (
-    OutgoingEvent,
     ProfileChangeMessage,
+    ScoreRecord,
     ScoringUnitOfWork,
-    StoredScore,
-    TierTransition,
 )
-from clientela.scoring.domain.tiers import Cutoffs, tier_move
-from clientela.scoring.domain.value_model import ValueEstimate, ValueModel
-from clientela.shared.contracts import (
-    Reason,
-    ScoresUpdated,
-    ScoresUpdatedEvent,
-    Tier,
-    TierChanged,
-    TierChangedEvent,
-    derived_event_id,
-    utc_now,
+from clientela.scoring.application.publishing import Cause, Publication, publish
+from clientela.scoring.application.scorer import (
+    ScoringPolicy,
+    customer_scores,
+    previous_codes,
+    prospect_scores,
+    score_customers,
+    segment_of,
 )
-from clientela.shared.contracts.topics import SCORES, TIER_CHANGES
+from clientela.scoring.domain.facts import CustomerFacts, FactColumns, facts_of
+from clientela.scoring.domain.potential import prospect_features
+from clientela.scoring.domain.value_model import scored_lifecycle
+from clientela.shared.contracts import utc_now
 
 log = logging.getLogger(__name__)
-
-SOURCE = "scoring"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,151 +58,135 @@ def newest_per_profile(messages: Sequence[ProfileChangeMessage]) -> list[Profile
 
 
 class ScoreProfiles:
-    """Scores profile changes in one transaction per batch; redelivery and stale versions no-op."""
+    """Scores profile changes in one transaction per batch; redelivery and stale versions no-op.
+
+    Customers are scored together, vectorised, with the fitted parameters in force; their
+    tier comes from the population's cut-offs (refreshed by age) with hysteresis against the
+    stored tier. The writer lock keeps batches and sweeps of this process from interleaving.
+    """
 
     def __init__(
         self,
-        value_model: ValueModel,
-        population: PopulationCache,
+        models: ModelRegistry,
+        population: Population,
+        ranking: RankingCache,
+        policy: ScoringPolicy,
+        lock: asyncio.Lock,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
-        self._model = value_model
+        self._models = models
         self._population = population
+        self._ranking = ranking
+        self._policy = policy
+        self._lock = lock
         self._clock = clock
 
     async def __call__(
         self, messages: Sequence[ProfileChangeMessage], uow: ScoringUnitOfWork
     ) -> BatchOutcome:
-        """Apply a batch; return what was done. Call relay.wake() when outcome.staged."""
-        async with uow:
+        """Apply a batch; return what was done."""
+        async with self._lock, uow:
             fresh_ids = await uow.claim_new([m.event.event_id for m in messages])
-            fresh = [m for m in messages if m.event.event_id in fresh_ids]
-            candidates = newest_per_profile(fresh)
+            candidates = newest_per_profile([m for m in messages if m.event.event_id in fresh_ids])
             stored = await uow.scores.get_many([m.event.data.profile_id for m in candidates])
             todo = [m for m in candidates if _is_newer(m, stored.get(m.event.data.profile_id))]
             if not todo:
                 await uow.commit()
                 return BatchOutcome(ignored=len(messages))
-            now = self._clock()
-            estimates = {
-                m.event.data.profile_id: self._model.estimate(m.event.data, now) for m in todo
-            }
-            new_values = {
-                pid: None if e.is_prospect else e.predicted_value for pid, e in estimates.items()
-            }
-            cutoffs = await self._population.cutoffs(uow.scores, new_values)
-            scores: list[ScoresUpdated] = []
-            transitions: list[TierTransition] = []
-            outgoing: list[OutgoingEvent] = []
-            for message in todo:
-                profile_id = message.event.data.profile_id
-                previous = stored.get(profile_id)
-                updated = self._scores(message, estimates[profile_id], cutoffs)
-                scores.append(updated)
-                outgoing.append(_scores_event(message, updated, now))
-                changed = _tier_changed(message, updated, previous, now)
-                if changed is not None:
-                    event, transition = changed
-                    outgoing.append(event)
-                    transitions.append(transition)
-            await uow.scores.save_many(scores, now)
+            publications = self._score(todo, stored, self._clock())
+            await uow.scores.save_many([p.record for p in publications])
+            transitions = [p.transition for p in publications if p.transition is not None]
             await uow.record_tier_changes(transitions)
-            await uow.stage(outgoing)
+            await uow.stage([e for p in publications for e in p.events])
             await uow.commit()
-        self._population.apply(new_values)
+            self._population.apply(p.record for p in publications)
         log.info(
             "scored %d profile(s), %d tier change(s), %d message(s) ignored",
-            len(scores),
+            len(publications),
             len(transitions),
-            len(messages) - len(scores),
+            len(messages) - len(publications),
         )
         return BatchOutcome(
-            scored=len(scores),
+            scored=len(publications),
             tier_changes=len(transitions),
-            ignored=len(messages) - len(scores),
+            ignored=len(messages) - len(publications),
         )
 
-    def _scores(
-        self, message: ProfileChangeMessage, estimate: ValueEstimate, cutoffs: Cutoffs
-    ) -> ScoresUpdated:
-        profile = message.event.data
-        if estimate.is_prospect:
-            tier = Tier.P
-            reasons: tuple[Reason, ...] = estimate.reasons
-        else:
-            tier = cutoffs.tier_for(estimate.predicted_value)
-            reasons = estimate.reasons + cutoffs.reasons()
-        return ScoresUpdated(
-            profile_id=profile.profile_id,
-            profile_version=profile.version,
-            model_version=self._model.model_version,
-            lifecycle=estimate.lifecycle,
-            tier=tier,
-            predicted_value=estimate.predicted_value,
-            cost_to_serve=float(profile.aggregates.cost_to_serve),
-            reasons=list(reasons),
+    def _score(
+        self,
+        todo: list[ProfileChangeMessage],
+        stored: dict[str, ScoreRecord],
+        now: datetime,
+    ) -> list[Publication]:
+        model = self._models.model
+        facts: dict[str, CustomerFacts | None] = {
+            m.event.data.profile_id: facts_of(m.event.data) for m in todo
+        }
+        customers = [m for m in todo if facts[m.event.data.profile_id] is not None]
+        prospects = [m for m in todo if facts[m.event.data.profile_id] is None]
+        ids = [m.event.data.profile_id for m in customers]
+        columns = FactColumns.of([f for pid in ids if (f := facts[pid]) is not None])
+        # Values first (they need no ranking), so a stale ranking is rebuilt with this batch.
+        values = model.estimate(columns, now).predicted_value
+        context = self._ranking.get(now.timestamp(), extra=values, skip=ids)
+        previous = [stored.get(pid) for pid in ids]
+        scored = score_customers(
+            model,
+            columns,
+            now,
+            previous_codes([p.tier if p is not None else None for p in previous]),
+            context,
+            self._policy,
         )
+        out: list[Publication] = []
+        for i, message in enumerate(customers):
+            profile = message.event.data
+            before = previous[i]
+            scores = customer_scores(
+                i,
+                scored,
+                profile_id=profile.profile_id,
+                profile_version=profile.version,
+                lifecycle=scored_lifecycle(profile),
+                segment=segment_of(profile, None, self._policy),
+                model_version=model.model_version,
+                facts=columns,
+                as_of=now,
+                context=context,
+                policy=self._policy,
+            )
+            out.append(
+                publish(
+                    scores,
+                    before,
+                    _cause(message),
+                    now,
+                    facts=facts[profile.profile_id],
+                    prospect_features=before.prospect_features if before is not None else None,
+                )
+            )
+        for message in prospects:
+            profile = message.event.data
+            features = prospect_features(profile)
+            scores = prospect_scores(profile, features, context.reference, model.model_version, now)
+            out.append(
+                publish(
+                    scores,
+                    stored.get(profile.profile_id),
+                    _cause(message),
+                    now,
+                    facts=None,
+                    prospect_features=features,
+                )
+            )
+        return out
 
 
-def _is_newer(message: ProfileChangeMessage, stored: StoredScore | None) -> bool:
+def _cause(message: ProfileChangeMessage) -> Cause:
+    event = message.event
+    return Cause(event.event_id, event.correlation_id or event.event_id, message.accepted_at_ms)
+
+
+def _is_newer(message: ProfileChangeMessage, stored: ScoreRecord | None) -> bool:
     # Profile versions only grow: an equal or lower one was applied already or is out of order.
     return stored is None or message.event.data.version > stored.profile_version
-
-
-def _scores_event(
-    message: ProfileChangeMessage, scores: ScoresUpdated, now: datetime
-) -> OutgoingEvent:
-    cause = message.event
-    event = ScoresUpdatedEvent(
-        event_id=derived_event_id("scores.updated", scores.profile_id, str(scores.profile_version)),
-        occurred_at=now,
-        source=SOURCE,
-        correlation_id=cause.correlation_id or cause.event_id,
-        causation_id=cause.event_id,
-        data=scores,
-    )
-    return OutgoingEvent(SCORES, scores.profile_id, event, message.accepted_at_ms)
-
-
-def _tier_changed(
-    message: ProfileChangeMessage,
-    scores: ScoresUpdated,
-    previous: StoredScore | None,
-    now: datetime,
-) -> tuple[OutgoingEvent, TierTransition] | None:
-    from_tier = previous.tier if previous is not None else None
-    move = tier_move(from_tier, scores.tier)
-    if move is None:
-        return None
-    cause = message.event
-    event_id = derived_event_id("tier.changed", scores.profile_id, str(scores.profile_version))
-    event = TierChangedEvent(
-        event_id=event_id,
-        occurred_at=now,
-        source=SOURCE,
-        correlation_id=cause.correlation_id or cause.event_id,
-        causation_id=cause.event_id,
-        data=TierChanged(
-            profile_id=scores.profile_id,
-            profile_version=scores.profile_version,
-            from_tier=from_tier,
-            to_tier=scores.tier,
-            move=move,
-            lifecycle=scores.lifecycle,
-            predicted_value=scores.predicted_value,
-            model_version=scores.model_version,
-            reasons=scores.reasons,
-        ),
-    )
-    transition = TierTransition(
-        event_id=event_id,
-        profile_id=scores.profile_id,
-        profile_version=scores.profile_version,
-        from_tier=from_tier,
-        to_tier=scores.tier,
-        move=move,
-        occurred_at=now,
-    )
-    return OutgoingEvent(TIER_CHANGES, scores.profile_id, event, message.accepted_at_ms), (
-        transition
-    )

@@ -39,8 +39,18 @@ def _money(reason: Reason) -> str:
 
 _EXPLAINERS: dict[str, Callable[[Reason], str]] = {
     "predicted_value": lambda r: (
-        f"We expect this person to be worth about {_money(r)} to us: what they spent, "
-        "discounted the longer it has been since they last bought."
+        f"We expect this person to be worth about {_number(r.value)} to us ({r.detail})."
+    ),
+    "expected_purchases": lambda r: (
+        f"We expect about {_number(r.value)} more purchase(s) from them ({r.detail})."
+    ),
+    "expected_order_value": lambda r: (
+        f"When they buy, we expect them to spend about {_number(r.value)} each time: their own "
+        "average, pulled towards everyone's average the fewer purchases we have seen."
+    ),
+    "probability_alive": lambda r: (
+        f"The chance they are still an active customer is {_percent(r.value)}: it falls the "
+        "longer they stay away compared with how often they used to buy."
     ),
     "total_spend": lambda r: f"They have spent {_money(r)} with us in total.",
     "purchase_count": lambda r: (
@@ -48,6 +58,7 @@ _EXPLAINERS: dict[str, Callable[[Reason], str]] = {
         if r.value == 0
         else f"They have made {_number(r.value)} purchase(s)."
     ),
+    "purchase_days": lambda r: f"They bought on {_number(r.value)} different day(s).",
     "days_since_last_purchase": lambda r: (
         f"Their last purchase was {_number(r.value)} day(s) ago."
         + (f" ({r.detail})" if r.detail else "")
@@ -56,6 +67,33 @@ _EXPLAINERS: dict[str, Callable[[Reason], str]] = {
         f"Spend counts half as much after {_number(r.value)} days without a new purchase, "
         "and a quarter after twice that."
     ),
+    "rfm": lambda r: (
+        f"Recency-frequency-money groups {r.value} ({r.detail}): higher means more recent, "
+        "more frequent and bigger spending than other customers."
+    ),
+    "cost_to_serve": lambda r: f"Serving them has cost about {_number(r.value)} so far.",
+    "margin_after_cost": lambda r: (
+        f"After the cost to serve, they brought us {_number(r.value)} ({r.detail})."
+    ),
+    "low_value_high_cost": lambda r: (
+        "They cost more to serve than they bring: keep contact with them cheap."
+    ),
+    "segment_rule": lambda r: f"Relationship segment: {r.detail}.",
+    "at_risk": lambda r: (
+        f"A top customer who may be slipping away: only {_percent(r.value)} chance they are "
+        "still buying. Reach out now."
+    ),
+    "potential": lambda r: (
+        r.detail[:1].upper() + r.detail[1:] + "."
+        if r.value is None
+        else f"They resemble our best customers, as those looked before their first "
+        f"purchase, at {_percent(r.value)}."
+    ),
+    "potential_channel_mix": lambda r: (
+        f"{_percent(r.value)} of the channels they use match ({r.detail})."
+    ),
+    "potential_engagement": lambda r: f"Engagement match {_percent(r.value)}: {r.detail}.",
+    "potential_inbound": lambda r: f"Initiative match {_percent(r.value)}: {r.detail}.",
     "a_cutoff": lambda r: (
         "Tier A is empty for now."
         if r.value is None
@@ -69,7 +107,15 @@ _EXPLAINERS: dict[str, Callable[[Reason], str]] = {
         "tier A line) are in tier B."
     ),
     "customer_count": lambda r: f"Tiers were set by ranking {_number(r.value)} customer(s).",
+    "hysteresis": lambda r: (
+        f"To change tier a customer must pass the line by more than {_percent(r.value)}, so "
+        "nobody flips back and forth on a small change."
+    ),
 }
+
+
+def _percent(value: float | str | None) -> str:
+    return f"{float(value):.0%}" if isinstance(value, float | int) else "unknown"
 
 
 def explain(reason: Reason) -> str:

@@ -1,4 +1,4 @@
-"""Value models: what a profile is predicted to be worth, with the numbers behind it."""
+"""Value models: what customers are predicted to be worth, vectorised over a population."""
 
 from __future__ import annotations
 
@@ -6,35 +6,33 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from clientela.shared.contracts import Lifecycle, ProfileChanged, Reason
+import numpy as np
 
-SECONDS_PER_DAY = 86_400.0
+from clientela.scoring.domain import clv
+from clientela.scoring.domain.facts import SECONDS_PER_DAY, FactColumns, FloatArray, model_inputs
+from clientela.shared.contracts import Lifecycle, ProfileChanged
 
 
 @dataclass(frozen=True, slots=True)
-class ValueEstimate:
-    """A model's verdict on one profile: prospect or customer, predicted value, reasons."""
+class Estimates:
+    """A model's verdict on many customers, one entry per row of the facts given."""
 
-    lifecycle: Lifecycle
-    predicted_value: float
-    reasons: tuple[Reason, ...]
-
-    @property
-    def is_prospect(self) -> bool:
-        """Return whether the profile has never bought (it then sits in tier P)."""
-        return self.lifecycle is Lifecycle.PROSPECT
+    predicted_value: FloatArray
+    expected_purchases: FloatArray | None
+    probability_alive: FloatArray | None
+    expected_spend: FloatArray | None
 
 
 class ValueModel(Protocol):
-    """A way to predict a profile's value; a new model is a new implementation of this port."""
+    """A way to predict customers' value; a new model is a new implementation of this port."""
 
     @property
     def model_version(self) -> str:
         """Return the name and version written on every score the model produces."""
         ...
 
-    def estimate(self, profile: ProfileChanged, now: datetime) -> ValueEstimate:
-        """Return the predicted value of the profile as of `now`, with its reasons."""
+    def estimate(self, facts: FactColumns, as_of: datetime) -> Estimates:
+        """Return the predicted value of every customer as of a moment (vectorised)."""
         ...
 
 
@@ -50,7 +48,11 @@ def scored_lifecycle(profile: ProfileChanged) -> Lifecycle:
 
 @dataclass(frozen=True, slots=True)
 class DecayedSpendModel:
-    """Past spend, halved for every half-life that passed since the last purchase."""
+    """Past spend, halved for every half-life since the last purchase: the cold-start model.
+
+    It needs no fitted parameters, so it scores a population too small (or too young) to fit
+    BG/NBD and Gamma-Gamma on.
+    """
 
     half_life_days: float = 365.0
 
@@ -63,50 +65,50 @@ class DecayedSpendModel:
         """Return the model's version name."""
         return "decayed-spend-v0"
 
-    def estimate(self, profile: ProfileChanged, now: datetime) -> ValueEstimate:
+    def estimate(self, facts: FactColumns, as_of: datetime) -> Estimates:
         """Return total_spend * 0.5 ** (days since the last purchase / half-life)."""
-        aggregates = profile.aggregates
-        lifecycle = scored_lifecycle(profile)
-        if lifecycle is Lifecycle.PROSPECT:
-            return ValueEstimate(
-                lifecycle=lifecycle,
-                predicted_value=0.0,
-                reasons=(
-                    Reason(code="purchase_count", value=0, detail="no sale recorded yet"),
-                    Reason(code="predicted_value", value=0.0, detail=aggregates.currency),
-                ),
-            )
-        last = (
-            aggregates.last_purchase_at or aggregates.last_seen_at or aggregates.first_purchase_at
+        days = np.maximum(0.0, (as_of.timestamp() - facts.last_purchase_s) / SECONDS_PER_DAY)
+        value = facts.total_spend * np.exp2(-days / self.half_life_days)
+        return Estimates(value, None, None, None)
+
+
+@dataclass(frozen=True, slots=True)
+class FittedParameters:
+    """One fitted and stored parameter set: BG/NBD, Gamma-Gamma and how they were fitted."""
+
+    version: int
+    bgnbd: clv.BgNbdParams
+    gamma_gamma: clv.GammaGammaParams
+    period_days: float
+    fitted_at: datetime
+    as_of: datetime
+    customer_count: int
+    repeat_customer_count: int
+    bgnbd_log_likelihood: float
+    gamma_gamma_log_likelihood: float
+
+
+@dataclass(frozen=True, slots=True)
+class BgNbdGammaGammaModel:
+    """Expected purchases over a horizon (BG/NBD) times expected spend (Gamma-Gamma)."""
+
+    parameters: FittedParameters
+    horizon_periods: float = 52.0
+
+    @property
+    def model_version(self) -> str:
+        """Return bgnbd-gg-v<parameter version>."""
+        return f"bgnbd-gg-v{self.parameters.version}"
+
+    def estimate(self, facts: FactColumns, as_of: datetime) -> Estimates:
+        """Return expected purchases, P(alive), expected spend and their product, the CLV."""
+        inputs = model_inputs(facts, as_of.timestamp(), self.parameters.period_days)
+        bg = self.parameters.bgnbd
+        purchases = clv.expected_purchases(
+            bg, self.horizon_periods, inputs.x, inputs.t_x, inputs.age
         )
-        # A purchase stamped in the future (clock skew upstream) counts as made just now.
-        days = max(0.0, (now - last).total_seconds() / SECONDS_PER_DAY) if last else 0.0
-        spend = float(aggregates.total_spend)
-        predicted = spend * 0.5 ** (days / self.half_life_days)
-        return ValueEstimate(
-            lifecycle=lifecycle,
-            predicted_value=predicted,
-            reasons=(
-                Reason(
-                    code="predicted_value",
-                    value=round(predicted, 2),
-                    detail=aggregates.currency,
-                ),
-                Reason(code="total_spend", value=round(spend, 2), detail=aggregates.currency),
-                Reason(
-                    code="purchase_count",
-                    value=aggregates.purchase_count,
-                    detail="sales recorded",
-                ),
-                Reason(
-                    code="days_since_last_purchase",
-                    value=round(days, 1),
-                    detail="" if last else "no purchase date known; counted as today",
-                ),
-                Reason(
-                    code="half_life_days",
-                    value=self.half_life_days,
-                    detail="days after which past spend counts half",
-                ),
-            ),
+        alive = clv.probability_alive(bg, inputs.x, inputs.t_x, inputs.age)
+        spend = clv.expected_spend(
+            self.parameters.gamma_gamma, inputs.spend_days, inputs.mean_spend
         )
+        return Estimates(np.maximum(purchases * spend, 0.0), purchases, alive, spend)

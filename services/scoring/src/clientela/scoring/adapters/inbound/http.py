@@ -1,39 +1,39 @@
-"""HTTP routes: read a profile's scores and the tier summary (read scope)."""
+"""HTTP routes: scores with explanations, tier summary (read); refit and sweep (admin)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, cast
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from clientela.scoring.application.population import PopulationCache
 from clientela.scoring.application.ports import ScoreReader
 from clientela.scoring.application.queries import ScoreNotFoundError, get_scores, tier_summary
+from clientela.scoring.application.refit import NotEnoughDataError
+from clientela.scoring.application.service import ScoringApplication
 from clientela.scoring.domain.explain import explain, explain_tier
+from clientela.scoring.domain.value_model import FittedParameters
 from clientela.shared.auth import KeyRing, require_scope
-from clientela.shared.contracts import Lifecycle, Tier
+from clientela.shared.contracts import Lifecycle, Rfm, Segment, Tier
 
 
-@dataclass(frozen=True, slots=True)
-class ApiContext:
-    """What the routes need, set on app.state.api by the application's lifespan."""
-
-    reader: ScoreReader
-    population: PopulationCache
-    model_version: str
-
-
-def _context(request: Request) -> ApiContext:
-    context = getattr(request.app.state, "api", None)
-    if context is None:
+def _application(request: Request) -> ScoringApplication:
+    application = getattr(request.app.state, "api", None)
+    if application is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "service is starting")
-    return cast(ApiContext, context)
+    return cast(ScoringApplication, application)
 
 
-ContextDep = Annotated[ApiContext, Depends(_context)]
+def _reader(request: Request) -> ScoreReader:
+    reader = getattr(request.app.state, "reader", None)
+    if reader is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "service is starting")
+    return cast(ScoreReader, reader)
+
+
+ApplicationDep = Annotated[ScoringApplication, Depends(_application)]
+ReaderDep = Annotated[ScoreReader, Depends(_reader)]
 
 
 class _Out(BaseModel):
@@ -59,7 +59,17 @@ class ScoreOut(_Out):
     tier: Tier
     tier_explanation: str
     predicted_value: float
+    probability_alive: float | None
+    expected_purchases: float | None
+    expected_order_value: float | None
+    horizon_weeks: float | None
+    rfm: Rfm | None
+    segment: Segment | None
+    potential: float | None
     cost_to_serve: float
+    profitable: bool | None
+    at_risk: bool
+    as_of: datetime | None
     updated_at: datetime
     reasons: list[ReasonOut]
 
@@ -81,8 +91,16 @@ class CutoffsOut(_Out):
     b_cutoff: float | None
     a_share: float
     b_share: float
+    hysteresis: float
     customer_count: int
     total_value: float
+
+
+class ParetoPointOut(_Out):
+    """The top customer_share of customers bring value_share of the predicted value."""
+
+    customer_share: float
+    value_share: float
 
 
 class TierSummaryOut(_Out):
@@ -93,36 +111,102 @@ class TierSummaryOut(_Out):
     total_value: float
     tiers: list[TierOut]
     cutoffs: CutoffsOut
+    pareto: list[ParetoPointOut]
+
+
+class ModelOut(_Out):
+    """A fitted parameter set."""
+
+    model_version: str
+    version: int
+    fitted_at: datetime
+    as_of: datetime
+    customer_count: int
+    repeat_customer_count: int
+    bgnbd: dict[str, float] = Field(description="r, alpha (rate), a, b (dropout).")
+    gamma_gamma: dict[str, float] = Field(description="p, q, gamma (spend).")
+    bgnbd_log_likelihood: float
+    gamma_gamma_log_likelihood: float
+
+
+class ModelStateOut(_Out):
+    """The model in force and the newest fitted parameter set (if any)."""
+
+    model_version: str
+    parameters: ModelOut | None
+
+
+class SweepOut(_Out):
+    """What a sweep did."""
+
+    sweep_id: str
+    customers: int
+    changed: int
+    tier_changes: int
+    compute_s: float
+    write_s: float
+
+
+def _model_out(p: FittedParameters) -> ModelOut:
+    return ModelOut(
+        model_version=f"bgnbd-gg-v{p.version}",
+        version=p.version,
+        fitted_at=p.fitted_at,
+        as_of=p.as_of,
+        customer_count=p.customer_count,
+        repeat_customer_count=p.repeat_customer_count,
+        bgnbd=dict(zip(("r", "alpha", "a", "b"), p.bgnbd.as_tuple(), strict=True)),
+        gamma_gamma=dict(zip(("p", "q", "gamma"), p.gamma_gamma.as_tuple(), strict=True)),
+        bgnbd_log_likelihood=p.bgnbd_log_likelihood,
+        gamma_gamma_log_likelihood=p.gamma_gamma_log_likelihood,
+    )
 
 
 def build_router(keyring: KeyRing) -> APIRouter:
-    """Return the scoring routes, each requiring the read scope."""
-    router = APIRouter(prefix="/v1", dependencies=[Depends(require_scope(keyring, "read"))])
+    """Return the scoring routes: reads need the read scope, refit and sweep the admin scope."""
+    router = APIRouter(prefix="/v1")
+    read = [Depends(require_scope(keyring, "read"))]
+    admin = [Depends(require_scope(keyring, "admin"))]
 
     @router.get(
         "/scores/{profile_id}",
         response_model=ScoreOut,
         tags=["scores"],
+        dependencies=read,
         summary="A profile's scores, with each reason explained",
         responses={404: {"description": "No scores for this profile"}},
     )
     async def read_scores(
-        context: ContextDep, profile_id: Annotated[str, Path(min_length=1, max_length=64)]
+        reader: ReaderDep, profile_id: Annotated[str, Path(min_length=1, max_length=64)]
     ) -> ScoreOut:
         try:
-            stored = await get_scores(context.reader, profile_id)
+            stored = await get_scores(reader, profile_id)
         except ScoreNotFoundError:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no scores for this profile") from None
         s = stored.scores
         return ScoreOut(
-            profile_id=s.profile_id,
-            profile_version=s.profile_version,
-            model_version=s.model_version,
-            lifecycle=s.lifecycle,
-            tier=s.tier,
+            **s.model_dump(
+                include={
+                    "profile_id",
+                    "profile_version",
+                    "model_version",
+                    "lifecycle",
+                    "tier",
+                    "predicted_value",
+                    "probability_alive",
+                    "expected_purchases",
+                    "expected_order_value",
+                    "horizon_weeks",
+                    "segment",
+                    "potential",
+                    "cost_to_serve",
+                    "profitable",
+                    "at_risk",
+                    "as_of",
+                }
+            ),
+            rfm=s.rfm,
             tier_explanation=explain_tier(s.tier),
-            predicted_value=s.predicted_value,
-            cost_to_serve=s.cost_to_serve,
             updated_at=stored.updated_at,
             reasons=[
                 ReasonOut(code=r.code, value=r.value, detail=r.detail, explanation=explain(r))
@@ -134,10 +218,16 @@ def build_router(keyring: KeyRing) -> APIRouter:
         "/tiers/summary",
         response_model=TierSummaryOut,
         tags=["tiers"],
-        summary="Count and value share per tier, the current cut-offs and the model version",
+        dependencies=read,
+        summary="Count and value share per tier, the cut-offs, the Pareto curve",
     )
-    async def read_tier_summary(context: ContextDep) -> TierSummaryOut:
-        summary = await tier_summary(context.reader, context.population, context.model_version)
+    async def read_tier_summary(application: ApplicationDep) -> TierSummaryOut:
+        async with application.lock:
+            summary = tier_summary(
+                application.population,
+                application.ranking,
+                application.models.model.model_version,
+            )
         c = summary.cutoffs
         return TierSummaryOut(
             model_version=summary.model_version,
@@ -158,9 +248,62 @@ def build_router(keyring: KeyRing) -> APIRouter:
                 b_cutoff=c.b_cutoff,
                 a_share=c.policy.a_share,
                 b_share=c.policy.b_share,
+                hysteresis=c.policy.hysteresis,
                 customer_count=c.customer_count,
                 total_value=c.total_value,
             ),
+            pareto=[
+                ParetoPointOut(customer_share=p.customer_share, value_share=p.value_share)
+                for p in summary.pareto
+            ],
+        )
+
+    @router.get(
+        "/model",
+        response_model=ModelStateOut,
+        tags=["model"],
+        dependencies=read,
+        summary="The value model in force and its fitted parameters",
+    )
+    async def read_model(application: ApplicationDep) -> ModelStateOut:
+        parameters = application.models.parameters
+        return ModelStateOut(
+            model_version=application.models.model.model_version,
+            parameters=_model_out(parameters) if parameters is not None else None,
+        )
+
+    @router.post(
+        "/model/refit",
+        response_model=ModelOut,
+        tags=["model"],
+        dependencies=admin,
+        summary="Fit BG/NBD and Gamma-Gamma on the population now, then sweep",
+        responses={409: {"description": "Not enough customers to fit on"}},
+    )
+    async def refit(application: ApplicationDep) -> ModelOut:
+        try:
+            fitted = await application.refit()
+        except NotEnoughDataError as exc:
+            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+        await application.sweep()
+        return _model_out(fitted)
+
+    @router.post(
+        "/sweep",
+        response_model=SweepOut,
+        tags=["model"],
+        dependencies=admin,
+        summary="Re-score the whole population now and publish the tier changes",
+    )
+    async def sweep(application: ApplicationDep) -> SweepOut:
+        outcome = await application.sweep()
+        return SweepOut(
+            sweep_id=outcome.sweep_id,
+            customers=outcome.customers,
+            changed=outcome.changed,
+            tier_changes=outcome.tier_changes,
+            compute_s=outcome.compute_s,
+            write_s=outcome.write_s,
         )
 
     return router

@@ -14,17 +14,13 @@ log = logging.getLogger(__name__)
 
 
 class ProfileChangesTranslator:
-    """The BatchProcessor handler for profiles.v1; wakes the relay after a commit."""
+    """The BatchProcessor handler for profiles.v1 (the unit of work wakes the relay)."""
 
     def __init__(
-        self,
-        use_case: ScoreProfiles,
-        unit_of_work: Callable[[], ScoringUnitOfWork],
-        wake_relay: Callable[[], None],
+        self, use_case: ScoreProfiles, unit_of_work: Callable[[], ScoringUnitOfWork]
     ) -> None:
         self._use_case = use_case
         self._uow = unit_of_work
-        self._wake = wake_relay
 
     async def __call__(self, batch: list[Incoming[Envelope]]) -> None:
         """Score one decoded batch."""
@@ -35,6 +31,4 @@ class ProfileChangesTranslator:
         ]
         if len(messages) != len(batch):
             log.warning("ignored %d event(s) of an unexpected type", len(batch) - len(messages))
-        outcome = await self._use_case(messages, self._uow())
-        if outcome.staged:
-            self._wake()
+        await self._use_case(messages, self._uow())

@@ -7,7 +7,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from clientela.scoring.adapters.outbound import tables
-from clientela.scoring.adapters.outbound.sql_unit_of_work import customer_values, stored_score
+from clientela.scoring.adapters.outbound.sql_unit_of_work import stored_score
 from clientela.scoring.application.ports import StoredScore, TierTotal
 from clientela.shared.contracts import Tier
 
@@ -20,19 +20,20 @@ class SqlScoreReader:
 
     async def get(self, profile_id: str) -> StoredScore | None:
         """Return the stored scores of one profile, or None."""
+        table = tables.profile_scores
         async with self._engine.connect() as conn:
             row = (
                 await conn.execute(
-                    select(tables.scores.c.state, tables.scores.c.updated_at).where(
-                        tables.scores.c.profile_id == profile_id
+                    select(table.c.state, table.c.updated_at).where(
+                        table.c.profile_id == profile_id
                     )
                 )
             ).first()
         return stored_score(row.state, row.updated_at) if row is not None else None
 
     async def tier_totals(self) -> list[TierTotal]:
-        """Return count and summed predicted value per stored tier."""
-        table = tables.scores
+        """Return count and summed stored predicted value per stored tier."""
+        table = tables.profile_scores
         async with self._engine.connect() as conn:
             result = await conn.execute(
                 select(
@@ -42,11 +43,6 @@ class SqlScoreReader:
                 ).group_by(table.c.tier)
             )
             return [TierTotal(Tier(row.tier), int(row.n), float(row.value)) for row in result]
-
-    async def customer_values(self) -> dict[str, float]:
-        """Return predicted value by profile id for every customer."""
-        async with self._engine.connect() as conn:
-            return await customer_values(conn)
 
     async def ping(self) -> bool:
         """Return whether the database answers."""

@@ -1,22 +1,43 @@
-"""SQL unit of work: inbox, scores, tier history and outbox in one database transaction."""
+"""SQL unit of work: inbox, scores, tier history, parameters and outbox in one transaction."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
+from sqlalchemy import Row, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from clientela.scoring.adapters.outbound import tables
-from clientela.scoring.application.ports import OutgoingEvent, StoredScore, TierTransition
-from clientela.shared.codec import to_record
-from clientela.shared.contracts import ScoresUpdated, Tier
+from clientela.scoring.application.ports import ScoreRecord, StoredScore, TierTransition
+from clientela.scoring.domain.clv import BgNbdParams, GammaGammaParams
+from clientela.scoring.domain.facts import CustomerFacts
+from clientela.scoring.domain.potential import ProspectFeatures
+from clientela.scoring.domain.value_model import FittedParameters
+from clientela.shared.contracts import ScoresUpdated
 from clientela.shared.db import upsert_insert
-from clientela.shared.outbox import claim_new, stage
+from clientela.shared.outbox import SqlTransaction
 from clientela.shared.settings import KafkaSettings
+
+_RECORD_COLUMNS = (
+    "profile_version",
+    "revision",
+    "tier_seq",
+    "lifecycle",
+    "tier",
+    "predicted_value",
+    "at_risk",
+    "purchase_days",
+    "purchase_count",
+    "first_purchase_s",
+    "last_purchase_s",
+    "total_spend",
+    "cost_to_serve",
+    "prospect_features",
+    "state",
+    "updated_at",
+)
 
 
 def as_utc(moment: datetime) -> datetime:
@@ -25,136 +46,204 @@ def as_utc(moment: datetime) -> datetime:
 
 
 def stored_score(state: Any, updated_at: datetime) -> StoredScore:
-    """Rebuild stored scores from the state and updated_at columns of the scores table."""
+    """Rebuild stored scores from the state and updated_at columns."""
     return StoredScore(scores=ScoresUpdated.model_validate(state), updated_at=as_utc(updated_at))
 
 
-async def customer_values(conn: AsyncConnection) -> dict[str, float]:
-    """Return predicted value by profile id for every non-prospect score, in one query."""
-    result = await conn.execute(
-        select(tables.scores.c.profile_id, tables.scores.c.predicted_value).where(
-            tables.scores.c.tier != Tier.P.value
+def record_of(row: Row[Any]) -> ScoreRecord:
+    """Rebuild a ScoreRecord from a profile_scores row."""
+    facts = (
+        CustomerFacts(
+            purchase_days=int(row.purchase_days),
+            purchase_count=int(row.purchase_count),
+            first_purchase_s=float(row.first_purchase_s),
+            last_purchase_s=float(row.last_purchase_s),
+            total_spend=float(row.total_spend),
+            cost_to_serve=float(row.cost_to_serve),
         )
+        if row.first_purchase_s is not None
+        else None
     )
-    return {row.profile_id: float(row.predicted_value) for row in result}
+    return ScoreRecord(
+        scores=ScoresUpdated.model_validate(row.state),
+        revision=int(row.revision),
+        tier_seq=int(row.tier_seq),
+        facts=facts,
+        prospect_features=ProspectFeatures.from_json(row.prospect_features)
+        if row.prospect_features
+        else None,
+        updated_at=as_utc(row.updated_at),
+    )
+
+
+def _row(record: ScoreRecord) -> dict[str, Any]:
+    s = record.scores
+    f = record.facts
+    return {
+        "profile_id": s.profile_id,
+        "profile_version": s.profile_version,
+        "revision": record.revision,
+        "tier_seq": record.tier_seq,
+        "lifecycle": s.lifecycle.value,
+        "tier": s.tier.value,
+        "predicted_value": s.predicted_value,
+        "at_risk": s.at_risk,
+        "purchase_days": f.purchase_days if f else 0,
+        "purchase_count": f.purchase_count if f else 0,
+        "first_purchase_s": f.first_purchase_s if f else None,
+        "last_purchase_s": f.last_purchase_s if f else None,
+        "total_spend": f.total_spend if f else 0.0,
+        "cost_to_serve": f.cost_to_serve if f else s.cost_to_serve,
+        "prospect_features": record.prospect_features.as_json()
+        if record.prospect_features
+        else None,
+        "state": s.model_dump(mode="json"),
+        "updated_at": record.updated_at,
+    }
 
 
 class SqlScoreStore:
-    """Scores read and written on the unit of work's connection."""
+    """Score records read and written on the unit of work's connection."""
 
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
 
-    async def get_many(self, profile_ids: Sequence[str]) -> dict[str, StoredScore]:
-        """Return the stored scores of those profiles that have any, in one query."""
+    async def get_many(self, profile_ids: Sequence[str]) -> dict[str, ScoreRecord]:
+        """Return the stored records of those profiles that have any, in one query."""
         if not profile_ids:
             return {}
+        table = tables.profile_scores
         result = await self._conn.execute(
-            select(tables.scores.c.state, tables.scores.c.updated_at).where(
-                tables.scores.c.profile_id.in_(list(profile_ids))
-            )
+            select(table).where(table.c.profile_id.in_(sorted(set(profile_ids))))
         )
-        found = [stored_score(row.state, row.updated_at) for row in result]
-        return {s.scores.profile_id: s for s in found}
+        return {row.profile_id: record_of(row) for row in result}
 
-    async def customer_values(self) -> dict[str, float]:
-        """Return predicted value by profile id for every customer."""
-        return await customer_values(self._conn)
+    async def all_records(self) -> list[ScoreRecord]:
+        """Return every stored record."""
+        result = await self._conn.execute(select(tables.profile_scores))
+        return [record_of(row) for row in result]
 
-    async def save_many(self, scores: Sequence[ScoresUpdated], updated_at: datetime) -> None:
-        """Upsert scores in one statement; an older profile version never overwrites a newer."""
-        if not scores:
+    async def save_many(self, records: Sequence[ScoreRecord]) -> None:
+        """Upsert in one statement, in key order; a lower revision never overwrites a higher."""
+        if not records:
             return
-        table = tables.scores
+        table = tables.profile_scores
         insert = upsert_insert(self._conn)(table)
         stmt = insert.on_conflict_do_update(
             index_elements=[table.c.profile_id],
-            set_={
-                name: insert.excluded[name]
-                for name in (
-                    "profile_version",
-                    "lifecycle",
-                    "tier",
-                    "predicted_value",
-                    "state",
-                    "updated_at",
-                )
-            },
-            where=table.c.profile_version < insert.excluded.profile_version,
+            set_={name: insert.excluded[name] for name in _RECORD_COLUMNS},
+            where=table.c.revision < insert.excluded.revision,
         )
+        rows = sorted((_row(r) for r in records), key=lambda r: str(r["profile_id"]))
+        await self._conn.execute(stmt, rows)
+
+
+class SqlParameterStore:
+    """Versioned model parameters on the unit of work's connection."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def latest(self) -> FittedParameters | None:
+        """Return the newest parameter set, or None."""
+        found = await self.history(1)
+        return found[0] if found else None
+
+    async def history(self, limit: int) -> list[FittedParameters]:
+        """Return the newest parameter sets, newest first."""
+        table = tables.model_parameters
+        result = await self._conn.execute(
+            select(table).order_by(table.c.version.desc()).limit(limit)
+        )
+        return [parameters_of(row) for row in result]
+
+    async def add(self, parameters: FittedParameters) -> None:
+        """Store a new parameter set."""
+        p = parameters
         await self._conn.execute(
-            stmt,
-            [
-                {
-                    "profile_id": s.profile_id,
-                    "profile_version": s.profile_version,
-                    "lifecycle": s.lifecycle.value,
-                    "tier": s.tier.value,
-                    "predicted_value": s.predicted_value,
-                    "state": s.model_dump(mode="json"),
-                    "updated_at": updated_at,
-                }
-                for s in scores
-            ],
+            tables.model_parameters.insert(),
+            {
+                "version": p.version,
+                "parameters": {
+                    "bgnbd": dict(zip(("r", "alpha", "a", "b"), p.bgnbd.as_tuple(), strict=True)),
+                    "gamma_gamma": dict(
+                        zip(("p", "q", "gamma"), p.gamma_gamma.as_tuple(), strict=True)
+                    ),
+                    "period_days": p.period_days,
+                    "repeat_customer_count": p.repeat_customer_count,
+                    "bgnbd_log_likelihood": p.bgnbd_log_likelihood,
+                    "gamma_gamma_log_likelihood": p.gamma_gamma_log_likelihood,
+                },
+                "fitted_at": p.fitted_at,
+                "as_of": p.as_of,
+                "customer_count": p.customer_count,
+            },
         )
 
 
-class SqlScoringUnitOfWork:
-    """One transaction on one connection; nothing is kept unless commit() is called."""
+def parameters_of(row: Row[Any]) -> FittedParameters:
+    """Rebuild a parameter set from a model_parameters row."""
+    data = row.parameters
+    return FittedParameters(
+        version=int(row.version),
+        bgnbd=BgNbdParams(**{k: float(v) for k, v in data["bgnbd"].items()}),
+        gamma_gamma=GammaGammaParams(**{k: float(v) for k, v in data["gamma_gamma"].items()}),
+        period_days=float(data["period_days"]),
+        fitted_at=as_utc(row.fitted_at),
+        as_of=as_utc(row.as_of),
+        customer_count=int(row.customer_count),
+        repeat_customer_count=int(data["repeat_customer_count"]),
+        bgnbd_log_likelihood=float(data["bgnbd_log_likelihood"]),
+        gamma_gamma_log_likelihood=float(data["gamma_gamma_log_likelihood"]),
+    )
 
-    def __init__(self, engine: AsyncEngine, kafka: KafkaSettings) -> None:
-        self._engine = engine
-        self._kafka = kafka
-        self._conn: AsyncConnection | None = None
-        self._tx: AsyncTransaction | None = None
+
+class SqlScoringUnitOfWork(SqlTransaction):
+    """The shared transaction (inbox, outbox, relay wake-up) plus scores and parameters."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        kafka: KafkaSettings,
+        on_staged_commit: Callable[[], None] | None = None,
+    ) -> None:
+        super().__init__(
+            engine,
+            inbox=tables.inbox,
+            outbox=tables.outbox,
+            kafka=kafka,
+            on_staged_commit=on_staged_commit,
+        )
         self._scores: SqlScoreStore | None = None
+        self._parameters: SqlParameterStore | None = None
 
-    @property
-    def _connection(self) -> AsyncConnection:
-        if self._conn is None:
-            raise RuntimeError("the unit of work is used outside `async with`")
-        return self._conn
+    def _opened(self, conn: AsyncConnection) -> None:
+        self._scores = SqlScoreStore(conn)
+        self._parameters = SqlParameterStore(conn)
+
+    def _closed(self) -> None:
+        self._scores = None
+        self._parameters = None
 
     @property
     def scores(self) -> SqlScoreStore:
         """Return the scores of this unit of work."""
         if self._scores is None:
-            raise RuntimeError("the unit of work is used outside `async with`")
+            raise RuntimeError("the unit of work is not open: use `async with uow:`")
         return self._scores
 
-    async def __aenter__(self) -> Self:
-        """Open a connection and begin the transaction."""
-        self._conn = await self._engine.connect()
-        self._tx = await self._conn.begin()
-        self._scores = SqlScoreStore(self._conn)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Roll back anything not committed and release the connection."""
-        try:
-            if self._tx is not None and self._tx.is_active:
-                await self._tx.rollback()
-        finally:
-            if self._conn is not None:
-                await self._conn.close()
-            self._conn = None
-            self._tx = None
-            self._scores = None
-
-    async def claim_new(self, event_ids: Sequence[str]) -> set[str]:
-        """Mark event ids processed; return those seen for the first time."""
-        return await claim_new(self._connection, tables.inbox, event_ids)
+    @property
+    def parameters(self) -> SqlParameterStore:
+        """Return the model parameters of this unit of work."""
+        if self._parameters is None:
+            raise RuntimeError("the unit of work is not open: use `async with uow:`")
+        return self._parameters
 
     async def record_tier_changes(self, changes: Sequence[TierTransition]) -> None:
         """Append tier moves to the history; a repeated event id is kept once."""
         if not changes:
             return
-        conn = self._connection
+        conn = self.connection
         stmt = upsert_insert(conn)(tables.tier_history).on_conflict_do_nothing(
             index_elements=["event_id"]
         )
@@ -173,20 +262,3 @@ class SqlScoringUnitOfWork:
                 for c in changes
             ],
         )
-
-    async def stage(self, events: Sequence[OutgoingEvent]) -> None:
-        """Put events in the outbox under their prefixed topic names."""
-        await stage(
-            self._connection,
-            tables.outbox,
-            [
-                to_record(self._kafka.topic(e.topic), e.key, e.event, e.accepted_at_ms)
-                for e in events
-            ],
-        )
-
-    async def commit(self) -> None:
-        """Commit the transaction."""
-        if self._tx is None:
-            raise RuntimeError("the unit of work is used outside `async with`")
-        await self._tx.commit()

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, BigInteger, Column, Double, MetaData, String, Table
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Double,
+    Integer,
+    MetaData,
+    String,
+    Table,
+)
 
 from clientela.shared.db import UtcDateTime
 from clientela.shared.outbox import inbox_table, outbox_table
@@ -11,15 +21,28 @@ SERVICE = "scoring"
 
 metadata = MetaData()
 
-scores = Table(
-    "scores",
+# One row per scored profile: the published scores (state), the facts the models read, and the
+# counters that make each derived event id unique. Named apart from the first `scores` table,
+# whose rows lacked the facts a sweep needs.
+profile_scores = Table(
+    "profile_scores",
     metadata,
     Column("profile_id", String(64), primary_key=True),
     Column("profile_version", BigInteger, nullable=False),
+    Column("revision", BigInteger, nullable=False),
+    Column("tier_seq", BigInteger, nullable=False),
     Column("lifecycle", String(16), nullable=False),
     Column("tier", String(1), nullable=False, index=True),
     Column("predicted_value", Double, nullable=False),
-    # The full ScoresUpdated payload: money and reasons as JSON, so no Decimal column is needed.
+    Column("at_risk", Boolean, nullable=False),
+    Column("purchase_days", Integer, nullable=False),
+    Column("purchase_count", Integer, nullable=False),
+    Column("first_purchase_s", Double, nullable=True),
+    Column("last_purchase_s", Double, nullable=True),
+    # Doubles are model inputs only; the exact money travels as strings inside `state`.
+    Column("total_spend", Double, nullable=False),
+    Column("cost_to_serve", Double, nullable=False),
+    Column("prospect_features", JSON, nullable=True),
     Column("state", JSON, nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
 )
@@ -34,6 +57,16 @@ tier_history = Table(
     Column("to_tier", String(1), nullable=False),
     Column("move", String(16), nullable=False),
     Column("occurred_at", UtcDateTime(), nullable=False),
+)
+
+model_parameters = Table(
+    "model_parameters",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("parameters", JSON, nullable=False),
+    Column("fitted_at", UtcDateTime(), nullable=False),
+    Column("as_of", UtcDateTime(), nullable=False),
+    Column("customer_count", Integer, nullable=False),
 )
 
 inbox = inbox_table(metadata)

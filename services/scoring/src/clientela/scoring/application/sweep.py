@@ -1,0 +1,174 @@
+"""Use case: re-score the whole population at once, because value decays even without events."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import numpy.typing as npt
+
+from clientela.scoring.application.model_registry import ModelRegistry
+from clientela.scoring.application.population import Population, RankingCache, RankingContext
+from clientela.scoring.application.ports import ScoringUnitOfWork
+from clientela.scoring.application.publishing import Cause, Publication, publish
+from clientela.scoring.application.scorer import (
+    CustomerScores,
+    ScoringPolicy,
+    customer_scores,
+    score_customers,
+    segment_of,
+)
+from clientela.scoring.domain.facts import FactColumns
+from clientela.scoring.domain.rfm import fit_rfm_edges
+from clientela.scoring.domain.tiers import compute_cutoffs
+from clientela.shared.contracts import derived_event_id, utc_now
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SweepOutcome:
+    """What a sweep did and how long its parts took."""
+
+    sweep_id: str
+    customers: int
+    changed: int
+    tier_changes: int
+    compute_s: float
+    write_s: float
+
+
+class SweepPopulation:
+    """Recomputes every customer's value and the exact cut-offs, and publishes what moved.
+
+    Only customers whose tier or at-risk flag changed are written and announced (a
+    ScoresUpdated, plus a TierChanged for a tier move), in transactions of `chunk` customers;
+    the rest of the population keeps its stored scores and gets its new value in memory.
+    """
+
+    def __init__(
+        self,
+        models: ModelRegistry,
+        population: Population,
+        ranking: RankingCache,
+        policy: ScoringPolicy,
+        lock: asyncio.Lock,
+        unit_of_work: Callable[[], ScoringUnitOfWork],
+        clock: Callable[[], datetime] = utc_now,
+        chunk: int = 1000,
+    ) -> None:
+        self._models = models
+        self._population = population
+        self._ranking = ranking
+        self._policy = policy
+        self._lock = lock
+        self._uow = unit_of_work
+        self._clock = clock
+        self._chunk = chunk
+
+    async def __call__(self) -> SweepOutcome:
+        """Run one sweep under the writer lock."""
+        async with self._lock:
+            return await self._sweep()
+
+    async def _sweep(self) -> SweepOutcome:
+        started = time.perf_counter()
+        now = self._clock()
+        sweep_id = derived_event_id("scoring.sweep", now.isoformat())
+        population = self._population
+        model = self._models.model
+        columns = population.columns()
+        values = model.estimate(columns.facts, now).predicted_value
+        context = RankingContext(
+            cutoffs=compute_cutoffs(values, population.policy),
+            rfm_edges=fit_rfm_edges(columns.facts, now.timestamp(), population.rfm_groups),
+            reference=population.reference(),
+        )
+        scored = score_customers(model, columns.facts, now, columns.tiers, context, self._policy)
+        moved = (scored.tiers != columns.tiers) | (scored.at_risk != columns.at_risk)
+        changed = np.flatnonzero(moved)
+        population.set_values(scored.estimates.predicted_value)
+        self._ranking.put(context)
+        computed = time.perf_counter()
+        cause = Cause(sweep_id, sweep_id)
+        moves = 0
+        for start in range(0, changed.size, self._chunk):
+            rows = changed[start : start + self._chunk]
+            moves += await self._write(
+                rows, columns.ids, scored, columns.facts, context, now, cause, model.model_version
+            )
+        written = time.perf_counter()
+        outcome = SweepOutcome(
+            sweep_id=sweep_id,
+            customers=len(columns.ids),
+            changed=int(changed.size),
+            tier_changes=moves,
+            compute_s=computed - started,
+            write_s=written - computed,
+        )
+        log.info(
+            "swept %d customer(s): %d changed, %d tier move(s), %.2fs compute, %.2fs write",
+            outcome.customers,
+            outcome.changed,
+            outcome.tier_changes,
+            outcome.compute_s,
+            outcome.write_s,
+        )
+        return outcome
+
+    async def _write(
+        self,
+        rows: npt.NDArray[np.intp],
+        ids: list[str],
+        scored: CustomerScores,
+        facts: FactColumns,
+        context: RankingContext,
+        now: datetime,
+        cause: Cause,
+        model_version: str,
+    ) -> int:
+        """Store and announce the changed customers at rows, in one transaction."""
+        chunk_ids = [ids[int(r)] for r in rows]
+        async with self._uow() as uow:
+            stored = await uow.scores.get_many(chunk_ids)
+            publications: list[Publication] = []
+            for row, pid in zip(rows, chunk_ids, strict=True):
+                before = stored.get(pid)
+                if before is None or before.facts is None:
+                    continue
+                i = int(row)
+                scores = customer_scores(
+                    i,
+                    scored,
+                    profile_id=pid,
+                    profile_version=before.profile_version,
+                    lifecycle=before.scores.lifecycle,
+                    segment=segment_of(None, before.scores, self._policy),
+                    model_version=model_version,
+                    facts=facts,
+                    as_of=now,
+                    context=context,
+                    policy=self._policy,
+                )
+                publications.append(
+                    publish(
+                        scores,
+                        before,
+                        cause,
+                        now,
+                        facts=before.facts,
+                        prospect_features=before.prospect_features,
+                    )
+                )
+            await uow.scores.save_many([p.record for p in publications])
+            transitions = [p.transition for p in publications if p.transition is not None]
+            await uow.record_tier_changes(transitions)
+            await uow.stage([e for p in publications for e in p.events])
+            await uow.commit()
+        self._population.apply(p.record for p in publications)
+        return len(transitions)

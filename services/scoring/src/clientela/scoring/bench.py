@@ -1,0 +1,248 @@
+"""Benchmark: `python -m clientela.scoring.bench [--customers N] [--profiles N] [--output F]`.
+
+Two figures. Streaming: ProfileChanged events re-scored per second by the streaming use case
+(batches of 500 with the BG/NBD + Gamma-Gamma model, in-memory storage so the figure is the
+scoring cost itself), against a bare baseline: the closed-form model alone on the same
+batches. Sweep: the vectorised re-score of a synthetic population (values, exact cut-offs,
+tiers with hysteresis, RFM, risk) with the same functions the service's sweep calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from types import TracebackType
+from typing import Self, cast
+
+import numpy as np
+
+from clientela.scoring.application.population import RankingContext
+from clientela.scoring.application.ports import (
+    ProfileChangeMessage,
+    ScoreRecord,
+    ScoringUnitOfWork,
+    TierTransition,
+)
+from clientela.scoring.application.scorer import ScoringPolicy, score_customers
+from clientela.scoring.application.service import ScoringApplication, ScoringConfig
+from clientela.scoring.domain.clv import BgNbdParams, GammaGammaParams
+from clientela.scoring.domain.facts import SECONDS_PER_DAY, FactColumns, facts_of
+from clientela.scoring.domain.rfm import fit_rfm_edges
+from clientela.scoring.domain.tiers import TieringPolicy, compute_cutoffs
+from clientela.scoring.domain.value_model import BgNbdGammaGammaModel, FittedParameters
+from clientela.shared.codec import OutgoingEvent
+from clientela.shared.contracts import (
+    Lifecycle,
+    ProfileAggregates,
+    ProfileChanged,
+    ProfileChangedEvent,
+)
+
+NOW = datetime(2025, 1, 1, tzinfo=UTC)
+BATCH = 500
+PARAMETERS = FittedParameters(
+    version=1,
+    bgnbd=BgNbdParams(0.243, 4.414, 0.793, 2.426),
+    gamma_gamma=GammaGammaParams(6.25, 3.74, 15.44),
+    period_days=7.0,
+    fitted_at=NOW,
+    as_of=NOW,
+    customer_count=0,
+    repeat_customer_count=0,
+    bgnbd_log_likelihood=0.0,
+    gamma_gamma_log_likelihood=0.0,
+)
+
+
+def synthetic_facts(n: int, seed: int = 1) -> FactColumns:
+    """Return n customers with CDNOW-like habits: mostly one-off, a few frequent buyers."""
+    rng = np.random.default_rng(seed)
+    now_s = NOW.timestamp()
+    first = now_s - rng.uniform(1, 730, n) * SECONDS_PER_DAY
+    days = 1 + rng.negative_binomial(0.3, 0.15, n)
+    last = first + (now_s - first) * np.where(days > 1, rng.uniform(0, 1, n), 0.0)
+    spend = days * rng.gamma(6.0, 6.0, n)
+    return FactColumns(
+        purchase_days=days.astype(np.float64),
+        purchase_count=days.astype(np.float64),
+        first_purchase_s=first,
+        last_purchase_s=last,
+        total_spend=spend,
+        cost_to_serve=rng.gamma(2.0, 5.0, n),
+    )
+
+
+def bench_sweep(n: int) -> dict[str, float]:
+    """Time one vectorised sweep over n synthetic customers."""
+    facts = synthetic_facts(n)
+    model = BgNbdGammaGammaModel(PARAMETERS)
+    policy = TieringPolicy()
+    previous = np.random.default_rng(2).integers(1, 4, n).astype(np.int8)
+    started = time.perf_counter()
+    values = model.estimate(facts, NOW).predicted_value
+    estimated = time.perf_counter()
+    context = RankingContext(
+        cutoffs=compute_cutoffs(values, policy),
+        rfm_edges=fit_rfm_edges(facts, NOW.timestamp()),
+        reference=None,
+    )
+    scored = score_customers(model, facts, NOW, previous, context, ScoringPolicy())
+    changed = int(np.count_nonzero(scored.tiers != previous))
+    finished = time.perf_counter()
+    return {
+        "sweep_customers": n,
+        "sweep_s": round(finished - started, 3),
+        "sweep_model_s": round(estimated - started, 3),
+        "sweep_customers_per_s": round(n / (finished - started)),
+        "sweep_tier_changes": changed,
+    }
+
+
+class _MemoryUnitOfWork:
+    """Just enough storage for the streaming use case, in dicts."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, ScoreRecord] = {}
+        self.inbox: set[str] = set()
+        self.staged = 0
+
+    @property
+    def scores(self) -> Self:
+        return self
+
+    @property
+    def parameters(self) -> Self:
+        return self
+
+    def __call__(self) -> Self:
+        return self
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None
+
+    async def get_many(self, profile_ids: Sequence[str]) -> dict[str, ScoreRecord]:
+        return {p: self.rows[p] for p in profile_ids if p in self.rows}
+
+    async def save_many(self, records: Sequence[ScoreRecord]) -> None:
+        self.rows.update((r.profile_id, r) for r in records)
+
+    async def all_records(self) -> list[ScoreRecord]:
+        return list(self.rows.values())
+
+    async def latest(self) -> FittedParameters | None:
+        return PARAMETERS
+
+    async def claim_new(self, event_ids: Sequence[str]) -> set[str]:
+        new = set(event_ids) - self.inbox
+        self.inbox |= new
+        return new
+
+    async def record_tier_changes(self, changes: Sequence[TierTransition]) -> None:
+        return None
+
+    async def stage(self, events: Sequence[OutgoingEvent]) -> None:
+        self.staged += len(events)
+
+    async def commit(self) -> None:
+        return None
+
+
+def synthetic_changes(n: int, facts: FactColumns) -> list[ProfileChangeMessage]:
+    """Return n ProfileChanged events built from synthetic facts (each a new version)."""
+    out = []
+    for i in range(n):
+        first = datetime.fromtimestamp(float(facts.first_purchase_s[i]), UTC)
+        last = datetime.fromtimestamp(float(facts.last_purchase_s[i]), UTC)
+        days = int(facts.purchase_days[i])
+        profile = ProfileChanged(
+            profile_id=f"p-{i % 100_000}",
+            version=1 + i // 100_000,
+            lifecycle=Lifecycle.CUSTOMER,
+            created_at=first - timedelta(days=1),
+            aggregates=ProfileAggregates(
+                currency="EUR",
+                purchase_count=days,
+                purchase_days=days,
+                first_purchase_at=first,
+                last_purchase_at=last,
+                total_spend=Decimal(f"{facts.total_spend[i]:.2f}"),
+                counts_by_channel={"web": days, "email": 1},
+            ),
+        )
+        event = ProfileChangedEvent(event_id=f"e-{i}", source="profile", data=profile)
+        out.append(ProfileChangeMessage(event))
+    return out
+
+
+async def bench_stream(n: int) -> dict[str, float]:
+    """Time the streaming use case and the bare model on the same batches."""
+    facts = synthetic_facts(n, seed=5)
+    messages = synthetic_changes(n, facts)
+    memory = _MemoryUnitOfWork()
+    uow = cast(ScoringUnitOfWork, memory)
+    app = ScoringApplication(ScoringConfig(), lambda: uow, lambda: NOW)
+    app.models.install(PARAMETERS)
+    batches = [messages[i : i + BATCH] for i in range(0, n, BATCH)]
+    latencies = []
+    started = time.perf_counter()
+    for batch in batches:
+        t0 = time.perf_counter()
+        await app.score_profiles(batch, uow)
+        latencies.append(time.perf_counter() - t0)
+    elapsed = time.perf_counter() - started
+    model = app.models.model
+    base_started = time.perf_counter()
+    for batch in batches:
+        columns = FactColumns.of([f for m in batch if (f := facts_of(m.event.data)) is not None])
+        model.estimate(columns, NOW)
+    baseline = time.perf_counter() - base_started
+    ms = np.array(latencies) * 1000
+    rate = n / elapsed
+    base_rate = n / baseline
+    return {
+        "events_per_s": round(rate),
+        "p50_ms": round(float(np.percentile(ms, 50)), 2),
+        "p99_ms": round(float(np.percentile(ms, 99)), 2),
+        "batch_size": BATCH,
+        "baseline_events_per_s": round(base_rate),
+        "ratio": round(rate / base_rate, 3),
+        "events_staged": memory.staged,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run both benchmarks, print a table, write one flat JSON object with --output."""
+    parser = argparse.ArgumentParser(prog="clientela.scoring.bench", description=__doc__)
+    parser.add_argument("--customers", type=int, default=1_000_000, help="sweep population")
+    parser.add_argument("--profiles", type=int, default=50_000, help="streamed events")
+    parser.add_argument("--output", type=Path)
+    args = parser.parse_args(argv)
+    figures: dict[str, float] = {}
+    figures.update(asyncio.run(bench_stream(args.profiles)))
+    figures.update(bench_sweep(args.customers))
+    figures["sweep_target_s"] = 5.0
+    width = max(len(k) for k in figures)
+    print("scoring benchmark (profiles re-scored by the streaming use case; sweep over memory)")
+    for key, value in figures.items():
+        print(f"  {key:<{width}}  {value}")
+    if args.output is not None:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(figures, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

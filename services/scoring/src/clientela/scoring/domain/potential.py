@@ -1,0 +1,114 @@
+"""Potential of a prospect: how closely they resemble the customers who became tier A.
+
+Only what is known before a first purchase counts (channel mix, engagement, inbound share),
+taken from the last snapshot of each customer while still a prospect. Each part is a number
+in 0..1 a person can check; the potential is their mean.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from clientela.scoring.domain.reasons import reason
+from clientela.shared.contracts import ProfileChanged, Reason
+
+
+@dataclass(frozen=True, slots=True)
+class ProspectFeatures:
+    """What a prospect shows before buying: where they come from and how engaged they are."""
+
+    channel_mix: Mapping[str, float]
+    touchpoints: float
+    inbound_share: float
+
+    def as_json(self) -> dict[str, object]:
+        """Return a JSON-ready form, to be stored with the profile's scores."""
+        return {
+            "channel_mix": dict(self.channel_mix),
+            "touchpoints": self.touchpoints,
+            "inbound_share": self.inbound_share,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> ProspectFeatures:
+        """Rebuild features stored with as_json."""
+        mix = data.get("channel_mix")
+        return cls(
+            channel_mix={str(k): float(v) for k, v in mix.items()} if isinstance(mix, dict) else {},
+            touchpoints=float(data.get("touchpoints", 0.0)),  # type: ignore[arg-type]
+            inbound_share=float(data.get("inbound_share", 0.0)),  # type: ignore[arg-type]
+        )
+
+
+def prospect_features(profile: ProfileChanged) -> ProspectFeatures:
+    """Return the pre-purchase features of a profile from its aggregates."""
+    agg = profile.aggregates
+    counted = sum(agg.counts_by_channel.values())
+    mix = {c: n / counted for c, n in agg.counts_by_channel.items() if n > 0} if counted else {}
+    directed = agg.inbound_count + agg.outbound_count
+    return ProspectFeatures(
+        channel_mix=mix,
+        touchpoints=float(agg.touchpoint_count),
+        inbound_share=agg.inbound_count / directed if directed else 0.0,
+    )
+
+
+def reference_profile(snapshots: Sequence[ProspectFeatures]) -> ProspectFeatures | None:
+    """Return the average pre-purchase features of a group (None for an empty group)."""
+    if not snapshots:
+        return None
+    n = len(snapshots)
+    channels = {c for s in snapshots for c in s.channel_mix}
+    return ProspectFeatures(
+        channel_mix={c: sum(s.channel_mix.get(c, 0.0) for s in snapshots) / n for c in channels},
+        touchpoints=sum(s.touchpoints for s in snapshots) / n,
+        inbound_share=sum(s.inbound_share for s in snapshots) / n,
+    )
+
+
+def potential(
+    features: ProspectFeatures, reference: ProspectFeatures | None
+) -> tuple[float | None, tuple[Reason, ...]]:
+    """Return the resemblance (0..1) to the reference, with the three parts as reasons."""
+    if reference is None:
+        return None, (
+            reason(
+                code="potential",
+                detail="no tier A customer seen as a prospect yet: nothing to compare with",
+            ),
+        )
+    channels = set(features.channel_mix) | set(reference.channel_mix)
+    # Histogram intersection: the share of the mix both have in common.
+    mix = sum(
+        min(features.channel_mix.get(c, 0.0), reference.channel_mix.get(c, 0.0)) for c in channels
+    )
+    high = max(features.touchpoints, reference.touchpoints)
+    engagement = min(features.touchpoints, reference.touchpoints) / high if high else 1.0
+    inbound = 1.0 - abs(features.inbound_share - reference.inbound_share)
+    score = (mix + engagement + inbound) / 3
+    top = max(reference.channel_mix, key=lambda c: reference.channel_mix[c], default="none")
+    return score, (
+        reason(
+            code="potential",
+            value=round(score, 3),
+            detail="resemblance to customers who became A, before their first purchase",
+        ),
+        reason(
+            code="potential_channel_mix",
+            value=round(mix, 3),
+            detail=f"channel mix in common with tier A prospects (their main channel: {top})",
+        ),
+        reason(
+            code="potential_engagement",
+            value=round(engagement, 3),
+            detail=f"{features.touchpoints:.0f} touchpoints against "
+            f"{reference.touchpoints:.1f} on average for tier A prospects",
+        ),
+        reason(
+            code="potential_inbound",
+            value=round(inbound, 3),
+            detail=f"reaches out to us {features.inbound_share:.0%} of the time "
+            f"(tier A prospects: {reference.inbound_share:.0%})",
+        ),
+    )
