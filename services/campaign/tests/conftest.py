@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 
@@ -10,21 +11,32 @@ from clientela.shared.contracts import (
     Channel,
     ConsentState,
     ConsentStatus,
+    Direction,
+    EmailDetails,
+    Identifiers,
     Lifecycle,
     ProfileAggregates,
     ProfileChanged,
     ProfileChangedEvent,
+    SaleDetails,
+    ScoresUpdated,
+    ScoresUpdatedEvent,
+    Segment,
     Tier,
     TierChanged,
     TierChangedEvent,
     TierMove,
+    Touchpoint,
+    TouchpointKind,
+    TouchpointRecorded,
 )
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+CAMPAIGN_IDS = ("welcome-to-a", "grow-to-b", "slipping-a", "prospect-acquisition")
 
 
 class EventFactory:
-    """Builds ProfileChanged and TierChanged events with sensible defaults."""
+    """Builds the consumed events with sensible defaults."""
 
     def profile(
         self,
@@ -34,6 +46,13 @@ class EventFactory:
         lifecycle: Lifecycle = Lifecycle.CUSTOMER,
         reachable: tuple[Channel, ...] = (Channel.EMAIL, Channel.SMS, Channel.PHONE),
         consent: dict[Channel, ConsentStatus] | None = None,
+        consent_at: datetime = NOW,
+        traits: dict[str, str | int | float | bool | None] | None = None,
+        purchases: int = 0,
+        spend: str = "0",
+        last_purchase_at: datetime | None = None,
+        last_seen_at: datetime | None = None,
+        habits: dict[str, int] | None = None,
     ) -> ProfileChangedEvent:
         """Return a profile change with the given contact facts."""
         return ProfileChangedEvent(
@@ -45,10 +64,18 @@ class EventFactory:
                 created_at=NOW,
                 reachable_channels=list(reachable),
                 consent={
-                    ch: ConsentState(status=st, updated_at=NOW, source="test")
+                    ch: ConsentState(status=st, updated_at=consent_at, source="test")
                     for ch, st in (consent or {}).items()
                 },
-                aggregates=ProfileAggregates(currency="EUR"),
+                traits=traits or {},
+                aggregates=ProfileAggregates(
+                    currency="EUR",
+                    purchase_count=purchases,
+                    total_spend=Decimal(spend),
+                    last_purchase_at=last_purchase_at,
+                    last_seen_at=last_seen_at,
+                    counts_by_channel=habits or {},
+                ),
             ),
         )
 
@@ -62,6 +89,7 @@ class EventFactory:
         to_tier: Tier = Tier.A,
         lifecycle: Lifecycle = Lifecycle.CUSTOMER,
         correlation_id: str | None = None,
+        predicted_value: float = 1234.5,
     ) -> TierChangedEvent:
         """Return a tier change of the given profile version."""
         return TierChangedEvent(
@@ -74,8 +102,76 @@ class EventFactory:
                 to_tier=to_tier,
                 move=move,
                 lifecycle=lifecycle,
-                predicted_value=1234.5,
+                predicted_value=predicted_value,
                 model_version="test",
+            ),
+        )
+
+    def scores(
+        self,
+        profile_id: str,
+        version: int = 1,
+        *,
+        tier: Tier = Tier.A,
+        lifecycle: Lifecycle = Lifecycle.CUSTOMER,
+        predicted_value: float = 1234.5,
+        segment: Segment | None = None,
+        at_risk: bool = False,
+        potential: float | None = None,
+    ) -> ScoresUpdatedEvent:
+        """Return scores of the given profile version."""
+        return ScoresUpdatedEvent(
+            source="scoring",
+            data=ScoresUpdated(
+                profile_id=profile_id,
+                profile_version=version,
+                model_version="test",
+                lifecycle=lifecycle,
+                tier=tier,
+                predicted_value=predicted_value,
+                segment=segment,
+                at_risk=at_risk,
+                potential=potential,
+            ),
+        )
+
+    def touch(
+        self,
+        message_id: str,
+        *,
+        at: datetime = NOW,
+        clicked: bool = False,
+        unsubscribed: bool = False,
+        kind: TouchpointKind = TouchpointKind.EMAIL,
+        amount: str | None = None,
+    ) -> TouchpointRecorded:
+        """Return a touchpoint that refers to a campaign message."""
+        if kind is TouchpointKind.SALE:
+            return TouchpointRecorded(
+                source="ingest",
+                occurred_at=at,
+                data=Touchpoint(
+                    kind=kind,
+                    channel=Channel.WEB,
+                    direction=Direction.INBOUND,
+                    identifiers=Identifiers(customer_id="c-1"),
+                    sale=SaleDetails(
+                        order_id="o-1", amount=Decimal(amount or "10"), currency="EUR"
+                    ),
+                    properties={"campaign_message_id": message_id},
+                ),
+            )
+        return TouchpointRecorded(
+            source="ingest",
+            occurred_at=at,
+            data=Touchpoint(
+                kind=TouchpointKind.EMAIL,
+                channel=Channel.EMAIL,
+                direction=Direction.OUTBOUND,
+                identifiers=Identifiers(email="someone@example.test"),
+                email=EmailDetails(
+                    clicked=clicked, unsubscribed=unsubscribed, campaign_message_id=message_id
+                ),
             ),
         )
 
@@ -91,10 +187,9 @@ def treatment_profile_ids() -> list[str]:
     """Return profile ids outside every default control group (global 5%, campaigns 10%)."""
     from clientela.campaign.domain.holdout import campaign_bucket, global_bucket
 
-    campaigns = ("welcome-to-a", "grow-to-b", "slipping-a", "prospect-acquisition")
     found = [
         pid
-        for pid in (f"p-{n}" for n in range(200))
-        if global_bucket(pid) >= 0.05 and all(campaign_bucket(c, pid) >= 0.1 for c in campaigns)
+        for pid in (f"p-{n}" for n in range(400))
+        if global_bucket(pid) >= 0.05 and all(campaign_bucket(c, pid) >= 0.1 for c in CAMPAIGN_IDS)
     ]
-    return found[:20]
+    return found[:40]

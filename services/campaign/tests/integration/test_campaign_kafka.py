@@ -21,6 +21,7 @@ from clientela.shared.contracts import (
     DeadLetterEvent,
     Lifecycle,
     MessagePurpose,
+    Segment,
     Tier,
     TierMove,
 )
@@ -28,7 +29,9 @@ from clientela.shared.contracts.topics import (
     CAMPAIGN_DLQ,
     CAMPAIGN_MESSAGES,
     PROFILES,
+    SCORES,
     TIER_CHANGES,
+    TOUCHPOINTS,
 )
 from clientela.shared.kafka import KafkaPublisher
 from clientela.shared.settings import DatabaseSettings, KafkaSettings
@@ -124,7 +127,9 @@ async def test_a_tier_move_becomes_a_campaign_message_once_the_contact_arrives(
     await publisher.publish(
         [
             to_record(kafka.topic(PROFILES), pid, events.profile(pid, 1)),
-            to_record(kafka.topic(PROFILES), pid, events.profile(pid, 2)),
+            to_record(
+                kafka.topic(PROFILES), pid, events.profile(pid, 2, reachable=(Channel.EMAIL,))
+            ),
             # An erased profile leaves a tombstone on the compacted topic: not an error.
             OutgoingRecord(kafka.topic(PROFILES), pid.encode(), None),
         ]
@@ -138,7 +143,7 @@ async def test_a_tier_move_becomes_a_campaign_message_once_the_contact_arrives(
     assert message.causation_id == tier.event_id
     assert message.correlation_id == "chain-k"
     assert message.data.message_id == message.event_id
-    assert message.data.channel is Channel.PHONE
+    assert message.data.channel is Channel.EMAIL
     assert message.data.variant == "welcome-a"
     assert message.data.purpose is MessagePurpose.LOYALTY
     assert header(record.headers, HEADER_ACCEPTED_AT) == b"1700000000123"
@@ -173,6 +178,38 @@ async def test_an_opted_in_prospect_gets_an_acquisition_email(
     assert message.data.purpose is MessagePurpose.ACQUISITION
     assert message.data.channel is Channel.EMAIL
     assert message.correlation_id == tier.event_id
+
+
+async def test_a_click_on_touchpoints_counts_as_a_response(
+    service: Container, publisher: KafkaPublisher, kafka: KafkaSettings, events
+) -> None:
+    pid = f"kafka-{uuid.uuid4().hex[:8]}"
+    await publisher.publish(
+        [
+            to_record(kafka.topic(SCORES), pid, events.scores(pid, 1, segment=Segment.RELATIONAL)),
+            to_record(
+                kafka.topic(PROFILES), pid, events.profile(pid, 1, reachable=(Channel.EMAIL,))
+            ),
+            to_record(kafka.topic(TIER_CHANGES), pid, events.tier(pid, 1)),
+        ]
+    )
+    (record,) = await read_until(
+        kafka, kafka.topic(CAMPAIGN_MESSAGES), 1, lambda r: r.key == pid.encode()
+    )
+    message = CampaignMessageEvent.model_validate_json(record.value)
+    click = events.touch(message.data.message_id, at=message.occurred_at, clicked=True)
+
+    await publisher.publish([to_record(kafka.topic(TOUCHPOINTS), "identity-key", click)])
+
+    async with asyncio.timeout(30):
+        while True:
+            (decision,) = await service.read_model.decisions_for_profile(pid, 5)
+            if decision.responded_at is not None:
+                break
+            await asyncio.sleep(0.2)
+    evidence = await service.read_model.evidence("welcome-to-a")
+    cell = evidence[("welcome-to-a", Channel.EMAIL, Tier.A, Segment.RELATIONAL.value)]
+    assert (cell.sends, cell.responses) == (1, 1)
 
 
 async def test_an_undecodable_record_goes_to_the_dead_letter_topic(

@@ -1,4 +1,4 @@
-"""The use case and read model against real PostgreSQL and SQLite."""
+"""The use case, repositories and read model against real PostgreSQL and SQLite."""
 
 from __future__ import annotations
 
@@ -10,21 +10,36 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from clientela.campaign.application.decide_campaigns import CampaignInputs
-from clientela.campaign.application.ports import ReceivedTrigger
+from clientela.campaign.application.ports import Received
+from clientela.campaign.application.queries import campaign_roi
 from clientela.campaign.config import CampaignSettings
 from clientela.campaign.domain.decision import decision_id
+from clientela.campaign.domain.economics import posterior_key
+from clientela.campaign.domain.holdout import global_bucket
 from clientela.campaign.domain.model import Outcome
 from clientela.campaign.wiring import Container, build
 from clientela.shared.codec import HEADER_ACCEPTED_AT
-from clientela.shared.contracts import CampaignMessageEvent, Channel, Tier, TierMove
+from clientela.shared.contracts import (
+    CampaignMessageEvent,
+    Channel,
+    Envelope,
+    ProfileChangedEvent,
+    ScoresUpdatedEvent,
+    Tier,
+    TierChangedEvent,
+    TierMove,
+    TouchpointRecorded,
+)
 from clientela.shared.settings import DatabaseSettings, KafkaSettings
+
+NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
 
 class Clock:
     """A clock the test moves forward."""
 
     def __init__(self) -> None:
-        self.now = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+        self.now = NOW
 
     def __call__(self) -> datetime:
         return self.now
@@ -44,10 +59,15 @@ async def container(database_settings: DatabaseSettings, clock: Clock) -> AsyncI
         yield built
 
 
-async def handle(container: Container, *items, accepted_at_ms: int | None = 17) -> None:
+async def handle(container: Container, *items: Envelope, accepted_at_ms: int | None = 17) -> None:
+    def received(kind: type) -> list:
+        return [Received(i, accepted_at_ms) for i in items if isinstance(i, kind)]
+
     inputs = CampaignInputs(
-        [i for i in items if i.type == "profile.changed"],
-        [ReceivedTrigger(i, accepted_at_ms) for i in items if i.type == "tier.changed"],
+        profile_changes=received(ProfileChangedEvent),
+        tier_changes=received(TierChangedEvent),
+        scores=received(ScoresUpdatedEvent),
+        touchpoints=received(TouchpointRecorded),
     )
     await container.decider.handle_batch(inputs, container.unit_of_work())
 
@@ -59,6 +79,11 @@ async def count(container: Container, table_name: str, **where: str) -> int:
         stmt = stmt.where(table.c[column] == value)
     async with container.engine.connect() as conn:
         return int(await conn.scalar(stmt) or 0)
+
+
+async def staged(container: Container) -> list:
+    async with container.engine.connect() as conn:
+        return list((await conn.execute(select(container.tables.outbox))).all())
 
 
 async def test_trigger_waits_for_contact_then_one_message_is_staged(
@@ -73,32 +98,35 @@ async def test_trigger_waits_for_contact_then_one_message_is_staged(
     assert await count(container, "triggers", status="pending") == 1
     assert await count(container, "outbox") == 0
 
-    await handle(container, events.profile(pid, 2))
+    await handle(container, events.profile(pid, 2, reachable=(Channel.EMAIL,)))
     await handle(container, tier, events.profile(pid, 2))  # redelivery
 
     assert await count(container, "triggers", status="decided") == 1
     assert await count(container, "decisions") == 1
-    async with container.engine.connect() as conn:
-        rows = (await conn.execute(select(container.tables.outbox))).all()
-    (row,) = rows
+    (row,) = await staged(container)
     message = CampaignMessageEvent.model_validate_json(row.value)
     assert row.topic == "test.campaign-messages.v1"
     assert row.key == pid.encode()
     assert [HEADER_ACCEPTED_AT, "17"] in row.headers
     assert message.event_id == decision_id("welcome-to-a", tier.event_id)
     assert message.causation_id == tier.event_id
-    assert message.data.channel is Channel.PHONE
+    assert message.data.channel is Channel.EMAIL
+    assert message.data.trigger_kind == "tier_up"
 
 
-async def test_a_newer_contact_is_never_overwritten_by_an_older_one(container, events) -> None:
-    await handle(container, events.profile("p-v", 5, reachable=(Channel.EMAIL,)))
+async def test_profile_facts_and_scores_are_kept_apart_and_never_go_back(container, events) -> None:
+    await handle(container, events.scores("p-v", 4, tier=Tier.B, predicted_value=321.0))
+    await handle(container, events.profile("p-v", 5, reachable=(Channel.EMAIL,), purchases=2))
     await handle(container, events.profile("p-v", 3, reachable=(Channel.SMS,)))
+    await handle(container, events.scores("p-v", 2, tier=Tier.C))
 
     async with container.unit_of_work() as uow:
-        contacts = await uow.contacts.get_many(["p-v"])
+        contact = (await uow.contacts.get_many(["p-v"]))["p-v"]
 
-    assert contacts["p-v"].version == 5
-    assert contacts["p-v"].reachable_channels == {Channel.EMAIL}
+    assert contact.version == 5
+    assert contact.reachable_channels == {Channel.EMAIL}
+    assert contact.purchase_count == 2
+    assert (contact.scored_version, contact.tier, contact.predicted_value) == (4, Tier.B, 321.0)
 
 
 async def test_the_database_refuses_a_second_decision_for_one_trigger(
@@ -115,28 +143,100 @@ async def test_the_database_refuses_a_second_decision_for_one_trigger(
             await conn.execute(table.insert(), {**row, "decision_id": "another-id"})
 
 
+async def test_responses_conversions_and_roi_are_stored_and_read(
+    container, clock, events, treatment_profile_ids
+) -> None:
+    treated = treatment_profile_ids[2]
+    control = next(f"c-{n}" for n in range(1000) if global_bucket(f"c-{n}") < 0.05)
+    for pid in (treated, control):
+        await handle(
+            container,
+            events.profile(pid, 1, reachable=(Channel.EMAIL,), purchases=1, spend="100"),
+            events.tier(pid, 1),
+        )
+    (row,) = await staged(container)
+    message_id = CampaignMessageEvent.model_validate_json(row.value).data.message_id
+
+    await handle(container, events.touch(message_id, at=NOW + timedelta(hours=3), clicked=True))
+    bought = NOW + timedelta(days=2)
+    await handle(
+        container,
+        *[
+            events.profile(
+                pid, 2, reachable=(Channel.EMAIL,), purchases=2, spend="150",
+                last_purchase_at=bought,
+            )
+            for pid in (treated, control)
+        ],
+    )  # fmt: skip
+
+    async with container.unit_of_work() as uow:
+        evidence = await uow.evidence.counts(["welcome-to-a"])
+    key = posterior_key("welcome-to-a", Channel.EMAIL, Tier.A, None)
+    assert (evidence[key].sends, evidence[key].responses) == (1, 1)
+
+    roi = await campaign_roi("welcome-to-a", container.catalog, container.read_model)
+    assert (roi.total.treated.size, roi.total.treated.converted) == (1, 1)
+    assert (roi.total.control.size, roi.total.control.converted) == (1, 1)
+    assert roi.total.treated.revenue == 50
+    assert roi.total.cost == pytest.approx(0.05)
+    assert [r.channel for r in roi.by_channel] == [Channel.EMAIL]
+
+    history = await container.read_model.decisions_for_profile(treated, limit=10)
+    assert history[0].responded_at is not None
+    assert history[0].converted_at == bought
+
+
+async def test_deferred_triggers_come_due_and_inactive_people_are_found(
+    container, clock, events, treatment_profile_ids
+) -> None:
+    pid = treatment_profile_ids[3]
+    await handle(
+        container,
+        events.profile(pid, 1, reachable=(Channel.PHONE,), traits={"timezone": "Asia/Tokyo"}),
+        events.tier(pid, 1),
+    )
+    assert await count(container, "outbox") == 0
+    async with container.unit_of_work() as uow:
+        assert await uow.triggers.due(NOW + timedelta(hours=10, minutes=59), 10) == []
+        assert len(await uow.triggers.due(NOW + timedelta(hours=11), 10)) == 1
+
+    clock.now = NOW + timedelta(hours=11)
+    await container.decider.sweep(container.unit_of_work())
+
+    assert await count(container, "outbox") == 1
+    assert await count(container, "triggers", status="decided") == 1
+
+    await handle(container, events.profile("gone", 1, last_seen_at=NOW - timedelta(days=90)))
+    async with container.unit_of_work() as uow:
+        (quiet,) = await uow.contacts.inactive(NOW - timedelta(days=60), 60, 10)
+        assert quiet.profile_id == "gone"
+
+
 async def test_stats_and_profile_history_read_what_was_decided(
     container, clock, events, treatment_profile_ids
 ) -> None:
-    first, second = treatment_profile_ids[2:4]
-    await handle(container, events.profile(first, 1), events.tier(first, 1))
-    clock.now += timedelta(minutes=5)
+    first, second = treatment_profile_ids[4:6]
+    await handle(
+        container, events.profile(first, 1, reachable=(Channel.EMAIL,)), events.tier(first, 1)
+    )
+    clock.now += timedelta(days=8)  # past the weekly cap
     await handle(
         container,
         events.profile(second, 1, reachable=()),
         events.tier(second, 1),
         events.tier(first, 2, move=TierMove.DOWN, from_tier=Tier.A, to_tier=Tier.B),
     )
-    await handle(container, events.profile(first, 2))
+    await handle(container, events.profile(first, 2, reachable=(Channel.EMAIL,)))
 
     counts = await container.read_model.outcome_counts("welcome-to-a")
     by_key = {(c.outcome, c.channel): c.count for c in counts}
-    assert by_key == {(Outcome.SENT, Channel.PHONE): 1, (Outcome.SUPPRESSED, None): 1}
+    assert by_key == {(Outcome.SENT, Channel.EMAIL): 1, (Outcome.SUPPRESSED, None): 1}
 
     history = await container.read_model.decisions_for_profile(first, limit=10)
     assert [d.campaign_id for d in history] == ["slipping-a", "welcome-to-a"]
     assert history[0].created_at == clock.now
     assert history[0].channel is Channel.EMAIL
-    assert history[0].reasons[0].code == "tier_move"
+    assert history[0].reasons[0].code == "trigger"
     assert len(await container.read_model.decisions_for_profile(first, limit=1)) == 1
     assert await container.read_model.ready()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import time
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from clientela.campaign.adapters.outbound.campaign_file import load_catalog, parse_catalog
 from clientela.campaign.config import CampaignSettings
 from clientela.campaign.domain.catalog import CampaignDefinitionError
+from clientela.campaign.domain.contact_policy import CapLimits
 from clientela.campaign.domain.model import TriggerKind
 from clientela.shared.contracts import Channel, Lifecycle, MessagePurpose, Tier
 
@@ -106,9 +108,51 @@ def test_an_operator_file_replaces_the_packaged_one(tmp_path: Path) -> None:
         pytest.param({"id": '"Has Spaces"'}, "id", id="bad-id"),
         pytest.param(
             {"trigger": '"tier_entered"', "from_tiers": '["B"]'},
-            "from_tiers cannot match tier_entered",
+            "from_tiers needs a tier_up or tier_down trigger",
             id="from-tiers-on-entered",
         ),
+        pytest.param(
+            {"trigger": '"inactivity"'},
+            "inactive_days is required by, and only by, the inactivity trigger",
+            id="inactivity-without-days",
+        ),
+        pytest.param(
+            {"inactive_days": "30"},
+            "inactive_days is required by, and only by, the inactivity trigger",
+            id="days-without-inactivity",
+        ),
+        pytest.param(
+            {"trigger": '"cross_sell"'},
+            "cross_sell is required by, and only by, the cross_sell trigger",
+            id="cross-sell-without-rule",
+        ),
+        pytest.param(
+            {"trigger": '"cross_sell"', "cross_sell": '{ bought = ["a"], offer = "a" }'},
+            "must not be one already required",
+            id="cross-sell-offers-what-was-bought",
+        ),
+        pytest.param(
+            {"trigger": '"high_potential"'},
+            "high_potential is a prospect trigger",
+            id="high-potential-for-customers",
+        ),
+        pytest.param(
+            {
+                "purpose": '"acquisition"',
+                "lifecycles": '["prospect"]',
+                "to_tiers": '["P"]',
+                "variants": '{ P = "v" }',
+                "trigger": '"first_purchase"',
+            },
+            "acquisition campaigns cannot use customer-only triggers",
+            id="acquisition-on-first-purchase",
+        ),
+        pytest.param(
+            {"starts_at": "2025-03-02T00:00:00Z", "ends_at": "2025-03-01T00:00:00Z"},
+            "ends_at must be after starts_at",
+            id="schedule-backwards",
+        ),
+        pytest.param({"budget": "-1"}, "budget", id="negative-budget"),
     ],
 )
 def test_invalid_definitions_are_refused_at_load_time(fields: dict[str, str], message: str) -> None:
@@ -158,3 +202,39 @@ def test_settings_use_the_documented_defaults() -> None:
         Channel.SMS,
     ]
     assert settings.tier_channels[Tier.P] == [Channel.EMAIL]
+    policy = settings.decision_policy()
+    assert policy.contact.global_caps.day == 1
+    assert policy.contact.global_caps.week == 3
+    assert policy.contact.quiet_channels == {
+        Channel.PHONE,
+        Channel.SMS,
+        Channel.APP,
+        Channel.BRANCH,
+    }
+    assert policy.economics.cost(Channel.BRANCH) > policy.economics.cost(Channel.PHONE)
+    assert policy.economics.cost(Channel.PHONE) > policy.economics.cost(Channel.EMAIL)
+
+
+def test_contact_policy_settings_come_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CAMPAIGN_GLOBAL_CAPS", '{"day": 2, "week": null}')
+    monkeypatch.setenv("CAMPAIGN_CHANNEL_CAPS", '{"sms": {"day": 0}}')
+    monkeypatch.setenv("CAMPAIGN_QUIET_HOURS_START", "22:30")
+    monkeypatch.setenv("CAMPAIGN_DEFAULT_TIMEZONE", "Europe/Madrid")
+    monkeypatch.setenv("CAMPAIGN_CHANNEL_COSTS", '{"email": 0.01}')
+
+    policy = CampaignSettings().decision_policy()
+
+    assert (policy.contact.global_caps.day, policy.contact.global_caps.week) == (2, None)
+    assert policy.contact.channel_caps == {Channel.SMS: CapLimits(day=0, week=None)}
+    assert policy.contact.quiet_start == time(22, 30)
+    assert policy.contact.default_timezone == "Europe/Madrid"
+    assert policy.economics.cost(Channel.EMAIL) == 0.01
+
+
+def test_an_unknown_default_time_zone_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CAMPAIGN_DEFAULT_TIMEZONE", "Mars/Olympus")
+
+    with pytest.raises(ValueError, match="unknown time zone"):
+        CampaignSettings()

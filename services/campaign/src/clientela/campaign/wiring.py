@@ -1,9 +1,10 @@
-"""Builds the campaign service: storage, consumer, outbox relay and the HTTP app."""
+"""Builds the campaign service: storage, ledger, consumer, relay, sweeps and the HTTP app."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,36 +12,48 @@ from datetime import datetime
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from clientela.campaign.adapters.inbound.http_routes import ReadSide, api_router
+from clientela.campaign.adapters.inbound.http_routes import ApiSide, api_router
 from clientela.campaign.adapters.inbound.kafka_translator import CampaignBatchHandler
 from clientela.campaign.adapters.outbound.campaign_file import load_catalog
+from clientela.campaign.adapters.outbound.contact_ledger import (
+    MemoryContactLedger,
+    RedisContactLedger,
+)
+from clientela.campaign.adapters.outbound.sql_campaign_store import SqlCampaignStore
 from clientela.campaign.adapters.outbound.sql_read_model import SqlCampaignReadModel
 from clientela.campaign.adapters.outbound.sql_unit_of_work import SqlUnitOfWork
 from clientela.campaign.adapters.outbound.tables import CampaignTables, campaign_tables
-from clientela.campaign.application.decide_campaigns import CampaignDecider
+from clientela.campaign.application.catalog import LiveCatalog, seed_from_file
+from clientela.campaign.application.decide_campaigns import CampaignDecider, ResponseSettings
 from clientela.campaign.config import CampaignSettings
 from clientela.campaign.domain.catalog import CampaignCatalog
-from clientela.campaign.domain.decision import DecisionPolicy
 from clientela.shared import http
 from clientela.shared.auth import KeyRing
 from clientela.shared.consumer import BatchProcessor
 from clientela.shared.contracts import (
     ALL_TOPICS,
     ProfileChangedEvent,
+    ScoresUpdatedEvent,
     TierChangedEvent,
+    TouchpointRecorded,
     utc_now,
 )
 from clientela.shared.contracts.topics import (
     CAMPAIGN_DLQ,
-    CAMPAIGN_MESSAGES,
     PROFILES,
+    SCORES,
     TIER_CHANGES,
+    TOUCHPOINTS,
 )
 from clientela.shared.db import create_engine, create_tables
 from clientela.shared.kafka import KafkaPublisher, ensure_topics, make_broker, subscribe_batch
 from clientela.shared.outbox import OutboxRelay
 
+log = logging.getLogger(__name__)
+
 SERVICE = CampaignSettings.service_name
+
+Ledger = MemoryContactLedger | RedisContactLedger
 
 
 @dataclass(slots=True)
@@ -50,7 +63,9 @@ class Container:
     settings: CampaignSettings
     engine: AsyncEngine
     tables: CampaignTables
-    catalog: CampaignCatalog
+    catalog: LiveCatalog
+    store: SqlCampaignStore
+    ledger: Ledger
     decider: CampaignDecider
     read_model: SqlCampaignReadModel
     publisher: KafkaPublisher | None = None
@@ -58,22 +73,27 @@ class Container:
 
     def unit_of_work(self) -> SqlUnitOfWork:
         """Return a fresh unit of work over the service's tables."""
-        return SqlUnitOfWork(self.engine, self.tables, self.settings.kafka.topic(CAMPAIGN_MESSAGES))
+        wake = self.relay.wake if self.relay is not None else None
+        return SqlUnitOfWork(self.engine, self.tables, self.settings.kafka, wake)
 
     def readiness(self) -> Mapping[str, http.ReadinessCheck]:
         """Return the checks /readyz runs."""
         checks: dict[str, http.ReadinessCheck] = {"database": self.read_model.ready}
+        if isinstance(self.ledger, RedisContactLedger):
+            checks["cache"] = self.ledger.ping
         if self.publisher is not None:
             checks["broker"] = self.publisher.ready
         return checks
 
 
-def decision_policy(settings: CampaignSettings) -> DecisionPolicy:
-    """Build the decision policy from settings."""
-    return DecisionPolicy(
-        global_holdout_share=settings.global_holdout_share,
-        tier_channels={tier: tuple(chs) for tier, chs in settings.tier_channels.items()},
-    )
+def make_ledger(settings: CampaignSettings) -> Ledger:
+    """Build the contact ledger the cache settings select (Redis, or in process)."""
+    url = settings.cache.url
+    if url.startswith("memory://"):
+        return MemoryContactLedger()
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        return RedisContactLedger(url, settings.cache.key_prefix)
+    raise ValueError(f"unsupported cache url {url!r}: use memory:// or redis://")
 
 
 @asynccontextmanager
@@ -83,25 +103,63 @@ async def build(
     catalog: CampaignCatalog | None = None,
     clock: Callable[[], datetime] = utc_now,
     consume: bool = True,
+    ledger: Ledger | None = None,
 ) -> AsyncIterator[Container]:
-    """Start the service's parts (the consumer and relay only when `consume`) and stop them."""
-    catalog = catalog if catalog is not None else load_catalog(settings.campaigns_file)
+    """Start the service's parts (consumer, relay and sweeps only when `consume`); stop them."""
+    file_catalog = catalog if catalog is not None else load_catalog(settings.campaigns_file)
     engine = create_engine(settings.database, SERVICE)
     tables = campaign_tables()
     async with AsyncExitStack() as stack:
         stack.push_async_callback(engine.dispose)
         await create_tables(engine, tables.metadata, SERVICE, settings.database)
+        store = SqlCampaignStore(engine, tables)
+        live = LiveCatalog(file_catalog)
+        await seed_from_file(store, live, list(file_catalog))
+        if ledger is None:
+            ledger = make_ledger(settings)
+            stack.push_async_callback(ledger.close)
         container = Container(
             settings=settings,
             engine=engine,
             tables=tables,
-            catalog=catalog,
-            decider=CampaignDecider(catalog, decision_policy(settings), clock),
+            catalog=live,
+            store=store,
+            ledger=ledger,
+            decider=CampaignDecider(
+                live,
+                settings.decision_policy(),
+                ledger,
+                clock,
+                ResponseSettings(settings.attribution_window, settings.high_potential_threshold),
+            ),
             read_model=SqlCampaignReadModel(engine, tables),
         )
+        _every(stack, "catalog-refresh", settings.catalog_refresh_s, lambda: live.refresh(store))
         if consume:
             await _start_consuming(container, stack)
+            _every(
+                stack,
+                "campaign-sweep",
+                settings.sweep_interval_s,
+                lambda: container.decider.sweep(container.unit_of_work()),
+            )
         yield container
+
+
+def _every(
+    stack: AsyncExitStack, name: str, interval_s: float, job: Callable[[], Awaitable[object]]
+) -> None:
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await job()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s failed; retrying in %.0fs", name, interval_s)
+
+    stack.push_async_callback(http.drain, asyncio.create_task(loop(), name=name))
 
 
 async def _start_consuming(container: Container, stack: AsyncExitStack) -> None:
@@ -117,17 +175,29 @@ async def _start_consuming(container: Container, stack: AsyncExitStack) -> None:
     stack.push_async_callback(http.drain, asyncio.create_task(relay.run(), name="outbox-relay"))
     container.publisher, container.relay = publisher, relay
 
-    profiles, tier_changes = kafka.topic(PROFILES), kafka.topic(TIER_CHANGES)
+    profiles, scores = kafka.topic(PROFILES), kafka.topic(SCORES)
+    tier_changes, touchpoints = kafka.topic(TIER_CHANGES), kafka.topic(TOUCHPOINTS)
     processor = BatchProcessor(
-        contracts={profiles: ProfileChangedEvent, tier_changes: TierChangedEvent},
-        handler=CampaignBatchHandler(container.decider, container.unit_of_work, relay.wake),
+        contracts={
+            profiles: ProfileChangedEvent,
+            scores: ScoresUpdatedEvent,
+            tier_changes: TierChangedEvent,
+            touchpoints: TouchpointRecorded,
+        },
+        handler=CampaignBatchHandler(container.decider, container.unit_of_work),
         publisher=publisher,
         dead_letter_topic=kafka.topic(CAMPAIGN_DLQ),
         consumer_name=container.settings.consumer_name,
-        tombstone_topics=frozenset({profiles}),
+        tombstone_topics=frozenset({profiles, scores}),
     )
     broker = make_broker(kafka)
-    subscribe_batch(broker, kafka, [profiles, tier_changes], container.settings.group_id, processor)
+    subscribe_batch(
+        broker,
+        kafka,
+        [profiles, scores, tier_changes, touchpoints],
+        container.settings.group_id,
+        processor,
+    )
     await broker.start()
     stack.push_async_callback(broker.stop)
 
@@ -146,11 +216,16 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with build(settings, catalog=catalog, clock=clock, consume=consume) as container:
             app.state.container = container
-            app.state.read_side = ReadSide(container.catalog, container.read_model)
+            app.state.api_side = ApiSide(
+                container.catalog,
+                container.store,
+                container.read_model,
+                settings.decision_policy().economics,
+            )
             try:
                 yield
             finally:
-                app.state.read_side = None
+                app.state.api_side = None
 
     def readiness(app: FastAPI) -> Mapping[str, http.ReadinessCheck]:
         container: Container | None = getattr(app.state, "container", None)
@@ -160,7 +235,7 @@ def create_app(
 
     app = http.create_app(
         title="Clientela campaign",
-        description="Turns value-tier moves into next-best-channel campaign messages.",
+        description="Next-best-channel campaign messages that learn, respect people, prove ROI.",
         lifespan=lifespan,
         readiness=readiness,
     )

@@ -43,6 +43,12 @@ class CampaignMessage(Contract):
     trigger_event_id: EventId = Field(description="The event that triggered this message.")
     expires_at: AwareDatetime = Field(description="Do not deliver after this time.")
     reasons: list[Reason] = Field(default_factory=list, description="Why this person and channel.")
+    offer: ShortText | None = Field(
+        default=None, description="Offer variant by what the person values (price, service)."
+    )
+    trigger_kind: ShortText | None = Field(
+        default=None, description="What started the campaign: tier_up, at_risk, inactivity..."
+    )
 
 
 class CampaignMessageEvent(Envelope):

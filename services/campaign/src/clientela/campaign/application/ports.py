@@ -2,92 +2,174 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from types import TracebackType
-from typing import Protocol
+from typing import Generic, Protocol, Self, TypeVar
 
-from clientela.campaign.domain.model import Contact, Decision, Outcome
+from clientela.campaign.domain.contact_policy import CapCounter
+from clientela.campaign.domain.economics import PosteriorKey, ResponseCounts
+from clientela.campaign.domain.model import CampaignDefinition, Contact, Decision, Outcome, Trigger
+from clientela.shared.codec import OutgoingEvent
 from clientela.shared.contracts import (
-    CampaignMessageEvent,
     Channel,
+    Envelope,
     MessagePurpose,
     Reason,
+    Segment,
     Tier,
-    TierChangedEvent,
 )
 
+E = TypeVar("E", bound=Envelope)
+
 
 @dataclass(frozen=True, slots=True)
-class ReceivedTrigger:
-    """A tier change as received, with the accept time of the chain that caused it."""
+class Received(Generic[E]):
+    """An event as received, with the accept time of the chain that caused it."""
 
-    event: TierChangedEvent
+    event: E
     accepted_at_ms: int | None = None
 
-    @property
-    def event_id(self) -> str:
-        """Return the id of the tier change event."""
-        return self.event.event_id
 
-    @property
-    def profile_id(self) -> str:
-        """Return the profile that moved."""
-        return self.event.data.profile_id
+@dataclass(frozen=True, slots=True)
+class DecisionRef:
+    """What response and conversion tracking need of a stored decision."""
 
-    @property
-    def required_profile_version(self) -> int:
-        """Return the profile version a decision must be based on (at least)."""
-        return self.event.data.profile_version
+    decision_id: str
+    campaign_id: str
+    profile_id: str
+    outcome: Outcome
+    channel: Channel | None
+    tier: Tier
+    segment: Segment | None
+    decided_at: datetime
+    responded: bool
+    converted: bool
 
 
 @dataclass(frozen=True, slots=True)
-class OutgoingMessage:
-    """A campaign message to publish, with the accept time to propagate."""
+class Conversion:
+    """A decision whose person bought within the attribution window."""
 
-    event: CampaignMessageEvent
-    accepted_at_ms: int | None
+    decision_id: str
+    at: datetime
+    revenue: Decimal
 
 
 class ContactRepository(Protocol):
-    """The latest known contact facts per profile."""
-
-    async def save_newer(self, contacts: Sequence[Contact], now: datetime) -> None:
-        """Store each contact unless a newer or equal version is already stored."""
-        ...
+    """What is known of each person; profile facts, scores and complaints change separately."""
 
     async def get_many(self, profile_ids: Collection[str]) -> dict[str, Contact]:
         """Return the stored contacts of these profiles."""
         ...
 
-
-class TriggerRepository(Protocol):
-    """Tier changes waiting for (or already given) a decision."""
-
-    async def add(self, triggers: Sequence[ReceivedTrigger], now: datetime) -> None:
-        """Store new triggers as pending; a known trigger is left as it is."""
+    async def save_profiles(self, contacts: Sequence[Contact], now: datetime) -> None:
+        """Store profile facts unless a newer or equal profile version is stored."""
         ...
 
-    async def pending_for(self, profile_ids: Collection[str]) -> list[ReceivedTrigger]:
+    async def save_scores(self, contacts: Sequence[Contact], now: datetime) -> None:
+        """Store score facts unless scores of a newer or equal profile version are stored."""
+        ...
+
+    async def save_complaints(self, complaints: Mapping[str, datetime], now: datetime) -> None:
+        """Record when people complained or unsubscribed (the latest time wins)."""
+        ...
+
+    async def inactive(self, seen_before: datetime, days: int, limit: int) -> list[Contact]:
+        """Return people last seen before the time with no inactivity trigger for that spell."""
+        ...
+
+
+class TriggerRepository(Protocol):
+    """Triggers waiting for (or already given) a decision."""
+
+    async def add(
+        self,
+        triggers: Sequence[Trigger],
+        now: datetime,
+        decided: Collection[str] = (),
+        deferred: Mapping[str, datetime] | None = None,
+    ) -> None:
+        """Store new triggers (pending, decided or deferred); a known trigger is left alone."""
+        ...
+
+    async def pending_for(self, profile_ids: Collection[str]) -> list[Trigger]:
         """Return the pending triggers of these profiles, oldest first."""
+        ...
+
+    async def due(self, now: datetime, limit: int) -> list[Trigger]:
+        """Return deferred triggers whose time has come, oldest first."""
         ...
 
     async def mark_decided(self, trigger_event_ids: Collection[str], now: datetime) -> None:
         """Mark triggers as decided."""
         ...
 
+    async def defer(self, until: Mapping[str, datetime]) -> None:
+        """Keep triggers pending until the given times."""
+        ...
+
 
 class DecisionRepository(Protocol):
-    """Every decision taken, one per campaign and trigger."""
+    """Every decision taken, one per campaign and trigger, with responses and conversions."""
 
     async def add(self, decisions: Sequence[Decision]) -> set[str]:
         """Record decisions; return the ids recorded now (an existing one is not replaced)."""
         ...
 
+    async def decided(self, trigger_event_ids: Collection[str]) -> set[tuple[str, str]]:
+        """Return (campaign id, trigger id) of the decisions already taken for these triggers."""
+        ...
+
+    async def refs(self, decision_ids: Collection[str]) -> dict[str, DecisionRef]:
+        """Return the decisions with these ids."""
+        ...
+
+    async def open_for_conversion(
+        self, profile_ids: Collection[str], since: datetime
+    ) -> list[DecisionRef]:
+        """Return sent and control decisions taken since then and not converted yet."""
+        ...
+
+    async def record_responses(self, decision_ids: Collection[str], at: datetime) -> set[str]:
+        """Mark sent decisions as responded; return those marked now."""
+        ...
+
+    async def record_conversions(self, conversions: Sequence[Conversion]) -> None:
+        """Mark decisions as converted with the revenue of the purchase."""
+        ...
+
+
+class EvidenceRepository(Protocol):
+    """Sends and responses per learning cell: the Beta posteriors, persisted."""
+
+    async def counts(self, campaign_ids: Collection[str]) -> dict[PosteriorKey, ResponseCounts]:
+        """Return the evidence of these campaigns."""
+        ...
+
+    async def add(
+        self, sends: Mapping[PosteriorKey, int], responses: Mapping[PosteriorKey, int]
+    ) -> None:
+        """Add sends and responses to their cells."""
+        ...
+
+
+class BudgetRepository(Protocol):
+    """Money spent per campaign on messages sent."""
+
+    async def spent(self, campaign_ids: Collection[str]) -> dict[str, Decimal]:
+        """Return what these campaigns spent (and hold them until commit, across instances)."""
+        ...
+
+    async def add(self, spend: Mapping[str, Decimal]) -> None:
+        """Add spending."""
+        ...
+
 
 class UnitOfWork(Protocol):
-    """One transaction over contacts, triggers, decisions, the inbox and the outbox."""
+    """One transaction over the service's state, the inbox and the outbox."""
 
     @property
     def contacts(self) -> ContactRepository:
@@ -104,7 +186,17 @@ class UnitOfWork(Protocol):
         """Return the decisions of this transaction."""
         ...
 
-    async def __aenter__(self) -> UnitOfWork:
+    @property
+    def evidence(self) -> EvidenceRepository:
+        """Return the learning evidence of this transaction."""
+        ...
+
+    @property
+    def budgets(self) -> BudgetRepository:
+        """Return the campaign budgets of this transaction."""
+        ...
+
+    async def __aenter__(self) -> Self:
         """Begin the transaction."""
         ...
 
@@ -121,12 +213,64 @@ class UnitOfWork(Protocol):
         """Record incoming event ids as processed; return those never seen before."""
         ...
 
-    async def stage(self, messages: Sequence[OutgoingMessage]) -> None:
-        """Queue messages for publication once the transaction commits."""
+    async def stage(self, events: Sequence[OutgoingEvent]) -> None:
+        """Queue events for publication once the transaction commits."""
         ...
 
     async def commit(self) -> None:
         """Commit everything done in this unit of work."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ContactRequest:
+    """A message asking for contact capacity: its id and, per ranked channel, the counters."""
+
+    decision_id: str
+    alternatives: Sequence[Sequence[CapCounter]]
+
+
+@dataclass(frozen=True, slots=True)
+class ContactGrant:
+    """The ledger's answer: the alternative granted (or None) and what blocked the others."""
+
+    granted: int | None
+    blocked: tuple[str, ...] = ()
+
+
+class ContactLedger(Protocol):
+    """Contact caps, counted atomically across every instance of the service."""
+
+    async def reserve(self, requests: Sequence[ContactRequest]) -> list[ContactGrant]:
+        """Grant each request its first alternative under every cap, or nothing; idempotent."""
+        ...
+
+    async def ping(self) -> bool:
+        """Return whether the ledger answers."""
+        ...
+
+
+class CampaignStore(Protocol):
+    """Campaign definitions kept in the database: those from the file and those from the API."""
+
+    async def all(self) -> list[tuple[CampaignDefinition, str]]:
+        """Return every stored campaign with its origin ("file" or "api"), oldest first."""
+        ...
+
+    async def sync_file(self, campaigns: Sequence[CampaignDefinition]) -> None:
+        """Make the stored file campaigns exactly these (API campaigns are left alone)."""
+        ...
+
+    async def origin(self, campaign_id: str) -> str | None:
+        """Return where a stored campaign came from, or None when unknown."""
+        ...
+
+    async def create(self, campaign: CampaignDefinition) -> bool:
+        """Store a new API campaign; False when the id is taken."""
+        ...
+
+    async def replace(self, campaign: CampaignDefinition) -> None:
+        """Replace an API campaign."""
         ...
 
 
@@ -145,6 +289,9 @@ class DecisionRecord:
     tier: Tier
     reasons: list[Reason]
     created_at: datetime
+    offer: str | None = None
+    responded_at: datetime | None = None
+    converted_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,11 +303,34 @@ class OutcomeCount:
     count: int
 
 
+@dataclass(frozen=True, slots=True)
+class ResultCell:
+    """Totals of a campaign's decisions with one outcome, channel and tier."""
+
+    campaign_id: str
+    outcome: Outcome
+    channel: Channel | None
+    tier: Tier
+    count: int
+    converted: int
+    responded: int
+    revenue: float
+    cost: float
+
+
 class CampaignReadModel(Protocol):
     """Queries over stored decisions."""
 
     async def outcome_counts(self, campaign_id: str) -> list[OutcomeCount]:
         """Return decision counts of a campaign grouped by outcome and channel."""
+        ...
+
+    async def result_cells(self, campaign_id: str | None) -> list[ResultCell]:
+        """Return result totals by campaign, outcome, channel and tier."""
+        ...
+
+    async def evidence(self, campaign_id: str) -> dict[PosteriorKey, ResponseCounts]:
+        """Return the learning evidence of a campaign."""
         ...
 
     async def decisions_for_profile(self, profile_id: str, limit: int) -> list[DecisionRecord]:

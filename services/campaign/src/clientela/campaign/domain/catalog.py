@@ -12,11 +12,11 @@ from clientela.campaign.domain.model import CampaignDefinition
 
 
 class CampaignDefinitionError(ValueError):
-    """A campaign file holds a definition that must not run."""
+    """A campaign definition that must not run."""
 
 
 class CampaignCatalog:
-    """Campaign definitions in file order, looked up by id."""
+    """Campaign definitions in definition order, looked up by id."""
 
     def __init__(self, campaigns: list[CampaignDefinition]) -> None:
         by_id: dict[str, CampaignDefinition] = {}
@@ -37,8 +37,17 @@ class CampaignCatalog:
         return self._by_id.get(campaign_id)
 
     def enabled(self) -> list[CampaignDefinition]:
-        """Return the campaigns that may currently act."""
+        """Return the campaigns that are switched on (schedules aside)."""
         return [c for c in self._by_id.values() if c.enabled]
+
+
+def parse_campaign(entry: object, label: str = "campaign") -> CampaignDefinition:
+    """Validate one campaign; the error names the campaign and each bad field."""
+    try:
+        return CampaignDefinition.model_validate(entry)
+    except ValidationError as exc:
+        problems = "; ".join(_describe(err) for err in exc.errors(include_url=False))
+        raise CampaignDefinitionError(f"campaign {label}: {problems}") from exc
 
 
 def parse_campaigns(document: Mapping[str, Any]) -> CampaignCatalog:
@@ -52,11 +61,7 @@ def parse_campaigns(document: Mapping[str, Any]) -> CampaignCatalog:
     campaigns: list[CampaignDefinition] = []
     for position, entry in enumerate(entries, start=1):
         label = entry.get("id", f"#{position}") if isinstance(entry, dict) else f"#{position}"
-        try:
-            campaigns.append(CampaignDefinition.model_validate(entry))
-        except ValidationError as exc:
-            problems = "; ".join(_describe(err) for err in exc.errors(include_url=False))
-            raise CampaignDefinitionError(f"campaign {label}: {problems}") from exc
+        campaigns.append(parse_campaign(entry, str(label)))
     return CampaignCatalog(campaigns)
 
 

@@ -1,20 +1,11 @@
-"""Channel choice: the tier's preferred order, limited by the campaign, reach and consent."""
+"""Channel eligibility: the tier's policy, the campaign's channels, reach and consent."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from clientela.campaign.domain.model import Contact
 from clientela.shared.contracts import Channel, ConsentStatus, Lifecycle, Reason
-
-
-@dataclass(frozen=True, slots=True)
-class ChannelChoice:
-    """The chosen channel (None when no channel may be used) and why."""
-
-    channel: Channel | None
-    reasons: tuple[Reason, ...]
 
 
 def refusal(channel: Channel, contact: Contact) -> Reason | None:
@@ -42,42 +33,27 @@ def refusal(channel: Channel, contact: Contact) -> Reason | None:
     return None
 
 
-def choose_channel(
+def eligible_channels(
     tier_channels: Sequence[Channel], allowed: Sequence[Channel], contact: Contact
-) -> ChannelChoice:
-    """Pick the tier's first channel that the campaign allows and the person permits."""
+) -> tuple[list[Channel], list[Reason]]:
+    """Return the channels the tier policy and the campaign allow and the person permits."""
     candidates = [channel for channel in tier_channels if channel in allowed]
     if not candidates:
-        return ChannelChoice(
-            None,
-            (
-                Reason(
-                    code="no_channel_in_policy",
-                    detail=(
-                        f"tier channels [{', '.join(c.value for c in tier_channels)}] share none "
-                        f"with the campaign's [{', '.join(c.value for c in allowed)}]"
-                    ),
+        return [], [
+            Reason(
+                code="no_channel_in_policy",
+                detail=(
+                    f"tier channels [{', '.join(c.value for c in tier_channels)}] share none "
+                    f"with the campaign's [{', '.join(c.value for c in allowed)}]"
                 ),
-            ),
-        )
-    skipped: list[Reason] = []
-    for rank, channel in enumerate(candidates, start=1):
-        refused = refusal(channel, contact)
-        if refused is not None:
-            skipped.append(refused)
-            continue
-        chosen = Reason(
-            code="channel_selected",
-            detail=(
-                f"{channel.value}: choice {rank} of {len(candidates)} for this tier and campaign, "
-                "reachable and consented"
-            ),
-            value=channel.value,
-        )
-        return ChannelChoice(channel, (*skipped, chosen))
-    none_left = Reason(
-        code="no_eligible_channel",
-        detail=f"none of {len(candidates)} candidate channel(s) is reachable and consented",
-        value=len(candidates),
-    )
-    return ChannelChoice(None, (*skipped, none_left))
+            )
+        ]
+    eligible: list[Channel] = []
+    refused: list[Reason] = []
+    for channel in candidates:
+        reason = refusal(channel, contact)
+        if reason is None:
+            eligible.append(channel)
+        else:
+            refused.append(reason)
+    return eligible, refused

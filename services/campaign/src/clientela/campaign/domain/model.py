@@ -1,50 +1,75 @@
-"""The campaign model: definitions, what is known of a contact, and decisions."""
+"""The campaign model: definitions, what is known of a contact, triggers and decisions."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from clientela.shared.contracts import (
     Channel,
     ConsentStatus,
     Lifecycle,
     MessagePurpose,
-    ProfileChanged,
     Reason,
+    Segment,
     Tier,
     TierMove,
 )
 
 CampaignId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 Variant = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+Category = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+TraitValue = str | int | float | bool | None
 
 CUSTOMER_LIFECYCLES = frozenset({Lifecycle.CUSTOMER, Lifecycle.LAPSED})
 
 
 class TriggerKind(StrEnum):
-    """Which tier move starts a campaign."""
+    """What starts a campaign for a person."""
 
     TIER_ENTERED = "tier_entered"
     TIER_UP = "tier_up"
     TIER_DOWN = "tier_down"
+    AT_RISK = "at_risk"
+    FIRST_PURCHASE = "first_purchase"
+    INACTIVITY = "inactivity"
+    HIGH_POTENTIAL = "high_potential"
+    CROSS_SELL = "cross_sell"
 
     @property
-    def move(self) -> TierMove:
-        """Return the tier move this trigger reacts to."""
-        return _TRIGGER_MOVES[self]
+    def is_tier_move(self) -> bool:
+        """Return whether this trigger is a move between value tiers."""
+        return self in _TIER_MOVES
+
+    @classmethod
+    def of_move(cls, move: TierMove) -> TriggerKind:
+        """Return the trigger kind of a tier move."""
+        return {v: k for k, v in _TIER_MOVES.items()}[move]
 
 
-_TRIGGER_MOVES = {
+_TIER_MOVES = {
     TriggerKind.TIER_ENTERED: TierMove.ENTERED,
     TriggerKind.TIER_UP: TierMove.UP,
     TriggerKind.TIER_DOWN: TierMove.DOWN,
 }
+# Triggers that only make sense for people who have bought, or who have not.
+_CUSTOMER_ONLY = frozenset(
+    {TriggerKind.FIRST_PURCHASE, TriggerKind.AT_RISK, TriggerKind.CROSS_SELL}
+)
+_PROSPECT_ONLY = frozenset({TriggerKind.HIGH_POTENTIAL})
 
 
 class Outcome(StrEnum):
@@ -55,8 +80,23 @@ class Outcome(StrEnum):
     SUPPRESSED = "suppressed"
 
 
+class CrossSell(BaseModel):
+    """A cross-sell rule: people who bought any of `bought` and never `offer`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    bought: frozenset[Category] = Field(min_length=1)
+    offer: Category
+
+    @model_validator(mode="after")
+    def _offer_is_new(self) -> Self:
+        if self.offer in self.bought:
+            raise ValueError("the offered category must not be one already required")
+        return self
+
+
 class CampaignDefinition(BaseModel):
-    """A declarative campaign: who it is for, why, on which channels, and its holdout."""
+    """A campaign: audience, trigger, variants, channels, budget, schedule and holdout."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -66,9 +106,23 @@ class CampaignDefinition(BaseModel):
     to_tiers: frozenset[Tier] = Field(min_length=1)
     from_tiers: frozenset[Tier] | None = None
     lifecycles: frozenset[Lifecycle] = Field(min_length=1)
+    segments: frozenset[Segment] | None = None
+    traits: dict[Annotated[str, StringConstraints(min_length=1, max_length=64)], TraitValue] = (
+        Field(default_factory=dict)
+    )
     purpose: MessagePurpose
     channels: tuple[Channel, ...] = Field(min_length=1)
     variants: dict[Tier, Variant]
+    offer_variants: dict[
+        Annotated[str, StringConstraints(min_length=1, max_length=64)], Variant
+    ] = Field(default_factory=dict)
+    inactive_days: int | None = Field(default=None, ge=1, le=3650)
+    min_potential: float = Field(default=0.0, ge=0, le=1)
+    cross_sell: CrossSell | None = None
+    budget: Decimal | None = Field(default=None, ge=0, max_digits=18, decimal_places=4)
+    starts_at: AwareDatetime | None = None
+    ends_at: AwareDatetime | None = None
+    min_expected_value: float = Field(default=0.0, ge=0)
     holdout_share: float = Field(default=0.1, ge=0, le=1)
     message_ttl_hours: float = Field(default=72, gt=0, le=24 * 365)
     enabled: bool = True
@@ -90,44 +144,113 @@ class CampaignDefinition(BaseModel):
                 raise ValueError("acquisition campaigns are for prospects only")
             if self.to_tiers != {Tier.P}:
                 raise ValueError("acquisition campaigns target tier P only")
+            if self.trigger & _CUSTOMER_ONLY:
+                raise ValueError("acquisition campaigns cannot use customer-only triggers")
         else:
             if Lifecycle.PROSPECT in self.lifecycles:
                 raise ValueError(f"{self.purpose.value} campaigns are for customers only")
             if Tier.P in self.to_tiers:
                 raise ValueError(f"{self.purpose.value} campaigns cannot target tier P")
+            if self.trigger & _PROSPECT_ONLY:
+                raise ValueError("high_potential is a prospect trigger: use purpose acquisition")
         missing = sorted(t.value for t in self.to_tiers if t not in self.variants)
         if missing:
             raise ValueError(f"no variant for tier(s) {', '.join(missing)}")
-        if self.from_tiers is not None and self.trigger == {TriggerKind.TIER_ENTERED}:
-            raise ValueError("from_tiers cannot match tier_entered: there is no previous tier")
+        moves = {k for k in self.trigger if k.is_tier_move}
+        if self.from_tiers is not None and moves <= {TriggerKind.TIER_ENTERED}:
+            raise ValueError("from_tiers needs a tier_up or tier_down trigger")
+        if (TriggerKind.INACTIVITY in self.trigger) != (self.inactive_days is not None):
+            raise ValueError("inactive_days is required by, and only by, the inactivity trigger")
+        if (TriggerKind.CROSS_SELL in self.trigger) != (self.cross_sell is not None):
+            raise ValueError("cross_sell is required by, and only by, the cross_sell trigger")
+        if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
+            raise ValueError("ends_at must be after starts_at")
         return self
+
+    def active_at(self, now: datetime) -> bool:
+        """Return whether the campaign is enabled and inside its schedule."""
+        if not self.enabled:
+            return False
+        if self.starts_at is not None and now < self.starts_at:
+            return False
+        return self.ends_at is None or now < self.ends_at
 
 
 @dataclass(frozen=True, slots=True)
 class Contact:
-    """What campaigns may know of a person: lifecycle, contact points and consent."""
+    """What campaigns know of a person: profile facts, scores, habits and complaints.
+
+    `version` is the profile version (0 when only scores are known) and `scored_version` the
+    profile version the scores reflect (0 when no scores arrived yet).
+    """
 
     profile_id: str
     version: int
     lifecycle: Lifecycle
-    reachable_channels: frozenset[Channel]
+    reachable_channels: frozenset[Channel] = frozenset()
     consent: Mapping[Channel, ConsentStatus] = field(default_factory=dict)
+    opted_out_at: datetime | None = None
+    traits: Mapping[str, TraitValue] = field(default_factory=dict)
+    habits: Mapping[Channel, float] = field(default_factory=dict)
+    purchase_count: int = 0
+    total_spend: Decimal = Decimal(0)
+    last_seen_at: datetime | None = None
+    last_purchase_at: datetime | None = None
+    categories: frozenset[str] = frozenset()
+    scored_version: int = 0
+    tier: Tier | None = None
+    segment: Segment | None = None
+    predicted_value: float | None = None
+    potential: float | None = None
+    at_risk: bool = False
+    complained_at: datetime | None = None
 
-    @classmethod
-    def from_profile(cls, profile: ProfileChanged) -> Contact:
-        """Keep only what campaigns need of a profile change."""
-        return cls(
-            profile_id=profile.profile_id,
-            version=profile.version,
-            lifecycle=profile.lifecycle,
-            reachable_channels=frozenset(profile.reachable_channels),
-            consent={channel: state.status for channel, state in profile.consent.items()},
-        )
+    def trait(self, name: str) -> TraitValue:
+        """Return a trait, or None."""
+        return self.traits.get(name)
+
+
+@dataclass(frozen=True, slots=True)
+class Trigger:
+    """Something that happened to a person and may start campaigns, with its facts then."""
+
+    event_id: str
+    kind: TriggerKind
+    profile_id: str
+    profile_version: int
+    occurred_at: datetime
+    lifecycle: Lifecycle | None = None
+    to_tier: Tier | None = None
+    from_tier: Tier | None = None
+    predicted_value: float | None = None
+    needs_scores: bool = False
+    inactive_days: int | None = None
+    correlation_id: str | None = None
+    causation_id: str | None = None
+    accepted_at_ms: int | None = None
+    episode_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelEstimate:
+    """The numbers behind one channel's score in a decision."""
+
+    channel: Channel
+    prior_rate: float
+    sends: int
+    responses: int
+    posterior_mean: float
+    sampled_rate: float
+    habit_lift: float
+    response_value: float
+    cost: float
+    expected_value: float
+    sampled_value: float
 
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """The outcome of one campaign for one tier move, with the reasons behind it."""
+    """The outcome of one campaign for one trigger, with the reasons and numbers behind it."""
 
     decision_id: str
     campaign_id: str
@@ -141,3 +264,7 @@ class Decision:
     reasons: tuple[Reason, ...]
     decided_at: datetime
     expires_at: datetime
+    segment: Segment | None = None
+    offer: str | None = None
+    cost: float = 0.0
+    expected_value: float | None = None

@@ -1,0 +1,22 @@
+"""The benchmark entry point runs end to end on a tiny population (so it cannot rot)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from clientela.campaign import bench
+
+
+def test_the_bench_writes_one_flat_json_object(tmp_path: Path) -> None:
+    output = tmp_path / "bench.json"
+
+    bench.main(["--profiles", "300", "--batch", "100", "--output", str(output)])
+
+    figures = json.loads(output.read_text())
+    assert figures["profiles"] == 300
+    assert figures["events_per_s"] > 0
+    assert figures["baseline_events_per_s"] > 0
+    assert figures["decisions"] > 0
+    assert figures["ratio"] > 0
+    assert all(not isinstance(v, dict | list) for v in figures.values())
