@@ -5,7 +5,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PYTEST_ARGS ?=
 
 .PHONY: help setup run test test-fast lint typecheck fmt contracts contracts-check broker clean \
-	bench bench-ingest bench-profile bench-scoring eval-scoring bench-campaign
+	up down logs bench bench-ingest bench-profile bench-scoring eval-scoring bench-campaign
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -43,6 +43,15 @@ contracts: setup ## Export the JSON Schemas of every contract into docs/contract
 
 contracts-check: setup ## Fail when docs/contracts is stale
 	$(UV) run python -m clientela.shared.contracts.schema_export docs/contracts --check
+
+up: ## Start the compose stack (Apache Kafka, PostgreSQL, Redis, four services)
+	docker compose up -d --build
+
+down: ## Stop the compose stack (data stays in the volumes)
+	docker compose down
+
+logs: ## Follow the compose stack's logs
+	docker compose logs -f --tail=100
 
 broker: setup ## Run only the embedded broker in the foreground
 	$(UV) run python -m clientela.shared.embedded_broker

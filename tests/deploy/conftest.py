@@ -15,22 +15,27 @@ import importlib.util
 import re
 import shutil
 import subprocess
+import sys
 import tomllib
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
-import yaml
 from fastapi import FastAPI
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings
 from starlette.routing import Match
 
 from clientela.shared.settings import ServiceSettings
+
+try:
+    import yaml
+except ModuleNotFoundError:  # the test modules that need it skip themselves (YAML_SKIP)
+    yaml = None
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -136,7 +141,9 @@ def load_service(name: str) -> Service:
     classes = [
         v
         for v in vars(module).values()
-        if isinstance(v, type) and issubclass(v, ServiceSettings) and v.__module__ == module.__name__
+        if isinstance(v, type)
+        and issubclass(v, ServiceSettings)
+        and v.__module__ == module.__name__
     ]
     assert len(classes) == 1, f"{module.__name__} should declare one settings class: {classes}"
     cls = classes[0]
@@ -173,8 +180,11 @@ def all_env_vars(services: dict[str, Service]) -> frozenset[str]:
 def load_script(path: Path) -> ModuleType:
     """Import a script of deploy/ by path (deploy/ is not a package)."""
     spec = importlib.util.spec_from_file_location(f"deploy_{path.stem}", path)
-    assert spec and spec.loader
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    # Dataclasses of the script look their module up while it executes.
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
 
@@ -202,7 +212,9 @@ def load_yaml_docs(path: Path) -> list[Doc]:
 def manifest_files() -> list[Path]:
     """Every Kubernetes manifest under deploy/ (kustomization files excluded)."""
     return sorted(
-        p for p in DEPLOY.rglob("*.yaml") if p.name != "kustomization.yaml" and "compose" not in p.parts
+        p
+        for p in DEPLOY.rglob("*.yaml")
+        if p.name != "kustomization.yaml" and "compose" not in p.parts
     )
 
 
@@ -233,7 +245,11 @@ def kubectl_kustomize(directory: Path) -> list[Doc]:
     """Render a kustomization with `kubectl kustomize`."""
     assert KUBECTL
     result = subprocess.run(
-        [KUBECTL, "kustomize", str(directory)], capture_output=True, text=True, timeout=60, check=False
+        [KUBECTL, "kustomize", str(directory)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 0, f"kubectl kustomize {directory} failed:\n{result.stderr}"
     return [d for d in yaml.safe_load_all(result.stdout) if d]
@@ -299,7 +315,13 @@ def render_overlay(directory: Path) -> list[Doc]:
     """
     kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text(encoding="utf-8"))
     known = {
-        "apiVersion", "kind", "namespace", "resources", "secretGenerator", "patches", "images",
+        "apiVersion",
+        "kind",
+        "namespace",
+        "resources",
+        "secretGenerator",
+        "patches",
+        "images",
     }
     unknown = set(kustomization) - known
     assert not unknown, f"{directory}: render_overlay does not support {sorted(unknown)}"
@@ -364,9 +386,29 @@ class Rendered:
         """Return the document of a kind and name, if any."""
         return next((d for d in self.of_kind(kind) if d["metadata"]["name"] == name), None)
 
-    def workloads(self) -> Iterator[Doc]:
-        """Yield every document with a pod template."""
-        yield from (d for d in self.docs if pod_specs(d))
+    def workloads(self) -> list[Doc]:
+        """Return every document with a pod template."""
+        return [d for d in self.docs if pod_specs(d)]
+
+    def clientela_containers(self, component: str | None = None) -> list[tuple[str, Doc, Doc]]:
+        """Return (service, workload, container) of every Clientela service container.
+
+        A Clientela workload is labelled app.kubernetes.io/part-of=clientela and named after
+        its service (app.kubernetes.io/name); `component` narrows to `service` or `migrations`.
+        """
+        found = []
+        for doc in self.workloads():
+            labels = doc["spec"]["template"]["metadata"].get("labels", {})
+            service = labels.get("app.kubernetes.io/name")
+            if labels.get("app.kubernetes.io/part-of") != "clientela" or service not in SERVICES:
+                continue
+            if component and labels.get("app.kubernetes.io/component") != component:
+                continue
+            found += [(service, doc, c) for c in containers(doc)]
+        return found
+
+    pod_specs = staticmethod(pod_specs)
+    containers = staticmethod(containers)
 
 
 def _render(overlay: str, deploy_copy: Path) -> Rendered:
@@ -376,37 +418,309 @@ def _render(overlay: str, deploy_copy: Path) -> Rendered:
     return Rendered(overlay, render_overlay(directory), "tests/deploy render_overlay")
 
 
-@pytest.fixture(scope="session", params=OVERLAYS)
-def rendered(request: pytest.FixtureRequest, deploy_copy: Path) -> Rendered:
-    """Each overlay, rendered (with kubectl where it exists)."""
-    return _render(request.param, deploy_copy)
+@pytest.fixture(scope="session")
+def rendered_overlays(deploy_copy: Path) -> dict[str, Rendered]:
+    """Every overlay rendered by `kubectl kustomize`, or by render_overlay without kubectl."""
+    return {overlay: _render(overlay, deploy_copy) for overlay in OVERLAYS}
 
 
 @pytest.fixture(scope="session")
-def rendered_by_name(deploy_copy: Path) -> dict[str, Rendered]:
-    """Every overlay, rendered, by name."""
-    return {overlay: _render(overlay, deploy_copy) for overlay in OVERLAYS}
+def fallback_rendered(deploy_copy: Path) -> dict[str, Rendered]:
+    """Every overlay rendered by render_overlay (the kubectl-free path)."""
+    return {
+        overlay: Rendered(overlay, render_overlay(deploy_copy / "overlays" / overlay), "fallback")
+        for overlay in OVERLAYS
+    }
+
+
+@pytest.fixture(scope="session")
+def kubectl_rendered(deploy_copy: Path) -> dict[str, Rendered]:
+    """Every overlay rendered by `kubectl kustomize` (skips where kubectl is missing)."""
+    if not KUBECTL:
+        pytest.skip("kubectl is not installed: overlays are rendered by render_overlay instead")
+    return {
+        overlay: Rendered(overlay, kubectl_kustomize(deploy_copy / "overlays" / overlay), "kubectl")
+        for overlay in OVERLAYS
+    }
+
+
+@pytest.fixture(scope="session")
+def manifest_docs() -> list[tuple[Path, Doc]]:
+    """Every document of every manifest file under deploy/, as written."""
+    return [(path, doc) for path in manifest_files() for doc in load_yaml_docs(path)]
+
+
+# --- validation -----------------------------------------------------------------------------
+
+_STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
+_INT = {"type": "integer", "minimum": 0}
+
+# Operators' custom resources have no schema in kubernetes-validate: these cover the fields
+# deploy/ uses (unknown fields are refused, so a typo fails here rather than in the cluster).
+CRD_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
+    ("kafka.strimzi.io/v1", "KafkaTopic"): {
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {
+            "apiVersion": {},
+            "kind": {},
+            "metadata": {
+                "type": "object",
+                "required": ["name", "labels"],
+                "properties": {"labels": {"required": ["strimzi.io/cluster"]}},
+            },
+            "spec": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["partitions", "replicas"],
+                "properties": {
+                    "topicName": {"type": "string", "minLength": 1},
+                    "partitions": {"type": "integer", "minimum": 1},
+                    "replicas": {"type": "integer", "minimum": 1, "maximum": 32767},
+                    "config": {"type": "object"},
+                },
+            },
+        },
+    },
+    ("kafka.strimzi.io/v1", "KafkaNodePool"): {
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {
+            "metadata": {
+                "type": "object",
+                "required": ["name", "labels"],
+                "properties": {"labels": {"required": ["strimzi.io/cluster"]}},
+            },
+            "spec": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["replicas", "roles", "storage"],
+                "properties": {
+                    "replicas": _INT,
+                    "roles": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {"enum": ["controller", "broker"]},
+                    },
+                    "storage": {
+                        "type": "object",
+                        "required": ["type"],
+                        "properties": {
+                            "type": {"enum": ["ephemeral", "persistent-claim", "jbod"]},
+                            "volumes": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "additionalProperties": False,
+                                    "required": ["id", "type"],
+                                    "properties": {
+                                        "id": _INT,
+                                        "type": {"enum": ["ephemeral", "persistent-claim"]},
+                                        "size": {"type": "string", "pattern": "^[0-9]+[KMGT]i$"},
+                                        "class": {"type": "string"},
+                                        "deleteClaim": {"type": "boolean"},
+                                        "kraftMetadata": {"enum": ["shared"]},
+                                    },
+                                },
+                            },
+                        },
+                    },
+                    "resources": {"type": "object"},
+                    "jvmOptions": {"type": "object"},
+                    "template": {"type": "object"},
+                },
+            },
+        },
+    },
+    ("kafka.strimzi.io/v1", "Kafka"): {
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {
+            "spec": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["kafka"],
+                "properties": {
+                    "kafka": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["listeners"],
+                        "properties": {
+                            "version": {"type": "string", "pattern": r"^\d+\.\d+\.\d+$"},
+                            "metadataVersion": {"type": "string"},
+                            "listeners": {
+                                "type": "array",
+                                "minItems": 1,
+                                "items": {
+                                    "type": "object",
+                                    "additionalProperties": False,
+                                    "required": ["name", "port", "type", "tls"],
+                                    "properties": {
+                                        "name": {"type": "string", "pattern": "^[a-z0-9]{1,11}$"},
+                                        "port": {"type": "integer", "minimum": 9092},
+                                        "type": {
+                                            "enum": [
+                                                "internal",
+                                                "route",
+                                                "loadbalancer",
+                                                "nodeport",
+                                                "ingress",
+                                                "cluster-ip",
+                                            ]
+                                        },
+                                        "tls": {"type": "boolean"},
+                                        "authentication": {"type": "object"},
+                                        "configuration": {"type": "object"},
+                                        "networkPolicyPeers": {"type": "array"},
+                                    },
+                                },
+                            },
+                            "config": {"type": "object"},
+                            "authorization": {"type": "object"},
+                            "metricsConfig": {"type": "object"},
+                            "rack": {"type": "object"},
+                            "template": {"type": "object"},
+                        },
+                    },
+                    "entityOperator": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {
+                            "topicOperator": {"type": "object"},
+                            "userOperator": {"type": "object"},
+                            "template": {"type": "object"},
+                        },
+                    },
+                    "cruiseControl": {"type": "object"},
+                    "kafkaExporter": {"type": "object"},
+                },
+            },
+        },
+    },
+    ("keda.sh/v1alpha1", "ScaledObject"): {
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {
+            "spec": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["scaleTargetRef", "triggers"],
+                "properties": {
+                    "scaleTargetRef": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["name"],
+                        "properties": {
+                            "name": {"type": "string"},
+                            "kind": {"type": "string"},
+                            "apiVersion": {"type": "string"},
+                            "envSourceContainerName": {"type": "string"},
+                        },
+                    },
+                    "pollingInterval": _INT,
+                    "cooldownPeriod": _INT,
+                    "initialCooldownPeriod": _INT,
+                    "idleReplicaCount": _INT,
+                    "minReplicaCount": _INT,
+                    "maxReplicaCount": {"type": "integer", "minimum": 1},
+                    "fallback": {"type": "object"},
+                    "advanced": {"type": "object"},
+                    "triggers": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "required": ["type", "metadata"],
+                            "properties": {
+                                "type": {"type": "string"},
+                                "name": {"type": "string"},
+                                "metricType": {"enum": ["AverageValue", "Value", "Utilization"]},
+                                "useCachedMetrics": {"type": "boolean"},
+                                "authenticationRef": {"type": "object"},
+                                # KEDA reads every trigger parameter as a string.
+                                "metadata": _STRING_MAP,
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+
+
+@pytest.fixture(scope="session")
+def validate_manifest() -> Callable[[Doc], None]:
+    """Return a validator: kubernetes-validate (strict) for built-in kinds, CRD_SCHEMAS else.
+
+    Skips the tests that use it when kubernetes-validate is not installed.
+    """
+    kubernetes_validate = pytest.importorskip(
+        "kubernetes_validate",
+        reason="kubernetes-validate is not installed: add it to the dev dependency group",
+    )
+    jsonschema = pytest.importorskip("jsonschema")
+    from kubernetes_validate.utils import SchemaNotFoundError
+
+    def validate(doc: Doc) -> None:
+        crd = CRD_SCHEMAS.get((doc["apiVersion"], doc["kind"]))
+        if crd is not None:
+            jsonschema.Draft202012Validator(crd).validate(doc)
+            return
+        try:
+            kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+        except SchemaNotFoundError as exc:
+            raise AssertionError(
+                f"no schema for {doc['apiVersion']} {doc['kind']}: add one to CRD_SCHEMAS"
+            ) from exc
+
+    return validate
 
 
 # --- compose --------------------------------------------------------------------------------
 
-
-@pytest.fixture(scope="session")
-def compose_text() -> str:
-    """docker-compose.yml as text."""
-    return (ROOT / "docker-compose.yml").read_text(encoding="utf-8")
-
-
-@pytest.fixture(scope="session")
-def compose(compose_text: str) -> Doc:
-    """docker-compose.yml parsed (YAML anchors and merge keys resolved)."""
-    parsed: Doc = yaml.safe_load(compose_text)
-    return parsed
-
-
 INTERPOLATION = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
 
 
-def interpolated(value: str) -> str:
-    """Return a compose value with `${NAME...}` replaced by `<NAME>`."""
-    return INTERPOLATION.sub(lambda m: f"<{m.group(1)}>", value)
+@dataclass
+class Compose:
+    """docker-compose.yml: its text and its parsed form (anchors and merge keys resolved)."""
+
+    text: str
+    data: Doc
+
+    @property
+    def services(self) -> dict[str, Doc]:
+        """The compose services, by name."""
+        return dict(self.data["services"])
+
+    def variables(self) -> dict[str, tuple[str, str]]:
+        """Return {name: (operator, argument)} of every interpolated variable."""
+        found: dict[str, tuple[str, str]] = {}
+        for m in INTERPOLATION.finditer(self.text):
+            if m.group(1) not in found or (m.group(2) or "").endswith("?"):
+                found[m.group(1)] = (m.group(2) or "", m.group(3) or "")
+        return found
+
+    @staticmethod
+    def interpolated(value: str) -> str:
+        """Return a value with every `${NAME...}` replaced by `<NAME>`."""
+        return INTERPOLATION.sub(lambda m: f"<{m.group(1)}>", value)
+
+    def clientela_containers(self) -> list[tuple[str, str, Doc]]:
+        """Return (service, compose name, definition) of every container of a Clientela image."""
+        found = []
+        for name, definition in self.services.items():
+            image = str(definition.get("image", ""))
+            match = re.fullmatch(r"clientela/([a-z]+):.*", image)
+            if match and match.group(1) in SERVICES:
+                found.append((match.group(1), name, definition))
+        return found
+
+
+@pytest.fixture(scope="session")
+def compose() -> Compose:
+    """docker-compose.yml."""
+    text = (ROOT / "docker-compose.yml").read_text(encoding="utf-8")
+    return Compose(text, yaml.safe_load(text))
