@@ -182,6 +182,12 @@ def _block(setting: Setting, commented: bool = True) -> list[str]:
     return lines
 
 
+def _describe(name: str, described: dict[str, Setting]) -> str:
+    """Return what the compose file or the settings class says a variable is for."""
+    found = described.get(name)
+    return COMPOSE_VARIABLES.get(name) or (found.description if found else "")
+
+
 def render() -> str:
     """Return the content of .env.example."""
     compose_text = COMPOSE_FILE.read_text(encoding="utf-8")
@@ -215,12 +221,10 @@ def render() -> str:
     required = sorted(n for n, (op, _) in variables.items() if op.endswith("?"))
     optional = sorted(n for n, (op, _) in variables.items() if not op.endswith("?"))
     for name in required:
-        description = COMPOSE_VARIABLES.get(name) or getattr(described.get(name), "description", "")
-        out += _block(Setting(name, "", description), commented=False)
+        out += _block(Setting(name, "", _describe(name, described)), commented=False)
     out += ["", "### Optional docker compose settings."]
     for name in optional:
-        description = COMPOSE_VARIABLES.get(name) or getattr(described.get(name), "description", "")
-        out += _block(Setting(name, variables[name][1], description))
+        out += _block(Setting(name, variables[name][1], _describe(name, described)))
 
     in_compose_sections = set(variables)
     out += [
