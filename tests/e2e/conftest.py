@@ -48,6 +48,8 @@ def platform(
         topic_prefix=f"{kafka_settings.topic_prefix}{backend}.",
         ports={service: free_port() for service in SERVICES},
         extra_env={
+            # Redis outlives the run: a private key space keeps earlier runs' dedup keys out.
+            "CLIENTELA_CACHE_KEY_PREFIX": f"t{run_id}:{backend}:",
             "CAMPAIGN_CAMPAIGNS_FILE": str(campaigns),
             "CAMPAIGN_GLOBAL_HOLDOUT_SHARE": "0",
             "CLIENTELA_KAFKA_SESSION_TIMEOUT_MS": "6000",

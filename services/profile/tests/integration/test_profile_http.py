@@ -12,9 +12,16 @@ from clientela.profile.application.handle_touchpoints import handle_touchpoints
 from clientela.profile.application.ports import ReceivedTouchpoint
 from clientela.profile.config import ProfileSettings
 from clientela.profile.wiring import Container, create_app
-from clientela.shared.settings import DEV_READ_KEY, DEV_WRITE_KEY, DatabaseSettings, KafkaSettings
+from clientela.shared.settings import (
+    DEV_ADMIN_KEY,
+    DEV_READ_KEY,
+    DEV_WRITE_KEY,
+    DatabaseSettings,
+    KafkaSettings,
+)
 
 READ = {"Authorization": f"Bearer {DEV_READ_KEY}"}
+ADMIN = {"Authorization": f"Bearer {DEV_ADMIN_KEY}"}
 
 
 class StubPublisher:
@@ -158,3 +165,53 @@ async def test_health_and_readiness(client) -> None:
     ready = await client.get("/readyz")
     assert ready.status_code == 200
     assert ready.json()["checks"] == {"database": True, "broker": True}
+
+
+async def test_admin_routes_need_the_admin_scope(client, profile_id) -> None:
+    url = f"/v1/profiles/{profile_id}"
+    assert (await client.delete(url, headers=READ)).status_code == 403
+    consent = {"status": "opted_out", "source": "desk"}
+    assert (await client.put(f"{url}/consent/email", json=consent, headers=READ)).status_code == 403
+    split = {"identifiers": [{"type": "phone", "value": "+4790000000"}]}
+    assert (await client.post(f"{url}/split", json=split, headers=READ)).status_code == 403
+
+
+async def test_consent_update(client, profile_id) -> None:
+    url = f"/v1/profiles/{profile_id}/consent/sms"
+    body = {"status": "opted_out", "source": "branch-desk", "occurred_at": "2024-06-01T10:00:00Z"}
+    response = await client.put(url, json=body, headers=ADMIN)
+    assert response.status_code == 200
+    record = response.json()
+    assert record["consent"]["sms"] == {
+        "status": "opted_out",
+        "updated_at": "2024-06-01T10:00:00Z",
+        "source": "branch-desk",
+    }
+    assert record["version"] == 2
+    missing = await client.put("/v1/profiles/nope/consent/sms", json=body, headers=ADMIN)
+    assert missing.status_code == 404
+
+
+async def test_split_then_erase(client, profile_id) -> None:
+    split = {"identifiers": [{"type": "phone", "value": "+47 900 00 000"}], "reason": "twins"}
+    response = await client.post(f"/v1/profiles/{profile_id}/split", json=split, headers=ADMIN)
+    assert response.status_code == 200, response.text
+    outcome = response.json()
+    assert outcome["profile_id"] == profile_id
+    assert outcome["identifiers_moved"] == 1
+    new_id = outcome["new_profile_id"]
+    by_phone = await client.get("/v1/profiles/by/phone/+4790000000", headers=READ)
+    assert by_phone.json()["profile_id"] == new_id
+    refused = await client.post(f"/v1/profiles/{new_id}/split", json=split, headers=ADMIN)
+    assert refused.status_code == 409
+
+    erased = await client.delete(f"/v1/profiles/{new_id}?request_id=dsr-9", headers=ADMIN)
+    assert erased.status_code == 200
+    receipt = erased.json()
+    assert receipt["profile_id"] == new_id
+    assert receipt["request_id"] == "dsr-9"
+    assert receipt["identifiers_removed"] == 1
+    assert (await client.get(f"/v1/profiles/{new_id}", headers=READ)).status_code == 404
+    again = await client.delete(f"/v1/profiles/{new_id}", headers=ADMIN)
+    assert again.json() == receipt
+    assert (await client.delete("/v1/profiles/nope", headers=ADMIN)).status_code == 404

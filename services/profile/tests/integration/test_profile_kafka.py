@@ -17,7 +17,13 @@ from clientela.shared.codec import (
     header,
     to_record,
 )
-from clientela.shared.contracts import DeadLetterEvent, ProfileChangedEvent, topics, utc_now
+from clientela.shared.contracts import (
+    DeadLetterEvent,
+    ProfileChangedEvent,
+    ProfilesMergedEvent,
+    topics,
+    utc_now,
+)
 from clientela.shared.kafka import KafkaPublisher
 from clientela.shared.settings import DatabaseSettings, KafkaSettings
 
@@ -38,26 +44,18 @@ async def service(
 
 async def _read_until(kafka: KafkaSettings, topic: str, contract, keep, done) -> list:
     """Collect decoded events that keep() accepts from the start of a topic until done(found)."""
-    consumer = AIOKafkaConsumer(
-        kafka.topic_prefix + topic,
-        bootstrap_servers=kafka.bootstrap_servers,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
     found: list = []
-    try:
-        deadline = time.monotonic() + 45
-        while not done(found) and time.monotonic() < deadline:
-            batches = await consumer.getmany(timeout_ms=500)
-            for records in batches.values():
-                for record in records:
-                    event = decode_event(contract, record.value)
-                    if keep(event):
-                        found.append((record, event))
-    finally:
-        await consumer.stop()
-    assert done(found), f"gave up waiting on {topic}; got {len(found)} record(s)"
+
+    def wanted(record) -> bool:
+        # A tombstone has no event to decode; it is never what these callers look for.
+        if record.value is None:
+            return False
+        event = decode_event(contract, record.value)
+        if keep(event):
+            found.append((record, event))
+        return False
+
+    await _raw_records(kafka, topic, wanted, lambda _: done(found))
     return found
 
 
@@ -117,3 +115,68 @@ async def test_touchpoints_become_profile_changes(service: Container, kafka_sett
         done=bool,
     )
     assert dead[0][1].data.reason_code == "undecodable"
+
+
+async def _publish(kafka: KafkaSettings, events) -> None:
+    topic = kafka.topic(topics.TOUCHPOINTS)
+    publisher = KafkaPublisher(kafka)
+    await publisher.start()
+    try:
+        await publisher.publish([to_record(topic, e.event_id, e) for e in events])
+    finally:
+        await publisher.stop()
+
+
+async def _raw_records(kafka: KafkaSettings, topic: str, keep, done) -> list:
+    """Collect raw records (tombstones included) that keep() accepts until done(found)."""
+    consumer = AIOKafkaConsumer(
+        kafka.topic_prefix + topic,
+        bootstrap_servers=kafka.bootstrap_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    found: list = []
+    try:
+        deadline = time.monotonic() + 45
+        while not done(found) and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                found.extend(r for r in records if keep(r))
+    finally:
+        await consumer.stop()
+    assert done(found), f"gave up waiting on {topic}"
+    return found
+
+
+async def test_a_merge_is_announced_and_the_merged_id_tombstoned(
+    service: Container, kafka_settings, tp
+) -> None:
+    first = tp(email="mia@example.com")
+    second = tp(phone="+33698765432")
+    await _publish(kafka_settings, [first, second])
+    created = await _read_until(
+        kafka_settings,
+        topics.PROFILES.name,
+        ProfileChangedEvent,
+        keep=lambda e: e is not None and e.causation_id in {first.event_id, second.event_id},
+        done=lambda found: len(found) == 2,
+    )
+    ids = {e.causation_id: e.data.profile_id for _, e in created}
+    link = tp(email="mia@example.com", phone="+33698765432")
+    await _publish(kafka_settings, [link])
+
+    [(_, merged)] = await _read_until(
+        kafka_settings,
+        topics.PROFILE_MERGES.name,
+        ProfilesMergedEvent,
+        keep=lambda e: e.causation_id == link.event_id,
+        done=bool,
+    )
+    assert {merged.data.survivor_id, merged.data.merged_id} == set(ids.values())
+    [tombstone] = await _raw_records(
+        kafka_settings,
+        topics.PROFILES.name,
+        keep=lambda r: r.value is None and r.key == merged.data.merged_id.encode(),
+        done=bool,
+    )
+    assert tombstone.key == merged.data.merged_id.encode()

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
-import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -17,18 +15,9 @@ from clientela.profile.application.ports import ReceivedTouchpoint, TimelineQuer
 from clientela.profile.application.queries import golden_record_by_identifier, timeline_page
 from clientela.shared.codec import HEADER_ACCEPTED_AT, decode_event
 from clientela.shared.contracts import ProfileChangedEvent, TouchpointKind
-from clientela.shared.db import create_engine, create_tables
-from clientela.shared.settings import DatabaseSettings, KafkaSettings
+from clientela.shared.settings import KafkaSettings
 
 KAFKA = KafkaSettings(topic_prefix="itest.")
-
-
-@pytest.fixture
-async def engine(database_settings: DatabaseSettings) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_settings, "profile")
-    await create_tables(engine, tables.metadata, "profile", database_settings)
-    yield engine
-    await engine.dispose()
 
 
 async def _count(engine: AsyncEngine, table) -> int:

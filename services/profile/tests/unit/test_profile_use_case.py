@@ -9,11 +9,16 @@ from datetime import UTC, datetime
 import pytest
 
 from clientela.profile.application.handle_touchpoints import handle_touchpoints
-from clientela.profile.application.ports import OutgoingEvent, ReceivedTouchpoint
+from clientela.profile.application.ports import ReceivedTouchpoint
 from clientela.profile.domain.identity import IdentifierClaim, IdentifierKey
 from clientela.profile.domain.profile import Profile
-from clientela.shared.codec import encode_event
-from clientela.shared.contracts import ProfileChangedEvent, derived_event_id, topics
+from clientela.shared.codec import OutgoingEvent, encode_event
+from clientela.shared.contracts import (
+    ProfileChangedEvent,
+    ProfilesMergedEvent,
+    derived_event_id,
+    topics,
+)
 
 NOW = datetime(2024, 6, 1, tzinfo=UTC)
 
@@ -26,14 +31,15 @@ class FakeUnitOfWork:
         self.owners: dict[IdentifierKey, str] = {}
         self.stored: dict[str, dict] = {}
         self.timeline_rows: dict[str, str] = {}
+        self.forwards: dict[str, str] = {}
+        self.conflicts: list = []
         self.published: list[OutgoingEvent] = []
+        self.tombstones: list[str] = []
         self.commits = 0
         self.pending: list[Callable[[], None]] = []
-        self.inbox = _Inbox(self)
         self.identities = _Identities(self)
         self.profiles = _Profiles(self)
         self.timeline = _Timeline(self)
-        self.outbox = _Outbox(self)
 
     async def __aenter__(self) -> FakeUnitOfWork:
         self.pending = []
@@ -48,15 +54,16 @@ class FakeUnitOfWork:
         self.pending = []
         self.commits += 1
 
-
-class _Inbox:
-    def __init__(self, uow: FakeUnitOfWork) -> None:
-        self.uow = uow
-
     async def claim_new(self, event_ids):
-        fresh = set(event_ids) - self.uow.processed
-        self.uow.pending.append(lambda: self.uow.processed.update(fresh))
+        fresh = set(event_ids) - self.processed
+        self.pending.append(lambda: self.processed.update(fresh))
         return fresh
+
+    async def stage(self, events) -> None:
+        self.pending.append(lambda: self.published.extend(events))
+
+    async def stage_tombstones(self, topic, keys) -> None:
+        self.pending.append(lambda: self.tombstones.extend(keys))
 
 
 class _Identities:
@@ -66,31 +73,62 @@ class _Identities:
     async def owners(self, keys):
         return {k: self.uow.owners[k] for k in keys if k in self.uow.owners}
 
-    async def attach(self, claims: list[IdentifierClaim]) -> None:
+    async def attach(self, claims: list[IdentifierClaim]):
         def apply() -> None:
             for c in claims:
                 self.uow.owners.setdefault((c.id_type, c.id_value), c.profile_id)
 
         self.uow.pending.append(apply)
+        return set()
+
+    async def separated(self, profile_ids):
+        return set()
+
+    async def reassign_profiles(self, moves) -> None:
+        def apply() -> None:
+            for key, owner in list(self.uow.owners.items()):
+                self.uow.owners[key] = moves.get(owner, owner)
+
+        self.uow.pending.append(apply)
+
+    async def record_conflicts(self, conflicts) -> None:
+        self.uow.pending.append(lambda: self.uow.conflicts.extend(conflicts))
 
 
 class _Profiles:
     def __init__(self, uow: FakeUnitOfWork) -> None:
         self.uow = uow
 
-    async def get_many(self, profile_ids):
+    async def lock(self, profile_ids):
         return {
-            pid: Profile.from_state(pid, s["version"], NOW, NOW, s["lifecycle"], s["state"])
+            pid: Profile.from_state(
+                pid, s["version"], s["created_at"], NOW, s["lifecycle"], s["state"]
+            )
             for pid in profile_ids
             if (s := self.uow.stored.get(pid))
         }
 
-    async def save_many(self, profiles) -> None:
+    async def save(self, profiles) -> None:
         rows = {
-            p.profile_id: {"version": p.version, "lifecycle": p.stage.value, "state": p.to_state()}
+            p.profile_id: {
+                "version": p.version,
+                "created_at": p.created_at,
+                "lifecycle": p.stage.value,
+                "state": p.to_state(),
+            }
             for p in profiles
         }
         self.uow.pending.append(lambda: self.uow.stored.update(rows))
+
+    async def delete(self, profile_ids) -> None:
+        def apply() -> None:
+            for pid in profile_ids:
+                self.uow.stored.pop(pid, None)
+
+        self.uow.pending.append(apply)
+
+    async def forward(self, moves, at) -> None:
+        self.uow.pending.append(lambda: self.uow.forwards.update(moves))
 
 
 class _Timeline:
@@ -104,13 +142,12 @@ class _Timeline:
         rows = {event.event_id: pid for pid, event in entries}
         self.uow.pending.append(lambda: self.uow.timeline_rows.update(rows))
 
+    async def reassign_profiles(self, moves) -> None:
+        def apply() -> None:
+            for event_id, pid in list(self.uow.timeline_rows.items()):
+                self.uow.timeline_rows[event_id] = moves.get(pid, pid)
 
-class _Outbox:
-    def __init__(self, uow: FakeUnitOfWork) -> None:
-        self.uow = uow
-
-    async def stage(self, events) -> None:
-        self.uow.pending.append(lambda: self.uow.published.extend(events))
+        self.uow.pending.append(apply)
 
 
 @pytest.fixture
@@ -176,26 +213,46 @@ async def test_later_batch_attaches_and_increments_the_version(uow, tp, policy) 
     assert uow.published[-1].event.correlation_id == "corr-9"
 
 
-async def test_a_touchpoint_joins_the_strongest_match_and_steals_nothing(uow, tp, policy) -> None:
-    await _handle(
-        [ReceivedTouchpoint(tp(phone="+1")), ReceivedTouchpoint(tp(customer_id="C-1"))],
-        uow,
-        policy,
-    )
-    both = tp(phone="+1", customer_id="C-1", email="x@y.z")
-    outcome = await _handle([ReceivedTouchpoint(both)], uow, policy, ids=lambda: "unused")
-    assert outcome.contested_identifiers == 1
-    assert uow.owners[("customer_id", "C-1")] == "p-2"
-    assert uow.owners[("phone", "+1")] == "p-1"
-    assert uow.owners[("email", "x@y.z")] == "p-2"
-    assert uow.published[-1].key == "p-2"
+async def test_a_touchpoint_naming_two_profiles_merges_them(uow, tp, policy) -> None:
+    await _handle([ReceivedTouchpoint(tp(phone="+33611111111"))], uow, policy)
+    await _handle([ReceivedTouchpoint(tp(customer_id="C-1"))], uow, policy, ids=lambda: "p-2")
+    both = tp(phone="+33611111111", customer_id="C-1", email="x@y.z")
+    outcome = await _handle([ReceivedTouchpoint(both, 7)], uow, policy, ids=lambda: "unused")
+    assert (outcome.merges, outcome.conflicts) == (1, 0)
+    # Both were created at NOW; p-1 sorts first, so it is the survivor.
+    assert set(uow.owners.values()) == {"p-1"}
+    assert uow.forwards == {"p-2": "p-1"}
+    assert uow.tombstones == ["p-2"]
+    assert set(uow.stored) == {"p-1"}
+    merged = [o for o in uow.published if o.topic is topics.PROFILE_MERGES]
+    [event] = [o.event for o in merged]
+    assert isinstance(event, ProfilesMergedEvent)
+    assert event.data.survivor_id == "p-1"
+    assert event.data.merged_id == "p-2"
+    assert event.data.rule == "shared_touchpoint:customer_id+phone"
+    assert b"C-1" not in encode_event(event)
+    assert event.causation_id == both.event_id
+    assert uow.published[-1].event.data.aggregates.touchpoint_count == 3
+
+
+async def test_a_refused_merge_is_recorded_not_applied(uow, tp, policy) -> None:
+    await _handle([ReceivedTouchpoint(tp(customer_id="C-1"))], uow, policy)
+    await _handle([ReceivedTouchpoint(tp(customer_id="C-2"))], uow, policy, ids=lambda: "p-2")
+    both = tp(customer_id="C-2", email="x@y.z")
+    await _handle([ReceivedTouchpoint(both)], uow, policy, ids=lambda: "unused")
+    clash = tp(customer_id="C-1", email="x@y.z")
+    outcome = await _handle([ReceivedTouchpoint(clash)], uow, policy, ids=lambda: "unused")
+    assert (outcome.merges, outcome.conflicts) == (0, 1)
+    [conflict] = uow.conflicts
+    assert conflict.reason == "limit:customer_id"
+    assert set(uow.stored) == {"p-1", "p-2"}
 
 
 async def test_a_failed_batch_commits_nothing(uow, tp, policy) -> None:
     async def broken(events) -> None:
         raise RuntimeError("outbox down")
 
-    uow.outbox.stage = broken
+    uow.stage = broken
     with pytest.raises(RuntimeError):
         await _handle([ReceivedTouchpoint(tp(email="ann@example.com"))], uow, policy)
     assert (uow.processed, uow.stored, uow.owners, uow.commits) == (set(), {}, {}, 0)

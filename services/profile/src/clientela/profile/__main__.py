@@ -1,13 +1,29 @@
-"""Command line: `clientela-profile serve` runs the API, the consumer and the outbox relay."""
+"""Command line: `clientela-profile serve` runs the service; `rebuild` recomputes profiles."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
+import logging
 from collections.abc import Sequence
 
+from clientela.profile.application.admin import rebuild_profiles
 from clientela.profile.config import ProfileSettings
-from clientela.profile.wiring import create_app
+from clientela.profile.wiring import build, create_app
 from clientela.shared.http import serve
+
+
+async def rebuild(settings: ProfileSettings) -> dict[str, int]:
+    """Recompute every profile from its stored touchpoints; announce those that changed."""
+    async with build(settings, consume=False) as container:
+        outcome = await rebuild_profiles(
+            container.unit_of_work(), container.policy, source=settings.source
+        )
+        # Let the relay publish what the rebuild staged before the process ends.
+        while await container.relay.pending():
+            await container.relay.relay_once()
+    return {"profiles": outcome.profiles, "changed": outcome.changed}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -17,11 +33,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         "command",
         nargs="?",
         default="serve",
-        choices=["serve"],
-        help="serve: HTTP API, touchpoint consumer and outbox relay in one process (default)",
+        choices=["serve", "rebuild"],
+        help="serve: HTTP API, touchpoint consumer and outbox relay in one process (default); "
+        "rebuild: recompute every profile from its stored touchpoints, then exit",
     )
-    parser.parse_args(argv)
+    args = parser.parse_args(argv)
     settings = ProfileSettings()
+    if args.command == "rebuild":
+        logging.basicConfig(level=settings.log_level)
+        print(json.dumps(asyncio.run(rebuild(settings))))
+        return
     serve(create_app(settings), settings.http_host, settings.http_port, settings.log_level)
 
 

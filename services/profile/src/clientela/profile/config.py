@@ -6,10 +6,22 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import ClassVar
 
+import phonenumbers
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from clientela.profile.domain.policy import DEFAULT_CHANNEL_COSTS, ProfilePolicy
+from clientela.profile.domain.identity import (
+    DEFAULT_BLOCKED,
+    DEFAULT_LIMITS,
+    DEFAULT_PRIORITY,
+    IdentityRules,
+)
+from clientela.profile.domain.policy import (
+    DEFAULT_CHANNEL_COSTS,
+    ProfilePolicy,
+    Survivorship,
+    TraitRules,
+)
 from clientela.shared.contracts import Channel
 from clientela.shared.contracts.currencies import ISO_4217_CODES
 from clientela.shared.settings import ServiceSettings
@@ -42,6 +54,53 @@ class ProfileSettings(ServiceSettings):
     lapse_after_days: int = Field(
         default=365, ge=1, description="A customer with no sale for this long has lapsed."
     )
+    identifier_priority: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_PRIORITY),
+        description="Identifier types strongest first; types left out rank after these.",
+    )
+    identifier_limits: dict[str, int] = Field(
+        default_factory=dict,
+        description="JSON map type -> most identifiers of that type on one profile.",
+    )
+    default_identifier_limit: int = Field(
+        default=5, ge=1, description="Limit of the types identifier_limits leaves out."
+    )
+    blocked_identifiers: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="JSON map type -> values (or *-patterns) that never link anything.",
+    )
+    use_default_blocklist: bool = Field(
+        default=True, description="Also block the built-in test and placeholder values."
+    )
+    default_region: str = Field(
+        default="US", description="Region of phone numbers without a + prefix (as ingest)."
+    )
+    default_survivorship: Survivorship = Survivorship.MOST_RECENT
+    trait_survivorship: dict[str, Survivorship] = Field(
+        default_factory=dict,
+        description="JSON map trait -> most_recent | most_frequent | source_priority.",
+    )
+    source_priority: list[str] = Field(
+        default_factory=list, description="Sources strongest first, for source_priority traits."
+    )
+    preference_half_life_days: float = Field(
+        default=90, gt=0, description="Half-life of an inbound contact in channel preference."
+    )
+
+    @field_validator("identifier_limits")
+    @classmethod
+    def _positive_limits(cls, value: dict[str, int]) -> dict[str, int]:
+        if any(limit < 1 for limit in value.values()):
+            raise ValueError("identifier limits must be at least 1")
+        return value
+
+    @field_validator("default_region")
+    @classmethod
+    def _known_region(cls, value: str) -> str:
+        region = value.strip().upper()
+        if region not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"{value!r} is not a region the phone library knows")
+        return region
 
     @field_validator("base_currency")
     @classmethod
@@ -79,4 +138,26 @@ class ProfileSettings(ServiceSettings):
             fx_rates=dict(self.fx_rates),
             channel_costs=dict(self.channel_costs),
             lapse_after=timedelta(days=self.lapse_after_days),
+            identity=self.identity_rules(),
+            traits=TraitRules(
+                default=self.default_survivorship,
+                per_trait=dict(self.trait_survivorship),
+                source_priority=tuple(self.source_priority),
+            ),
+            preference_half_life=timedelta(days=self.preference_half_life_days),
+        )
+
+    def identity_rules(self) -> IdentityRules:
+        """Return the identity rules these settings describe."""
+        blocked: dict[str, tuple[str, ...]] = (
+            {k: tuple(v) for k, v in DEFAULT_BLOCKED.items()} if self.use_default_blocklist else {}
+        )
+        for id_type, values in self.blocked_identifiers.items():
+            blocked[id_type] = (*blocked.get(id_type, ()), *values)
+        return IdentityRules(
+            priority=tuple(dict.fromkeys(self.identifier_priority)),
+            limits={**DEFAULT_LIMITS, **self.identifier_limits},
+            default_limit=self.default_identifier_limit,
+            blocked=blocked,
+            default_region=self.default_region,
         )

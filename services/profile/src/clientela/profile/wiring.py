@@ -14,7 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from clientela.profile.adapters.inbound.http import ReadApi, profile_router
+from clientela.profile.adapters.inbound.http import ReadApi, admin_router, profile_router
 from clientela.profile.adapters.inbound.kafka import subscribe_touchpoints, touchpoint_handler
 from clientela.profile.adapters.outbound import tables
 from clientela.profile.adapters.outbound.sql_reader import SqlProfileReader
@@ -121,7 +121,13 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with build(settings, consume=consume, publisher=publisher) as container:
             app.state.container = container
-            app.state.read_api = ReadApi(container.reader, container.policy, clock)
+            app.state.read_api = ReadApi(
+                container.reader,
+                container.policy,
+                clock,
+                unit_of_work=container.unit_of_work,
+                source=settings.source,
+            )
             yield
 
     def readiness(app: FastAPI) -> Mapping[str, shared_http.ReadinessCheck]:
@@ -134,5 +140,7 @@ def create_app(
         lifespan=lifespan,
         readiness=readiness,
     )
-    app.include_router(profile_router(KeyRing.from_settings(settings.auth)))
+    keyring = KeyRing.from_settings(settings.auth)
+    app.include_router(profile_router(keyring))
+    app.include_router(admin_router(keyring))
     return app

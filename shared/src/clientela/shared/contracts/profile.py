@@ -52,6 +52,18 @@ class ProfileAggregates(Contract):
         default_factory=dict, description="Spend in currencies with no configured rate."
     )
     cost_to_serve: NonNegativeDecimal = Decimal(0)
+    open_support_cases: int = Field(default=0, ge=0, description="Support cases still open.")
+    closed_support_cases: int = Field(default=0, ge=0, description="Support cases closed.")
+    purchase_categories: dict[str, int] = Field(
+        default_factory=dict, description="Line items bought per product category."
+    )
+    inbound_channel_preference: dict[str, float] = Field(
+        default_factory=dict,
+        description="Share of recency-weighted inbound contacts per channel (sums to about 1).",
+    )
+    preferred_inbound_channel: Channel | None = Field(
+        default=None, description="The channel with the largest inbound share."
+    )
 
 
 class ProfileChanged(Contract):

@@ -2,19 +2,48 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
-from clientela.profile.application.ports import OutgoingEvent, ReceivedTouchpoint, UnitOfWork
-from clientela.profile.domain.identity import TouchpointIdentity, all_keys, identifier_keys, resolve
+from clientela.profile.application.ports import (
+    ConcurrentChangeError,
+    ReceivedTouchpoint,
+    UnitOfWork,
+)
+from clientela.profile.domain.identity import (
+    IdentifierKey,
+    MergeDecision,
+    ProfileFacts,
+    TouchpointIdentity,
+    all_keys,
+    fingerprint,
+    resolve,
+)
 from clientela.profile.domain.policy import ProfilePolicy
 from clientela.profile.domain.profile import Profile
-from clientela.shared.contracts import ProfileChangedEvent, derived_event_id, topics, utc_now
+from clientela.shared.codec import OutgoingEvent
+from clientela.shared.contracts import (
+    ProfileChangedEvent,
+    ProfilesMerged,
+    ProfilesMergedEvent,
+    derived_event_id,
+    topics,
+    utc_now,
+)
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+MAX_ATTEMPTS = 8
+# Owners read before the row locks were taken may be stale; re-read a few times, then retry.
+_LOCK_ROUNDS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,11 +54,29 @@ class BatchOutcome:
     duplicates: int = 0
     profiles_created: int = 0
     profiles_changed: int = 0
-    contested_identifiers: int = 0
+    merges: int = 0
+    conflicts: int = 0
+    over_limit: int = 0
+    attempts: int = 1
 
 
-def _new_profile_id() -> str:
+def new_profile_id() -> str:
+    """Return a fresh random profile id."""
     return str(uuid.uuid4())
+
+
+async def with_retries(run: Callable[[], Awaitable[T]], attempts: int = MAX_ATTEMPTS) -> T:
+    """Run a transaction, again from the start when a concurrent writer got in the way."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return await run()
+        except ConcurrentChangeError:
+            if attempt == attempts:
+                raise
+            log.info("concurrent change (attempt %d); retrying the transaction", attempt)
+            # Jitter keeps two instances that collided from colliding again in lockstep.
+            await asyncio.sleep(random.uniform(0.0, 0.02 * attempt))
+    raise AssertionError("unreachable")
 
 
 async def handle_touchpoints(
@@ -39,13 +86,62 @@ async def handle_touchpoints(
     *,
     source: str = "profile",
     clock: Callable[[], datetime] = utc_now,
-    new_profile_id: Callable[[], str] = _new_profile_id,
+    new_profile_id: Callable[[], str] = new_profile_id,
 ) -> BatchOutcome:
     """Apply a batch in one transaction; a redelivered touchpoint changes nothing."""
     if not batch:
         return BatchOutcome()
+    attempts = 0
+
+    async def run() -> BatchOutcome:
+        nonlocal attempts
+        attempts += 1
+        return await _apply(batch, uow, policy, source, clock, new_profile_id)
+
+    outcome = await with_retries(run)
+    if attempts > 1:
+        outcome = BatchOutcome(**{**_fields(outcome), "attempts": attempts})
+    return outcome
+
+
+def _fields(outcome: BatchOutcome) -> dict[str, int]:
+    return {name: getattr(outcome, name) for name in BatchOutcome.__dataclass_fields__}
+
+
+async def _lock_owners(
+    uow: UnitOfWork, keys: set[IdentifierKey]
+) -> tuple[dict[IdentifierKey, str], dict[str, Profile]]:
+    """Lock every profile owning one of the keys, so no other writer moves those identifiers."""
+    owners = await uow.identities.owners(keys) if keys else {}
+    profiles: dict[str, Profile] = {}
+    for _ in range(_LOCK_ROUNDS):
+        wanted = set(owners.values()) - profiles.keys()
+        if wanted:
+            profiles.update(await uow.profiles.lock(wanted))
+        if not wanted and len(profiles) >= len(set(owners.values())):
+            return owners, profiles
+        # While this transaction waited for the locks, a merge or split may have moved some of
+        # the identifiers: read the owners again under the locks already held.
+        again = await uow.identities.owners(keys)
+        if again == owners and set(owners.values()) <= profiles.keys():
+            return owners, profiles
+        if again == owners:
+            # Identifiers point at a profile with no row: a lost write; the caller recreates it.
+            return owners, profiles
+        owners = again
+    raise ConcurrentChangeError("identifier owners kept moving")
+
+
+async def _apply(
+    batch: Sequence[ReceivedTouchpoint],
+    uow: UnitOfWork,
+    policy: ProfilePolicy,
+    source: str,
+    clock: Callable[[], datetime],
+    make_profile_id: Callable[[], str],
+) -> BatchOutcome:
     async with uow:
-        fresh = await uow.inbox.claim_new([r.event.event_id for r in batch])
+        fresh = await uow.claim_new([r.event.event_id for r in batch])
         if fresh:
             # The inbox forgets old ids; the timeline remembers every touchpoint it holds.
             fresh -= await uow.timeline.known(fresh)
@@ -58,23 +154,27 @@ async def handle_touchpoints(
             await uow.commit()
             return BatchOutcome(duplicates=len(batch))
 
+        rules = policy.identity
         identities = [
-            TouchpointIdentity(r.event.event_id, identifier_keys(r.event.data.identifiers))
-            for r in todo
+            TouchpointIdentity(r.event.event_id, rules.keys(r.event.data.identifiers)) for r in todo
         ]
-        owners = await uow.identities.owners(all_keys(identities))
-        resolution = resolve(identities, owners, new_profile_id)
-
         now = clock()
-        created = set(resolution.new_profiles)
-        existing = set(resolution.profile_of.values()) - created
-        profiles = await uow.profiles.get_many(existing) if existing else {}
-        for profile_id in sorted(existing - profiles.keys()):
+        owners, profiles = await _lock_owners(uow, all_keys(identities))
+        for profile_id in sorted(set(owners.values()) - profiles.keys()):
             # An identifier pointing at no profile row means a lost write; start it afresh
             # rather than drop the touchpoint (a rebuild from the timeline restores it).
             log.warning("profile %s owns identifiers but has no record; recreating", profile_id)
             profiles[profile_id] = Profile.new(profile_id, now, policy)
-        for profile_id in resolution.new_profiles:
+        facts = {
+            pid: ProfileFacts(p.created_at, dict(p.identifier_counts))
+            for pid, p in profiles.items()
+        }
+        stored = set(profiles)
+        separated = await uow.identities.separated(stored) if stored else set()
+        resolution = resolve(identities, owners, facts, rules, make_profile_id, now, separated)
+
+        created = set(resolution.new_profiles) | set(resolution.forward)
+        for profile_id in sorted(created - profiles.keys()):
             profiles[profile_id] = Profile.new(profile_id, now, policy)
         for claim in resolution.claims:
             profiles[claim.profile_id].attach_identifier_types([claim.id_type])
@@ -82,43 +182,118 @@ async def handle_touchpoints(
         by_profile: dict[str, list[ReceivedTouchpoint]] = {}
         for received in todo:
             profile_id = resolution.profile_of[received.event.event_id]
-            profiles[profile_id].record(received.event, policy)
             by_profile.setdefault(profile_id, []).append(received)
+        touched = {resolution.final(p) for p in by_profile}
+        # Merges fold whole profiles, so the order they happened in the batch does not matter
+        # for the result; applying them in order keeps chains (a into b, b into c) simple.
+        for merge in resolution.merges:
+            profiles[merge.survivor_id].absorb(profiles.pop(merge.merged_id))
+            touched.add(resolution.final(merge.survivor_id))
+        for profile_id, received_list in by_profile.items():
+            profile = profiles[profile_id]
+            for received in received_list:
+                profile.record(received.event, policy)
+
+        # A profile born and merged within this batch was never announced: nothing forwards
+        # to it and no one is told; a stored profile merged away is announced and forwarded.
+        announced = [m for m in resolution.merges if m.merged_id in stored]
+        moves = {m.merged_id: resolution.final(m.merged_id) for m in announced}
+        if moves:
+            await uow.identities.reassign_profiles(moves)
+            await uow.timeline.reassign_profiles(moves)
+            await uow.profiles.delete(sorted(moves))
+            await uow.profiles.forward(moves, now)
+        if resolution.conflicts:
+            await uow.identities.record_conflicts(resolution.conflicts)
 
         # Sorted keys: concurrent writers then lock rows in the same order and cannot deadlock.
-        changed = [profiles[profile_id] for profile_id in sorted(by_profile)]
+        changed = [profiles[profile_id] for profile_id in sorted(touched)]
         for profile in changed:
             profile.mark_changed(now, policy)
-        await uow.profiles.save_many(changed)
-        await uow.identities.attach(
+        await uow.profiles.save(changed)
+        lost = await uow.identities.attach(
             sorted(resolution.claims, key=lambda c: (c.id_type, c.id_value))
         )
+        if lost:
+            # Another instance attached one of these identifiers to its own new profile while
+            # this batch ran: start again, so the batch joins (or merges with) that profile.
+            raise ConcurrentChangeError(f"{len(lost)} identifier(s) claimed concurrently")
         await uow.timeline.add([(resolution.profile_of[r.event.event_id], r.event) for r in todo])
-        await uow.outbox.stage(
-            [_profile_changed(p, by_profile[p.profile_id], now, source) for p in changed]
+        causes = {r.event.event_id: r for r in todo}
+        if announced:
+            await uow.stage(
+                [_profiles_merged(m, causes[m.event_id], now, source) for m in announced]
+            )
+            await uow.stage_tombstones(topics.PROFILES, sorted(moves))
+        await uow.stage(
+            [
+                profile_changed(p, by_profile.get(p.profile_id, []), now, source, policy)
+                for p in changed
+            ]
         )
         await uow.commit()
     return BatchOutcome(
         applied=len(todo),
         duplicates=len(batch) - len(todo),
-        profiles_created=len(created),
+        profiles_created=len(set(resolution.new_profiles)),
         profiles_changed=len(changed),
-        contested_identifiers=len(resolution.contested),
+        merges=len(announced),
+        conflicts=len(resolution.conflicts),
+        over_limit=resolution.over_limit,
     )
 
 
-def _profile_changed(
-    profile: Profile, causes: Sequence[ReceivedTouchpoint], now: datetime, source: str
+def _profiles_merged(
+    merge: MergeDecision, cause: ReceivedTouchpoint, now: datetime, source: str
 ) -> OutgoingEvent:
-    last = causes[-1].event
+    event = cause.event
+    return OutgoingEvent(
+        topic=topics.PROFILE_MERGES,
+        key=merge.survivor_id,
+        event=ProfilesMergedEvent(
+            event_id=derived_event_id("profiles.merged", merge.survivor_id, merge.merged_id),
+            occurred_at=now,
+            source=source,
+            correlation_id=event.correlation_id or event.event_id,
+            causation_id=event.event_id,
+            data=ProfilesMerged(
+                survivor_id=merge.survivor_id,
+                merged_id=merge.merged_id,
+                rule=merge.rule,
+                identifier_types=[key[0] for key in merge.keys],
+                identifier_fingerprints=[fingerprint(key) for key in merge.keys],
+            ),
+        ),
+        accepted_at_ms=cause.accepted_at_ms,
+    )
+
+
+def profile_changed(
+    profile: Profile,
+    causes: Sequence[ReceivedTouchpoint],
+    now: datetime,
+    source: str,
+    policy: ProfilePolicy,
+    *,
+    cause_id: str | None = None,
+    correlation_id: str | None = None,
+) -> OutgoingEvent:
+    """Return the ProfileChanged announcing a profile's current version."""
     accepted = [r.accepted_at_ms for r in causes if r.accepted_at_ms is not None]
-    event = ProfileChangedEvent(
+    if causes:
+        last = causes[-1].event
+        cause_id = last.event_id
+        correlation_id = last.correlation_id or last.event_id
+    # One per changed profile per batch, from typed parts: built without re-validation.
+    event = ProfileChangedEvent.model_construct(
+        type="profile.changed",
+        schema_version=ProfileChangedEvent.SCHEMA_VERSION,
         event_id=derived_event_id("profile.changed", profile.profile_id, str(profile.version)),
         occurred_at=now,
         source=source,
-        correlation_id=last.correlation_id or last.event_id,
-        causation_id=last.event_id,
-        data=profile.changed(),
+        correlation_id=correlation_id or cause_id,
+        causation_id=cause_id,
+        data=profile.changed(policy),
     )
     return OutgoingEvent(
         topic=topics.PROFILES,

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import Protocol, Self
 
-from clientela.profile.domain.identity import IdentifierClaim, IdentifierKey
+from clientela.profile.domain.identity import (
+    IdentifierClaim,
+    IdentifierKey,
+    IdentityConflict,
+)
 from clientela.profile.domain.profile import Profile
+from clientela.shared.codec import OutgoingEvent
 from clientela.shared.contracts import (
     Channel,
-    Envelope,
+    ConsentStatus,
     TopicSpec,
     TouchpointKind,
     TouchpointRecorded,
@@ -27,14 +32,40 @@ class ReceivedTouchpoint:
     accepted_at_ms: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class OutgoingEvent:
-    """An event to publish once the transaction that staged it commits."""
+class ConcurrentChangeError(Exception):
+    """Another writer changed what this transaction read; the whole transaction is retried."""
 
-    topic: TopicSpec
-    key: str
-    event: Envelope
-    accepted_at_ms: int | None = None
+
+@dataclass(frozen=True, slots=True)
+class ConsentUpdate:
+    """A consent decision stated through the API, kept so rebuilds replay it."""
+
+    update_id: str
+    profile_id: str
+    channel: Channel
+    status: ConsentStatus
+    source: str
+    occurred_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ErasureReceipt:
+    """Proof of an erasure: what was removed, when, under which request."""
+
+    request_id: str
+    profile_id: str
+    erased_at: datetime
+    identifiers_removed: int
+    touchpoints_removed: int
+    forwards_removed: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileHistory:
+    """What a profile is recomputed from: its touchpoints and API consent decisions."""
+
+    touchpoints: list[TouchpointRecorded]
+    consents: list[ConsentUpdate]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,40 +87,88 @@ class StoredProfile:
     identifiers: Sequence[IdentifierKey]
 
 
-class Inbox(Protocol):
-    """Ids of events already applied."""
-
-    async def claim_new(self, event_ids: Sequence[str]) -> set[str]:
-        """Record the ids as processed; return those seen for the first time."""
-        ...
-
-
 class IdentityGraph(Protocol):
-    """Which profile owns which identifier."""
+    """Which profile owns which identifier; admin separations; refused merges."""
 
     async def owners(self, keys: Collection[IdentifierKey]) -> dict[IdentifierKey, str]:
         """Return the owner of each known identifier among keys, in one lookup."""
         ...
 
-    async def attach(self, claims: Sequence[IdentifierClaim]) -> None:
-        """Attach new identifiers to their profiles (an identifier already owned is kept)."""
+    async def attach(self, claims: Sequence[IdentifierClaim]) -> set[IdentifierKey]:
+        """Attach new identifiers; return those another writer claimed first (none attached)."""
+        ...
+
+    async def of_profiles(self, profile_ids: Collection[str]) -> dict[str, list[IdentifierKey]]:
+        """Return the identifiers each profile owns."""
+        ...
+
+    async def reassign_profiles(self, moves: Mapping[str, str]) -> None:
+        """Give every identifier of each key profile to its value profile (merges)."""
+        ...
+
+    async def reassign_keys(self, keys: Collection[IdentifierKey], profile_id: str) -> None:
+        """Give these identifiers to a profile (splits)."""
+        ...
+
+    async def delete_profile(self, profile_id: str) -> int:
+        """Remove a profile's identifiers, separations and conflicts; return identifiers."""
+        ...
+
+    async def separated(self, profile_ids: Collection[str]) -> set[tuple[str, str]]:
+        """Return the admin separations that involve any of the profiles."""
+        ...
+
+    async def separate(self, first: str, second: str) -> None:
+        """Record that two profiles must never be merged again."""
+        ...
+
+    async def record_conflicts(self, conflicts: Sequence[IdentityConflict]) -> None:
+        """Keep refused merges for review (fingerprints only)."""
         ...
 
 
 class ProfileRepository(Protocol):
-    """Profiles by id."""
+    """Profiles by id, forwards of merged ids, erasure receipts."""
 
-    async def get_many(self, profile_ids: Collection[str]) -> dict[str, Profile]:
-        """Return the stored profiles among the ids, in one query."""
+    async def lock(self, profile_ids: Collection[str]) -> dict[str, Profile]:
+        """Return the stored profiles among the ids, locked until the transaction ends."""
         ...
 
-    async def save_many(self, profiles: Sequence[Profile]) -> None:
+    async def save(self, profiles: Sequence[Profile]) -> None:
         """Insert or replace the profiles, in one statement."""
+        ...
+
+    async def delete(self, profile_ids: Collection[str]) -> None:
+        """Remove profiles."""
+        ...
+
+    async def ids_after(self, cursor: str | None, limit: int) -> list[str]:
+        """Return up to limit profile ids greater than cursor, in order (rebuild pages)."""
+        ...
+
+    async def forward(self, moves: Mapping[str, str], at: datetime) -> None:
+        """Make each merged id (and the ids forwarding to it) forward to its survivor."""
+        ...
+
+    async def resolve(self, profile_id: str) -> str:
+        """Return the live id a profile id forwards to (itself when not merged)."""
+        ...
+
+    async def drop_forwards_to(self, profile_id: str) -> int:
+        """Remove the forwards that end at a profile; return how many."""
+        ...
+
+    async def erasure(self, profile_id: str) -> ErasureReceipt | None:
+        """Return the receipt of an earlier erasure of the profile, if any."""
+        ...
+
+    async def record_erasure(self, receipt: ErasureReceipt) -> None:
+        """Keep an erasure receipt."""
         ...
 
 
 class Timeline(Protocol):
-    """Every touchpoint, filed under its profile."""
+    """Every touchpoint and API consent decision, filed under its profile."""
 
     async def known(self, event_ids: Collection[str]) -> set[str]:
         """Return the ids among event_ids already on a timeline."""
@@ -99,22 +178,29 @@ class Timeline(Protocol):
         """File touchpoints under profiles, given as (profile_id, touchpoint)."""
         ...
 
+    async def add_consent(self, update: ConsentUpdate) -> None:
+        """File a consent decision stated through the API."""
+        ...
 
-class Outbox(Protocol):
-    """Events that commit with the state they announce."""
+    async def history(self, profile_ids: Collection[str]) -> dict[str, ProfileHistory]:
+        """Return the stored touchpoints and consent decisions of each profile."""
+        ...
 
-    async def stage(self, events: Sequence[OutgoingEvent]) -> None:
-        """Queue events for publication after commit."""
+    async def reassign_profiles(self, moves: Mapping[str, str]) -> None:
+        """Refile everything of each key profile under its value profile (merges)."""
+        ...
+
+    async def reassign_events(self, event_ids: Collection[str], profile_id: str) -> None:
+        """Refile these touchpoints under a profile (splits)."""
+        ...
+
+    async def delete_profile(self, profile_id: str) -> int:
+        """Remove a profile's touchpoints and consent decisions; return the touchpoints."""
         ...
 
 
 class UnitOfWork(Protocol):
     """One transaction over the profile store; rolled back unless committed."""
-
-    @property
-    def inbox(self) -> Inbox:
-        """The processed-event ids."""
-        ...
 
     @property
     def identities(self) -> IdentityGraph:
@@ -131,9 +217,16 @@ class UnitOfWork(Protocol):
         """The touchpoints."""
         ...
 
-    @property
-    def outbox(self) -> Outbox:
-        """The outgoing events."""
+    async def claim_new(self, event_ids: Sequence[str]) -> set[str]:
+        """Record event ids as processed (inbox); return those seen for the first time."""
+        ...
+
+    async def stage(self, events: Sequence[OutgoingEvent]) -> None:
+        """Queue events for publication after commit (outbox)."""
+        ...
+
+    async def stage_tombstones(self, topic: TopicSpec, keys: Sequence[str]) -> None:
+        """Queue null-valued records (deletions on a compacted topic) after commit."""
         ...
 
     async def __aenter__(self) -> Self:
@@ -159,6 +252,10 @@ class ProfileReader(Protocol):
 
     async def get(self, profile_id: str) -> StoredProfile | None:
         """Return a profile with its identifiers, or None."""
+        ...
+
+    async def resolve(self, profile_id: str) -> str:
+        """Return the live id a profile id forwards to (itself when not merged)."""
         ...
 
     async def find(self, key: IdentifierKey) -> str | None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from clientela.profile.application.ports import ProfileReader, TimelineQuery
-from clientela.profile.domain.identity import IdentifierKey, normalize_identifier, priority
+from clientela.profile.domain.identity import IdentifierKey
 from clientela.profile.domain.policy import ProfilePolicy
 from clientela.profile.domain.profile import as_utc
 from clientela.shared.contracts import (
@@ -43,6 +43,7 @@ class GoldenRecord:
 class TimelinePage:
     """Touchpoints newest first, and the cursor of the next page (None at the end)."""
 
+    profile_id: str
     items: Sequence[TouchpointRecorded]
     next_before: datetime | None
     next_before_event_id: str | None
@@ -51,8 +52,8 @@ class TimelinePage:
 async def golden_record(
     reader: ProfileReader, profile_id: str, now: datetime, policy: ProfilePolicy
 ) -> GoldenRecord | None:
-    """Return a profile's golden record with its lifecycle as of now, or None."""
-    stored = await reader.get(profile_id)
+    """Return a profile's golden record (following a merged id to its survivor), or None."""
+    stored = await reader.get(await reader.resolve(profile_id))
     if stored is None:
         return None
     profile = stored.profile
@@ -62,12 +63,12 @@ async def golden_record(
         created_at=profile.created_at,
         updated_at=profile.updated_at,
         lifecycle=profile.lifecycle(now, policy),
-        identifiers=sorted(stored.identifiers, key=lambda k: (priority(k[0]), k)),
-        identifier_types=profile.sorted_identifier_types(),
+        identifiers=sorted(stored.identifiers, key=lambda k: (policy.identity.rank(k[0]), k)),
+        identifier_types=profile.sorted_identifier_types(policy),
         reachable_channels=profile.reachable_channels(),
-        traits=profile.current_traits(),
+        traits=profile.current_traits(policy.traits),
         consent=profile.current_consent(),
-        aggregates=profile.tally.to_contract(),
+        aggregates=profile.tally.to_contract(policy),
     )
 
 
@@ -75,7 +76,8 @@ async def golden_record_by_identifier(
     reader: ProfileReader, id_type: str, value: str, now: datetime, policy: ProfilePolicy
 ) -> GoldenRecord | None:
     """Return the golden record of the profile owning an identifier, or None."""
-    profile_id = await reader.find((id_type, normalize_identifier(id_type, value)))
+    rules = policy.identity
+    profile_id = await reader.find((id_type, rules.normalize(id_type, value)))
     if profile_id is None:
         return None
     return await golden_record(reader, profile_id, now, policy)
@@ -85,6 +87,7 @@ async def timeline_page(
     reader: ProfileReader, profile_id: str, query: TimelineQuery
 ) -> TimelinePage | None:
     """Return one page of a profile's timeline, or None when the profile is unknown."""
+    profile_id = await reader.resolve(profile_id)
     if not await reader.exists(profile_id):
         return None
     limit = max(1, min(query.limit, MAX_TIMELINE_PAGE))
@@ -101,6 +104,6 @@ async def timeline_page(
     )
     items = rows[:limit]
     if len(rows) <= limit or not items:
-        return TimelinePage(items, None, None)
+        return TimelinePage(profile_id, items, None, None)
     last = items[-1]
-    return TimelinePage(items, as_utc(last.occurred_at), last.event_id)
+    return TimelinePage(profile_id, items, as_utc(last.occurred_at), last.event_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -9,7 +10,16 @@ from decimal import Decimal
 from typing import Any
 
 from clientela.profile.domain.policy import ProfilePolicy, quantize_money
-from clientela.shared.contracts import Direction, ProfileAggregates, Touchpoint, TouchpointKind
+from clientela.shared.contracts import (
+    Channel,
+    Direction,
+    ProfileAggregates,
+    Touchpoint,
+    TouchpointKind,
+)
+
+CLOSED_CASE_STATUSES = frozenset({"closed", "resolved", "cancelled", "canceled"})
+_DAYS_PER_MONTH = 30.436875
 
 
 def _earliest(current: datetime | None, candidate: datetime) -> datetime:
@@ -22,6 +32,43 @@ def _latest(current: datetime | None, candidate: datetime) -> datetime:
 
 def _add(amounts: dict[str, Decimal], currency: str, amount: Decimal) -> None:
     amounts[currency] = amounts.get(currency, Decimal(0)) + amount
+
+
+def _sum_into(target: dict[str, Any], source: Mapping[str, Any]) -> None:
+    for key, value in source.items():
+        target[key] = target[key] + value if key in target else value
+
+
+@functools.lru_cache(maxsize=4096)
+def _month_index(month: str) -> int:
+    return int(month[:4]) * 12 + int(month[5:7]) - 1
+
+
+@dataclass(frozen=True, slots=True)
+class CaseState:
+    """The latest known status of a support case; the stamp decides which status is latest."""
+
+    status: str
+    at: datetime
+    event_id: str
+
+    def open(self) -> bool:
+        """Return whether the case is still open."""
+        return self.status not in CLOSED_CASE_STATUSES
+
+    def newer_than(self, other: CaseState | None) -> bool:
+        """Return whether this status supersedes other."""
+        return other is None or (self.at, self.event_id) > (other.at, other.event_id)
+
+
+def _case_of(touchpoint: Touchpoint, event_id: str, at: datetime) -> tuple[str, CaseState]:
+    props = touchpoint.properties
+    case_id = props.get("case_id")
+    status = props.get("case_status", props.get("status"))
+    return (
+        str(case_id) if case_id is not None else event_id,
+        CaseState(str(status).lower() if status is not None else "open", at, event_id),
+    )
 
 
 @dataclass(slots=True)
@@ -46,8 +93,20 @@ class Tally:
     spend_by_currency: dict[str, Decimal] = field(default_factory=dict)
     cost_to_serve: Decimal = Decimal(0)
     cost_by_currency: dict[str, Decimal] = field(default_factory=dict)
+    # Line items bought per product category.
+    categories: dict[str, int] = field(default_factory=dict)
+    # Inbound touchpoints per channel per month ("YYYY-MM"): integers commute, decay is
+    # applied when the preference is read, relative to the latest such month.
+    inbound_months: dict[str, dict[str, int]] = field(default_factory=dict)
+    cases: dict[str, CaseState] = field(default_factory=dict)
 
-    def add(self, touchpoint: Touchpoint, occurred_at: datetime, policy: ProfilePolicy) -> None:
+    def add(
+        self,
+        touchpoint: Touchpoint,
+        occurred_at: datetime,
+        policy: ProfilePolicy,
+        event_id: str = "",
+    ) -> None:
         """Fold one touchpoint, which happened at occurred_at (UTC), into the figures."""
         self.first_seen_at = _earliest(self.first_seen_at, occurred_at)
         self.last_seen_at = _latest(self.last_seen_at, occurred_at)
@@ -57,9 +116,16 @@ class Tally:
         self.counts_by_channel[channel] = self.counts_by_channel.get(channel, 0) + 1
         if touchpoint.direction is Direction.INBOUND:
             self.inbound_count += 1
+            months = self.inbound_months.setdefault(channel, {})
+            month = occurred_at.strftime("%Y-%m")
+            months[month] = months.get(month, 0) + 1
         else:
             self.outbound_count += 1
         self._add_cost(touchpoint, policy)
+        if touchpoint.kind is TouchpointKind.SUPPORT_CASE:
+            case_id, case = _case_of(touchpoint, event_id, occurred_at)
+            if case.newer_than(self.cases.get(case_id)):
+                self.cases[case_id] = case
         sale = touchpoint.sale
         if touchpoint.kind is TouchpointKind.SALE and sale is not None:
             self.purchase_count += 1
@@ -72,6 +138,57 @@ class Tally:
             else:
                 self.total_spend += converted
                 self.priced_purchase_count += 1
+            for item in sale.items:
+                if item.category:
+                    self.categories[item.category] = self.categories.get(item.category, 0) + 1
+
+    def merge(self, other: Tally) -> None:
+        """Fold another person's figures into these (both describe one person now)."""
+        if other.first_seen_at is not None:
+            self.first_seen_at = _earliest(self.first_seen_at, other.first_seen_at)
+        if other.last_seen_at is not None:
+            self.last_seen_at = _latest(self.last_seen_at, other.last_seen_at)
+        if other.first_purchase_at is not None:
+            self.first_purchase_at = _earliest(self.first_purchase_at, other.first_purchase_at)
+        if other.last_purchase_at is not None:
+            self.last_purchase_at = _latest(self.last_purchase_at, other.last_purchase_at)
+        self.touchpoint_count += other.touchpoint_count
+        _sum_into(self.counts_by_kind, other.counts_by_kind)
+        _sum_into(self.counts_by_channel, other.counts_by_channel)
+        self.inbound_count += other.inbound_count
+        self.outbound_count += other.outbound_count
+        self.purchase_count += other.purchase_count
+        self.priced_purchase_count += other.priced_purchase_count
+        self.purchase_days |= other.purchase_days
+        self.total_spend += other.total_spend
+        _sum_into(self.spend_by_currency, other.spend_by_currency)
+        self.cost_to_serve += other.cost_to_serve
+        _sum_into(self.cost_by_currency, other.cost_by_currency)
+        _sum_into(self.categories, other.categories)
+        for channel, months in other.inbound_months.items():
+            _sum_into(self.inbound_months.setdefault(channel, {}), months)
+        for case_id, case in other.cases.items():
+            if case.newer_than(self.cases.get(case_id)):
+                self.cases[case_id] = case
+
+    def channel_preference(self, policy: ProfilePolicy) -> dict[str, float]:
+        """Return each inbound channel's share of recency-weighted inbound contacts."""
+        latest = max(
+            (_month_index(m) for months in self.inbound_months.values() for m in months),
+            default=None,
+        )
+        if latest is None:
+            return {}
+        half_life_months = policy.preference_half_life.total_seconds() / 86_400 / _DAYS_PER_MONTH
+        weights = {
+            channel: sum(
+                count * 0.5 ** ((latest - _month_index(month)) / half_life_months)
+                for month, count in months.items()
+            )
+            for channel, months in self.inbound_months.items()
+        }
+        total = sum(weights.values())
+        return {c: round(w / total, 4) for c, w in sorted(weights.items()) if total > 0}
 
     def _add_cost(self, touchpoint: Touchpoint, policy: ProfilePolicy) -> None:
         cost = touchpoint.cost
@@ -84,14 +201,21 @@ class Tally:
         else:
             self.cost_to_serve += converted
 
-    def to_contract(self) -> ProfileAggregates:
+    def to_contract(self, policy: ProfilePolicy) -> ProfileAggregates:
         """Return the published form of the figures."""
+        preference = self.channel_preference(policy)
+        order = {channel.value: index for index, channel in enumerate(Channel)}
+        preferred = min(
+            preference, key=lambda c: (-preference[c], order.get(c, len(order))), default=None
+        )
         average = (
             quantize_money(self.total_spend / self.priced_purchase_count)
             if self.priced_purchase_count
             else Decimal(0)
         )
-        return ProfileAggregates(
+        # Built without re-validation: every field is typed and derived here; the tests check
+        # that the result validates, and this runs once per changed profile per batch.
+        return ProfileAggregates.model_construct(
             first_seen_at=self.first_seen_at,
             last_seen_at=self.last_seen_at,
             touchpoint_count=self.touchpoint_count,
@@ -110,6 +234,11 @@ class Tally:
                 c: quantize_money(a) for c, a in sorted(self.spend_by_currency.items())
             },
             cost_to_serve=quantize_money(self.cost_to_serve),
+            open_support_cases=sum(1 for case in self.cases.values() if case.open()),
+            closed_support_cases=sum(1 for case in self.cases.values() if not case.open()),
+            purchase_categories=dict(sorted(self.categories.items())),
+            inbound_channel_preference=preference,
+            preferred_inbound_channel=Channel(preferred) if preferred is not None else None,
         )
 
     def to_state(self) -> dict[str, Any]:
@@ -132,6 +261,14 @@ class Tally:
             "spend_by_currency": {c: str(a) for c, a in sorted(self.spend_by_currency.items())},
             "cost_to_serve": str(self.cost_to_serve),
             "cost_by_currency": {c: str(a) for c, a in sorted(self.cost_by_currency.items())},
+            "categories": dict(sorted(self.categories.items())),
+            "inbound_months": {
+                c: dict(sorted(m.items())) for c, m in sorted(self.inbound_months.items())
+            },
+            "cases": {
+                case_id: [case.status, encode_time(case.at), case.event_id]
+                for case_id, case in sorted(self.cases.items())
+            },
         }
 
     @classmethod
@@ -157,12 +294,25 @@ class Tally:
             },
             cost_to_serve=Decimal(state.get("cost_to_serve", "0")),
             cost_by_currency={c: Decimal(a) for c, a in state.get("cost_by_currency", {}).items()},
+            categories=dict(state.get("categories", {})),
+            inbound_months={c: dict(m) for c, m in state.get("inbound_months", {}).items()},
+            cases={
+                case_id: CaseState(status, _required_time(at), event_id)
+                for case_id, (status, at, event_id) in state.get("cases", {}).items()
+            },
         )
 
 
 def encode_time(value: datetime | None) -> str | None:
     """Return a time as ISO 8601 for a snapshot."""
     return value.isoformat() if value is not None else None
+
+
+def _required_time(value: str | None) -> datetime:
+    decoded = decode_time(value)
+    if decoded is None:
+        raise ValueError("a stored case has no time")
+    return decoded
 
 
 def decode_time(value: str | None) -> datetime | None:

@@ -1,4 +1,4 @@
-"""Operator-set rules the profile model applies: base currency, FX rates, channel costs."""
+"""Operator-set rules the profile model applies: money, costs, identity, survivorship, decay."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
+from enum import StrEnum
 from types import MappingProxyType
 
+from clientela.profile.domain.identity import IdentityRules
 from clientela.shared.contracts import Channel
 
 # Money leaves the domain with four decimal places, the precision the contracts accept.
@@ -32,6 +34,34 @@ def quantize_money(amount: Decimal) -> Decimal:
     return amount.quantize(MONEY_QUANTUM, rounding=ROUND_HALF_EVEN)
 
 
+class Survivorship(StrEnum):
+    """How a trait's surviving value is chosen among the values stated."""
+
+    MOST_RECENT = "most_recent"
+    MOST_FREQUENT = "most_frequent"
+    SOURCE_PRIORITY = "source_priority"
+
+
+@dataclass(frozen=True, slots=True)
+class TraitRules:
+    """Survivorship per trait (default most recent) and the source order for source priority."""
+
+    default: Survivorship = Survivorship.MOST_RECENT
+    per_trait: Mapping[str, Survivorship] = field(default_factory=dict)
+    source_priority: tuple[str, ...] = ()
+
+    def rule(self, trait: str) -> Survivorship:
+        """Return the rule that decides a trait."""
+        return self.per_trait.get(trait, self.default)
+
+    def source_rank(self, source: str) -> int:
+        """Return the rank of a source: lower wins; unlisted sources come last, all equal."""
+        try:
+            return self.source_priority.index(source)
+        except ValueError:
+            return len(self.source_priority)
+
+
 @dataclass(frozen=True, slots=True)
 class ProfilePolicy:
     """How amounts are converted, what a contact costs and when a customer lapses."""
@@ -40,6 +70,10 @@ class ProfilePolicy:
     fx_rates: Mapping[str, Decimal] = field(default_factory=dict)
     channel_costs: Mapping[Channel, Decimal] = field(default_factory=lambda: DEFAULT_CHANNEL_COSTS)
     lapse_after: timedelta = timedelta(days=365)
+    identity: IdentityRules = field(default_factory=IdentityRules)
+    traits: TraitRules = field(default_factory=TraitRules)
+    # Inbound contacts lose half their weight in the channel preference every half-life.
+    preference_half_life: timedelta = timedelta(days=90)
 
     def to_base(self, amount: Decimal, currency: str) -> Decimal | None:
         """Return the amount in the base currency, or None when no rate is configured."""

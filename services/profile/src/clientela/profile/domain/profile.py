@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from clientela.profile.domain.aggregates import Tally, decode_time, encode_time
-from clientela.profile.domain.identity import priority
-from clientela.profile.domain.policy import ProfilePolicy
+from clientela.profile.domain.policy import ProfilePolicy, Survivorship, TraitRules
 from clientela.shared.contracts import (
     Channel,
     ConsentState,
@@ -22,7 +22,7 @@ from clientela.shared.contracts import (
 )
 from clientela.shared.contracts.base import TraitValue
 
-STATE_SCHEMA = 1
+STATE_SCHEMA = 2
 """Version of the snapshot layout written by Profile.to_state."""
 
 # Which contact point makes which channel reachable.
@@ -45,11 +45,48 @@ class Stamp:
 
 
 @dataclass(frozen=True, slots=True)
-class TraitEntry:
-    """A trait value and when it was stated; None means the trait was cleared."""
+class Observation:
+    """How often one source stated one value of a trait, and when it last did."""
 
     value: TraitValue
+    count: int
     stamp: Stamp
+
+    def plus(self, other: Observation) -> Observation:
+        """Return both observations of the same (source, value) counted together."""
+        return Observation(self.value, self.count + other.count, max_stamp(self.stamp, other.stamp))
+
+
+def max_stamp(first: Stamp, second: Stamp) -> Stamp:
+    """Return the later of two stamps."""
+    return second if second.supersedes(first) else first
+
+
+TraitLedger = dict[tuple[str, str], Observation]
+"""Observations of one trait keyed by (source, value as JSON)."""
+
+
+def _value_key(value: TraitValue) -> str:
+    # JSON keeps 1, 1.0, "1" and true apart where Python equality would not.
+    return json.dumps(value, sort_keys=True)
+
+
+def surviving_value(ledger: TraitLedger, rule: Survivorship, rules: TraitRules) -> Observation:
+    """Return the observation whose value survives under the rule."""
+    observations = ledger.items()
+    if rule is Survivorship.MOST_FREQUENT:
+        totals: dict[str, Observation] = {}
+        for (_, value_key), obs in observations:
+            held = totals.get(value_key)
+            totals[value_key] = obs if held is None else held.plus(obs)
+        return max(totals.values(), key=lambda o: (o.count, o.stamp.at, o.stamp.event_id))
+    if rule is Survivorship.SOURCE_PRIORITY:
+        best = min(rules.source_rank(source) for source, _ in ledger)
+        return max(
+            (obs for (source, _), obs in observations if rules.source_rank(source) == best),
+            key=lambda o: (o.stamp.at, o.stamp.event_id),
+        )
+    return max(ledger.values(), key=lambda o: (o.stamp.at, o.stamp.event_id))
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +125,8 @@ class Profile:
     updated_at: datetime
     tally: Tally
     version: int = 0
-    identifier_types: set[str] = field(default_factory=set)
-    traits: dict[str, TraitEntry] = field(default_factory=dict)
+    identifier_counts: dict[str, int] = field(default_factory=dict)
+    traits: dict[str, TraitLedger] = field(default_factory=dict)
     consent: dict[Channel, ConsentEntry] = field(default_factory=dict)
     visited_branch: bool = False
     # Lifecycle as of the last change; readers recompute it for the time they ask.
@@ -101,28 +138,56 @@ class Profile:
         return cls(profile_id, now, now, Tally(currency=policy.base_currency))
 
     def attach_identifier_types(self, id_types: Iterable[str]) -> None:
-        """Note that the profile now holds identifiers of these types."""
-        self.identifier_types.update(id_types)
+        """Count one more identifier of each of these types."""
+        for id_type in id_types:
+            self.identifier_counts[id_type] = self.identifier_counts.get(id_type, 0) + 1
+
+    @property
+    def identifier_types(self) -> set[str]:
+        """Return the types of identifier the profile holds."""
+        return {t for t, count in self.identifier_counts.items() if count > 0}
 
     def record(self, event: TouchpointRecorded, policy: ProfilePolicy) -> None:
         """Fold a touchpoint into the profile; the result is the same in any arrival order."""
         touchpoint = event.data
         stamp = Stamp(as_utc(event.occurred_at), event.event_id)
-        self.tally.add(touchpoint, stamp.at, policy)
+        self.tally.add(touchpoint, stamp.at, policy, event.event_id)
         if touchpoint.kind is TouchpointKind.BRANCH_VISIT or touchpoint.channel is Channel.BRANCH:
             self.visited_branch = True
         for name, value in touchpoint.traits.items():
-            if stamp.supersedes(current.stamp if (current := self.traits.get(name)) else None):
-                self.traits[name] = TraitEntry(value, stamp)
+            self._observe(name, event.source, Observation(value, 1, stamp))
         decisions = {change.channel: change.status for change in touchpoint.consent}
         # An unsubscribe link clicked in an email withdraws email consent even when the
         # upstream system did not send it as an explicit consent change.
         if touchpoint.email is not None and touchpoint.email.unsubscribed:
             decisions.setdefault(Channel.EMAIL, ConsentStatus.OPTED_OUT)
         for channel, status in decisions.items():
-            held = self.consent.get(channel)
-            if stamp.supersedes(held.stamp if held else None):
-                self.consent[channel] = ConsentEntry(status, stamp, event.source)
+            self.record_consent(channel, ConsentEntry(status, stamp, event.source))
+
+    def record_consent(self, channel: Channel, entry: ConsentEntry) -> None:
+        """Keep a consent decision unless a later one is held."""
+        held = self.consent.get(channel)
+        if entry.stamp.supersedes(held.stamp if held else None):
+            self.consent[channel] = entry
+
+    def _observe(self, name: str, source: str, observation: Observation) -> None:
+        ledger = self.traits.setdefault(name, {})
+        key = (source, _value_key(observation.value))
+        held = ledger.get(key)
+        ledger[key] = observation if held is None else held.plus(observation)
+
+    def absorb(self, other: Profile) -> None:
+        """Take in everything another profile of the same person holds (a merge)."""
+        self.created_at = min(self.created_at, other.created_at)
+        self.tally.merge(other.tally)
+        for id_type, count in other.identifier_counts.items():
+            self.identifier_counts[id_type] = self.identifier_counts.get(id_type, 0) + count
+        for name, ledger in other.traits.items():
+            for (source, _), observation in ledger.items():
+                self._observe(name, source, observation)
+        for channel, entry in other.consent.items():
+            self.record_consent(channel, entry)
+        self.visited_branch = self.visited_branch or other.visited_branch
 
     def mark_changed(self, now: datetime, policy: ProfilePolicy) -> None:
         """Count one change of the profile (one per processed batch)."""
@@ -145,54 +210,58 @@ class Profile:
             reachable.add(Channel.BRANCH)
         return [channel for channel in Channel if channel in reachable]
 
-    def current_traits(self) -> dict[str, TraitValue]:
-        """Return the surviving trait values (cleared traits left out)."""
-        return {
-            name: entry.value
-            for name, entry in sorted(self.traits.items())
-            if entry.value is not None
-        }
+    def current_traits(self, rules: TraitRules | None = None) -> dict[str, TraitValue]:
+        """Return the surviving trait values under the rules (cleared traits left out)."""
+        rules = rules or TraitRules()
+        found: dict[str, TraitValue] = {}
+        for name, ledger in sorted(self.traits.items()):
+            value = surviving_value(ledger, rules.rule(name), rules).value
+            if value is not None:
+                found[name] = value
+        return found
 
     def current_consent(self) -> dict[Channel, ConsentState]:
         """Return the latest consent decision per channel."""
         return {
-            channel: ConsentState(
+            channel: ConsentState.model_construct(
                 status=entry.status, updated_at=entry.stamp.at, source=entry.source
             )
             for channel, entry in sorted(self.consent.items())
         }
 
-    def sorted_identifier_types(self) -> list[str]:
+    def sorted_identifier_types(self, policy: ProfilePolicy | None = None) -> list[str]:
         """Return the identifier types held, strongest first."""
-        return sorted(self.identifier_types, key=lambda t: (priority(t), t))
+        rank = (policy or ProfilePolicy()).identity.rank
+        return sorted(self.identifier_types, key=lambda t: (rank(t), t))
 
-    def changed(self) -> ProfileChanged:
+    def changed(self, policy: ProfilePolicy | None = None) -> ProfileChanged:
         """Return the profile's published state as of its last change: no identifier values."""
-        return ProfileChanged(
+        policy = policy or ProfilePolicy()
+        # Built without re-validation, like the aggregates (see Tally.to_contract).
+        return ProfileChanged.model_construct(
             profile_id=self.profile_id,
             version=self.version,
             lifecycle=self.stage,
             created_at=self.created_at,
-            identifier_types=self.sorted_identifier_types(),
+            identifier_types=self.sorted_identifier_types(policy),
             reachable_channels=self.reachable_channels(),
             consent=self.current_consent(),
-            traits=self.current_traits(),
-            aggregates=self.tally.to_contract(),
+            traits=self.current_traits(policy.traits),
+            aggregates=self.tally.to_contract(policy),
         )
 
     def to_state(self) -> dict[str, Any]:
         """Return the JSON-ready snapshot stored with the profile."""
         return {
             "schema": STATE_SCHEMA,
-            "identifier_types": self.sorted_identifier_types(),
+            "identifier_counts": dict(sorted(self.identifier_counts.items())),
             "visited_branch": self.visited_branch,
             "traits": {
-                name: {
-                    "value": e.value,
-                    "at": encode_time(e.stamp.at),
-                    "event_id": e.stamp.event_id,
-                }
-                for name, e in sorted(self.traits.items())
+                name: [
+                    [source, o.value, o.count, encode_time(o.stamp.at), o.stamp.event_id]
+                    for (source, _), o in sorted(ledger.items(), key=lambda item: item[0])
+                ]
+                for name, ledger in sorted(self.traits.items())
             },
             "consent": {
                 channel.value: {
@@ -216,20 +285,16 @@ class Profile:
         lifecycle: str,
         state: Mapping[str, Any],
     ) -> Profile:
-        """Rebuild a profile from its stored columns and snapshot."""
-        if state.get("schema", STATE_SCHEMA) > STATE_SCHEMA:
-            raise ValueError(f"profile state schema {state['schema']} is newer than this code")
-        return cls(
+        """Rebuild a profile from its stored columns and snapshot (older layouts upcast)."""
+        schema = state.get("schema", STATE_SCHEMA)
+        if schema > STATE_SCHEMA:
+            raise ValueError(f"profile state schema {schema} is newer than this code")
+        profile = cls(
             profile_id=profile_id,
             created_at=as_utc(created_at),
             updated_at=as_utc(updated_at),
             tally=Tally.from_state(state["aggregates"]),
             version=version,
-            identifier_types=set(state.get("identifier_types", [])),
-            traits={
-                name: TraitEntry(raw["value"], _stamp(raw))
-                for name, raw in state.get("traits", {}).items()
-            },
             consent={
                 Channel(channel): ConsentEntry(
                     ConsentStatus(raw["status"]), _stamp(raw), raw["source"]
@@ -239,6 +304,18 @@ class Profile:
             visited_branch=bool(state.get("visited_branch", False)),
             stage=Lifecycle(lifecycle),
         )
+        if schema < 2:
+            # Layout 1 kept types without counts and one latest value per trait.
+            profile.identifier_counts = dict.fromkeys(state.get("identifier_types", []), 1)
+            for name, raw in state.get("traits", {}).items():
+                profile._observe(name, "unknown", Observation(raw["value"], 1, _stamp(raw)))
+            return profile
+        profile.identifier_counts = dict(state.get("identifier_counts", {}))
+        for name, rows in state.get("traits", {}).items():
+            for source, value, count, at, event_id in rows:
+                stamp = _stamp({"at": at, "event_id": event_id})
+                profile._observe(name, source, Observation(value, count, stamp))
+        return profile
 
 
 def _stamp(raw: Mapping[str, Any]) -> Stamp:

@@ -1,4 +1,4 @@
-"""HTTP inbound adapter: read-only golden record, identifier lookup and timeline."""
+"""HTTP inbound adapter: golden record, lookup, timeline; admin consent, split, erasure."""
 
 from __future__ import annotations
 
@@ -10,7 +10,14 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from clientela.profile.application.ports import ProfileReader, TimelineQuery
+from clientela.profile.application.admin import (
+    ProfileNotFoundError,
+    SplitRefusedError,
+    erase_profile,
+    split_profile,
+    update_consent,
+)
+from clientela.profile.application.ports import ProfileReader, TimelineQuery, UnitOfWork
 from clientela.profile.application.queries import (
     MAX_TIMELINE_PAGE,
     GoldenRecord,
@@ -24,14 +31,16 @@ from clientela.shared.auth import KeyRing, require_scope
 from clientela.shared.contracts import (
     Channel,
     ConsentState,
+    ConsentStatus,
     Direction,
     Lifecycle,
     ProfileAggregates,
     Touchpoint,
     TouchpointKind,
     TouchpointRecorded,
+    new_event_id,
 )
-from clientela.shared.contracts.base import TraitValue
+from clientela.shared.contracts.base import ShortText, TraitValue
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +50,14 @@ class ReadApi:
     reader: ProfileReader
     policy: ProfilePolicy
     clock: Callable[[], datetime]
+    unit_of_work: Callable[[], UnitOfWork] | None = None
+    source: str = "profile"
+
+    def uow(self) -> UnitOfWork:
+        """Return a fresh unit of work (admin routes)."""
+        if self.unit_of_work is None:
+            raise RuntimeError("this API was built without write access")
+        return self.unit_of_work()
 
 
 def _read_api(request: Request) -> ReadApi:
@@ -99,6 +116,53 @@ class TimelineView(_Response):
     items: list[TimelineItem]
     next_before: datetime | None = Field(description="Cursor of the next page; null at the end.")
     next_before_event_id: str | None
+
+
+class ConsentRequest(BaseModel):
+    """A consent decision stated by the person through another system."""
+
+    status: ConsentStatus
+    source: ShortText = Field(description="The system or desk the decision came through.")
+    occurred_at: datetime | None = Field(
+        default=None, description="When the person decided (default now); latest decision wins."
+    )
+    request_id: ShortText | None = Field(
+        default=None, description="Idempotency key: the same id is applied once."
+    )
+
+
+class IdentifierRef(BaseModel):
+    """An identifier named in a request."""
+
+    type: ShortText
+    value: ShortText
+
+
+class SplitRequest(BaseModel):
+    """Identifiers to split off a wrongly merged profile."""
+
+    identifiers: list[IdentifierRef] = Field(min_length=1, max_length=50)
+    reason: ShortText | None = None
+
+
+class SplitView(_Response):
+    """Both sides of a split."""
+
+    profile_id: str
+    new_profile_id: str
+    identifiers_moved: int
+    touchpoints_moved: int
+
+
+class ErasureReceiptView(_Response):
+    """Proof of an erasure."""
+
+    request_id: str
+    profile_id: str
+    erased_at: datetime
+    identifiers_removed: int
+    touchpoints_removed: int
+    forwards_removed: int
 
 
 def _profile_view(record: GoldenRecord) -> ProfileView:
@@ -185,10 +249,99 @@ def profile_router(keyring: KeyRing) -> APIRouter:
         if page is None:
             raise _not_found("profile")
         return TimelineView(
-            profile_id=profile_id,
+            profile_id=page.profile_id,
             items=[_timeline_item(event) for event in page.items],
             next_before=page.next_before,
             next_before_event_id=page.next_before_event_id,
+        )
+
+    return router
+
+
+def admin_router(keyring: KeyRing) -> APIRouter:
+    """Return the admin routes (consent, split, erasure), every one behind the 'admin' scope."""
+    router = APIRouter(
+        prefix="/v1/profiles",
+        tags=["profiles-admin"],
+        dependencies=[Depends(require_scope(keyring, "admin"))],
+        responses={
+            401: {"description": "No or unknown API key"},
+            403: {"description": "Scope"},
+            404: {"description": "Unknown profile"},
+        },
+    )
+
+    @router.put("/{profile_id}/consent/{channel}")
+    async def put_consent(
+        profile_id: str, channel: Channel, body: ConsentRequest, api: ReadApiDep
+    ) -> ProfileView:
+        """Record a consent decision for one channel; answer the updated golden record."""
+        try:
+            profile = await update_consent(
+                api.uow(),
+                profile_id,
+                channel,
+                body.status,
+                api.policy,
+                stated_by=body.source,
+                occurred_at=as_utc(body.occurred_at or api.clock()),
+                update_id=body.request_id or new_event_id(),
+                source=api.source,
+                clock=api.clock,
+            )
+        except ProfileNotFoundError:
+            raise _not_found("profile") from None
+        record = await golden_record(api.reader, profile.profile_id, api.clock(), api.policy)
+        if record is None:
+            raise _not_found("profile")
+        return _profile_view(record)
+
+    @router.post("/{profile_id}/split", responses={409: {"description": "Split refused"}})
+    async def post_split(profile_id: str, body: SplitRequest, api: ReadApiDep) -> SplitView:
+        """Split identifiers off a wrongly merged profile; both sides are recomputed."""
+        try:
+            outcome = await split_profile(
+                api.uow(),
+                profile_id,
+                [(ref.type, ref.value) for ref in body.identifiers],
+                api.policy,
+                request_id=new_event_id(),
+                source=api.source,
+                clock=api.clock,
+            )
+        except ProfileNotFoundError:
+            raise _not_found("profile") from None
+        except SplitRefusedError as exc:
+            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+        return SplitView(
+            profile_id=outcome.profile_id,
+            new_profile_id=outcome.new_profile_id,
+            identifiers_moved=outcome.identifiers_moved,
+            touchpoints_moved=outcome.touchpoints_moved,
+        )
+
+    @router.delete("/{profile_id}")
+    async def delete_profile(
+        profile_id: str, api: ReadApiDep, request_id: str | None = None
+    ) -> ErasureReceiptView:
+        """Erase a person's data; answer the receipt (the same one when asked again)."""
+        try:
+            receipt = await erase_profile(
+                api.uow(),
+                profile_id,
+                request_id=request_id or new_event_id(),
+                source=api.source,
+                clock=api.clock,
+            )
+        except ProfileNotFoundError:
+            raise _not_found("profile") from None
+        return ErasureReceiptView(
+            request_id=receipt.request_id,
+            profile_id=receipt.profile_id,
+            erased_at=receipt.erased_at,
+            identifiers_removed=receipt.identifiers_removed,
+            touchpoints_removed=receipt.touchpoints_removed,
+            forwards_removed=receipt.forwards_removed,
         )
 
     return router

@@ -33,12 +33,16 @@ def touchpoint_handler(
         ]
         outcome = await handle_touchpoints(received, unit_of_work(), policy, source=source)
         log.debug(
-            "touchpoints applied=%d duplicates=%d created=%d changed=%d contested=%d",
+            "touchpoints applied=%d duplicates=%d created=%d changed=%d merges=%d "
+            "conflicts=%d over_limit=%d attempts=%d",
             outcome.applied,
             outcome.duplicates,
             outcome.profiles_created,
             outcome.profiles_changed,
-            outcome.contested_identifiers,
+            outcome.merges,
+            outcome.conflicts,
+            outcome.over_limit,
+            outcome.attempts,
         )
 
     return handle

@@ -31,6 +31,15 @@ class SqlProfileReader:
             keys: list[IdentifierKey] = [(r.id_type, r.id_value) for r in owned]
         return StoredProfile(profile_from_row(row), keys)
 
+    async def resolve(self, profile_id: str) -> str:
+        """Return the live id a profile id forwards to (itself when not merged)."""
+        f = tables.profile_forwards
+        async with self._engine.connect() as conn:
+            found: str | None = await conn.scalar(
+                select(f.c.survivor_id).where(f.c.merged_id == profile_id)
+            )
+        return found or profile_id
+
     async def find(self, key: IdentifierKey) -> str | None:
         """Return the id of the profile owning an identifier, or None."""
         i = tables.identifiers

@@ -53,5 +53,60 @@ touchpoints = Table(
     Index("ix_touchpoints_timeline", "profile_id", "occurred_at", "event_id"),
 )
 
+# A merged profile id forwards to its survivor, so lookups by the old id keep working.
+profile_forwards = Table(
+    "profile_forwards",
+    metadata,
+    Column("merged_id", String(64), primary_key=True),
+    Column("survivor_id", String(64), nullable=False, index=True),
+    Column("merged_at", UtcDateTime, nullable=False),
+)
+
+# Pairs an admin split apart (profile_a < profile_b): never merged again automatically.
+separations = Table(
+    "separations",
+    metadata,
+    Column("profile_a", String(64), primary_key=True),
+    Column("profile_b", String(64), primary_key=True, index=True),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+# Merges the rules refused, for review; identifiers as fingerprints only.
+identity_conflicts = Table(
+    "identity_conflicts",
+    metadata,
+    Column("event_id", String(128), primary_key=True),
+    Column("other_profile_id", String(64), primary_key=True),
+    Column("profile_id", String(64), nullable=False, index=True),
+    Column("reason", String(128), nullable=False),
+    Column("identifier_types", _json(), nullable=False),
+    Column("identifier_fingerprints", _json(), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+# Consent stated through the API: part of a profile's history, replayed by rebuilds.
+consent_updates = Table(
+    "consent_updates",
+    metadata,
+    Column("update_id", String(128), primary_key=True),
+    Column("profile_id", String(64), nullable=False, index=True),
+    Column("channel", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("source", String(256), nullable=False),
+    Column("occurred_at", UtcDateTime, nullable=False),
+)
+
+# Receipts of erasures: no personal data, only what was removed and when.
+erasures = Table(
+    "erasures",
+    metadata,
+    Column("profile_id", String(64), primary_key=True),
+    Column("request_id", String(256), nullable=False),
+    Column("erased_at", UtcDateTime, nullable=False),
+    Column("identifiers_removed", Integer, nullable=False),
+    Column("touchpoints_removed", Integer, nullable=False),
+    Column("forwards_removed", Integer, nullable=False),
+)
+
 inbox = inbox_table(metadata)
 outbox = outbox_table(metadata)

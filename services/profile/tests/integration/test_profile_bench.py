@@ -1,0 +1,32 @@
+"""The benchmark entry point runs end to end at a tiny size (so it cannot rot)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from clientela.profile import bench
+
+
+def test_bench_runs_and_writes_flat_json(postgres_url: str, tmp_path: Path) -> None:
+    output = tmp_path / "bench.json"
+    bench.main(
+        [
+            "--touchpoints",
+            "600",
+            "--people",
+            "200",
+            "--batch",
+            "100",
+            "--database-url",
+            postgres_url,
+            "--output",
+            str(output),
+        ]
+    )
+    result = json.loads(output.read_text())
+    assert result["touchpoints"] == 600
+    assert result["events_per_s"] > 0
+    assert result["baseline_events_per_s"] > 0
+    assert result["lookups"] > 0
+    assert all(not isinstance(v, dict | list) for v in result.values())

@@ -1,0 +1,179 @@
+"""Unit tests of survivorship, support cases, categories, channel preference, merges, splits."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from clientela.profile.domain.identity import IdentityRules, TouchpointIdentity
+from clientela.profile.domain.policy import ProfilePolicy, Survivorship, TraitRules
+from clientela.profile.domain.profile import Profile
+from clientela.profile.domain.split import plan_split
+from clientela.shared.contracts import Channel, TouchpointRecorded
+
+NOW = datetime(2024, 6, 1, tzinfo=UTC)
+
+
+def _fold(events, policy: ProfilePolicy, profile_id: str = "p-1") -> Profile:
+    profile = Profile.new(profile_id, NOW, policy)
+    for event in events:
+        profile.record(event, policy)
+    return profile
+
+
+def _trait_events(tp):
+    return [
+        tp(at="2024-01-01T00:00:00Z", traits={"city": "Lyon"}, source="crm"),
+        tp(at="2024-02-01T00:00:00Z", traits={"city": "Lyon"}, source="web"),
+        tp(at="2024-03-01T00:00:00Z", traits={"city": "Paris"}, source="web"),
+        tp(at="2024-04-01T00:00:00Z", traits={"city": "Nice"}, source="pos"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("rules", "expected"),
+    [
+        (TraitRules(), "Nice"),
+        (TraitRules(default=Survivorship.MOST_FREQUENT), "Lyon"),
+        (
+            TraitRules(per_trait={"city": Survivorship.SOURCE_PRIORITY}, source_priority=("crm",)),
+            "Lyon",
+        ),
+        (
+            TraitRules(default=Survivorship.SOURCE_PRIORITY, source_priority=("web", "crm")),
+            "Paris",
+        ),
+    ],
+)
+def test_survivorship_rules(tp, rules: TraitRules, expected: str) -> None:
+    policy = ProfilePolicy(traits=rules)
+    for order in itertools.permutations(_trait_events(tp)):
+        assert _fold(order, policy).current_traits(rules) == {"city": expected}
+
+
+def _support(tp, case_id: str, status: str, at: str):
+    event = tp(kind="support_case", channel="chat", direction="outbound", at=at)
+    data = event.data.model_copy(update={"properties": {"case_id": case_id, "status": status}})
+    return event.model_copy(update={"data": data})
+
+
+def test_cases_categories_and_channel_preference(tp, policy) -> None:
+    sale = tp(kind="sale", channel="branch", direction="outbound", amount="20")
+    items = [
+        {"sku": "a", "category": "shoes"},
+        {"sku": "b", "category": "shoes"},
+        {"sku": "c", "category": "hats"},
+        {"sku": "d"},
+    ]
+    raw = sale.model_dump(mode="json")
+    raw["data"]["sale"]["items"] = items
+    events = [
+        TouchpointRecorded.model_validate(raw),
+        _support(tp, "K-1", "open", "2024-01-01T00:00:00Z"),
+        _support(tp, "K-1", "resolved", "2024-01-03T00:00:00Z"),
+        _support(tp, "K-2", "open", "2024-02-01T00:00:00Z"),
+        tp(kind="web_visit", channel="web", at="2023-06-01T00:00:00Z"),
+        tp(kind="web_visit", channel="web", at="2023-06-02T00:00:00Z"),
+        tp(kind="web_visit", channel="web", at="2023-06-03T00:00:00Z"),
+        tp(kind="phone_call", channel="phone", at="2024-05-01T00:00:00Z"),
+        tp(kind="phone_call", channel="phone", direction="outbound", at="2024-05-02T00:00:00Z"),
+    ]
+    reference = None
+    for _ in range(5):
+        random.Random(3).shuffle(events)
+        agg = _fold(events, policy).tally.to_contract(policy)
+        reference = reference or agg
+        assert agg == reference
+    assert reference is not None
+    assert (reference.open_support_cases, reference.closed_support_cases) == (1, 1)
+    assert reference.purchase_categories == {"hats": 1, "shoes": 2}
+    # Three web visits a year ago weigh less than one phone call last month (90-day half-life).
+    pref = reference.inbound_channel_preference
+    assert pref["phone"] > pref["web"]
+    assert reference.preferred_inbound_channel is Channel.PHONE
+    slow = ProfilePolicy(preference_half_life=timedelta(days=3650))
+    assert _fold(events, slow).tally.to_contract(slow).preferred_inbound_channel is Channel.WEB
+
+
+def test_absorbing_a_profile_equals_folding_all_its_touchpoints(tp, policy) -> None:
+    rng = random.Random(5)
+    kinds = [("sale", "web"), ("email", "email"), ("phone_call", "phone"), ("web_visit", "web")]
+    events = []
+    for _n in range(30):
+        kind, channel = rng.choice(kinds)
+        events.append(
+            tp(
+                kind=kind,
+                channel=channel,
+                at=NOW - timedelta(days=rng.randint(0, 400)),
+                traits={"city": rng.choice(["a", "b"])},
+                consent={"email": rng.choice(["opted_in", "opted_out"])},
+                amount=str(rng.randint(1, 50)) if kind == "sale" else None,
+                source=rng.choice(["crm", "web"]),
+            )
+        )
+    whole = _fold(events, policy)
+    left = _fold(events[:13], policy)
+    right = _fold(events[13:], policy, "p-2")
+    left.identifier_counts = {"email": 1}
+    right.identifier_counts = {"email": 1, "phone": 1}
+    left.absorb(right)
+    whole.identifier_counts = {"email": 2, "phone": 1}
+    assert left.to_state() == whole.to_state()
+    assert left.tally.total_spend == whole.tally.total_spend > Decimal(0)
+
+
+def test_state_round_trip_keeps_new_figures_and_upcasts_layout_1(tp, policy) -> None:
+    profile = _fold([_support(tp, "K", "open", "2024-01-01T00:00:00Z"), *_trait_events(tp)], policy)
+    back = Profile.from_state("p-1", 1, NOW, NOW, "prospect", profile.to_state())
+    assert back.to_state() == profile.to_state()
+    old = {
+        "schema": 1,
+        "identifier_types": ["email"],
+        "traits": {"city": {"value": "Oslo", "at": "2024-01-01T00:00:00+00:00", "event_id": "e"}},
+        "consent": {},
+        "aggregates": profile.tally.to_state(),
+    }
+    upcast = Profile.from_state("p-1", 1, NOW, NOW, "prospect", old)
+    assert upcast.identifier_counts == {"email": 1}
+    assert upcast.current_traits() == {"city": "Oslo"}
+
+
+def test_split_plan_follows_the_strongest_identifier() -> None:
+    rules = IdentityRules()
+    ann_email, bob_phone = ("email", "ann@x.io"), ("phone", "+1")
+    ann_anon, bob_anon = ("anonymous_id", "a"), ("anonymous_id", "b")
+    touchpoints = [
+        TouchpointIdentity("t1", [ann_email, ann_anon]),
+        TouchpointIdentity("t2", [ann_anon]),
+        TouchpointIdentity("t3", [bob_phone, bob_anon]),
+        TouchpointIdentity("t4", [bob_anon]),
+        TouchpointIdentity("link", [ann_email, bob_phone]),
+    ]
+    owned = [ann_email, bob_phone, ann_anon, bob_anon]
+    plan = plan_split(touchpoints, owned, [bob_phone], rules)
+    assert plan.identifiers == {bob_phone, bob_anon}
+    assert plan.event_ids == {"t3", "t4"}
+
+
+def test_events_built_without_validation_match_the_contract(tp, policy) -> None:
+    from clientela.profile.application.handle_touchpoints import profile_changed
+    from clientela.profile.application.ports import ReceivedTouchpoint
+    from clientela.shared.codec import encode_event
+    from clientela.shared.contracts import ProfileChangedEvent
+
+    events = [
+        *_trait_events(tp),
+        _support(tp, "K", "open", "2024-01-01T00:00:00Z"),
+        tp(kind="sale", amount="12.5", consent={"email": "opted_in"}),
+    ]
+    profile = _fold(events, policy)
+    profile.attach_identifier_types(["email", "phone"])
+    profile.mark_changed(NOW, policy)
+    out = profile_changed(profile, [ReceivedTouchpoint(events[-1], 5)], NOW, "profile", policy)
+    wire = encode_event(out.event)
+    assert ProfileChangedEvent.model_validate_json(wire).model_dump() == out.event.model_dump()
