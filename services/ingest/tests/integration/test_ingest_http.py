@@ -9,17 +9,17 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from clientela.ingest.application.ports import PublishFailedError
 from clientela.ingest.config import IngestSettings
+from clientela.ingest.domain.touchpoints import RecordedTouchpoint
 from clientela.ingest.wiring import create_app
 from clientela.shared.cache import Cache, make_cache
-from clientela.shared.codec import HEADER_ACCEPTED_AT, HEADER_EVENT_ID, header, now_ms
+from clientela.shared.codec import HEADER_ACCEPTED_AT, header, now_ms
 from clientela.shared.contracts import TouchpointRecorded, topics
 from clientela.shared.settings import CacheSettings, KafkaSettings
 
-Record = ConsumerRecord[bytes | None, bytes | None]
+from .conftest import Record, read_topic, with_event_id
 
 
 def sale(event_id: str, **overrides: Any) -> dict[str, Any]:
@@ -48,28 +48,7 @@ def new_id() -> str:
 
 async def records_with_id(kafka: KafkaSettings, event_id: str) -> list[Record]:
     """Read the touchpoints topic from the start to its end and keep one event's records."""
-    topic = kafka.topic(topics.TOUCHPOINTS)
-    partitions = [TopicPartition(topic, p) for p in range(topics.TOUCHPOINTS.partitions)]
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=kafka.bootstrap_servers, group_id=None, enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        end = await consumer.end_offsets(partitions)
-        found: list[Record] = []
-        while any([await consumer.position(tp) < end[tp] for tp in partitions]):
-            batch = await consumer.getmany(*partitions, timeout_ms=500)
-            found.extend(
-                r
-                for recs in batch.values()
-                for r in recs
-                if header(r.headers, HEADER_EVENT_ID) == event_id.encode()
-            )
-        return found
-    finally:
-        await consumer.stop()
+    return with_event_id(await read_topic(kafka, topics.TOUCHPOINTS), event_id)
 
 
 class Client:
@@ -98,7 +77,8 @@ async def started(settings: IngestSettings, **overrides: Any) -> AsyncIterator[C
 
 @pytest.fixture
 def settings(kafka_settings: KafkaSettings, cache_settings: CacheSettings) -> IngestSettings:
-    return IngestSettings(kafka=kafka_settings, cache=cache_settings)
+    # The raw-topic consumer has its own module; joining a group costs seconds per app.
+    return IngestSettings(kafka=kafka_settings, cache=cache_settings, consume_raw=False)
 
 
 @pytest.fixture
@@ -118,6 +98,7 @@ async def test_sale_lands_on_the_topic_keyed_by_identity(
         "accepted": 1,
         "duplicates": 0,
         "rejected": 0,
+        "ignored": 0,
         "results": [{"index": 0, "event_id": event_id, "status": "accepted", "errors": []}],
     }
 
@@ -207,7 +188,7 @@ class FlakyPublisher:
         self.calls = 0
         self.published: list[str] = []
 
-    async def publish(self, events: Sequence[TouchpointRecorded], accepted_at_ms: int) -> None:
+    async def publish(self, events: Sequence[RecordedTouchpoint], accepted_at_ms: int) -> None:
         self.calls += 1
         if self.calls == 1:
             raise PublishFailedError("broker did not acknowledge")

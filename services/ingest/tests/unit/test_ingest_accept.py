@@ -15,8 +15,7 @@ from clientela.ingest.application.accept_touchpoints import (
 )
 from clientela.ingest.application.ports import PublishFailedError
 from clientela.ingest.domain.policy import IntakePolicy
-from clientela.ingest.domain.touchpoints import IntakeContext, SubmittedEvent
-from clientela.shared.contracts import TouchpointRecorded
+from clientela.ingest.domain.touchpoints import IntakeContext, RecordedTouchpoint, SubmittedEvent
 
 CONTEXT = IntakeContext("crm", datetime(2025, 3, 1, tzinfo=UTC), 1_740_787_200_000)
 
@@ -45,9 +44,9 @@ class FakePublisher:
 
     def __init__(self, fail: bool = False) -> None:
         self.fail = fail
-        self.published: list[tuple[TouchpointRecorded, int]] = []
+        self.published: list[tuple[RecordedTouchpoint, int]] = []
 
-    async def publish(self, events: Sequence[TouchpointRecorded], accepted_at_ms: int) -> None:
+    async def publish(self, events: Sequence[RecordedTouchpoint], accepted_at_ms: int) -> None:
         if self.fail:
             raise PublishFailedError("broker down")
         self.published.extend((e, accepted_at_ms) for e in events)

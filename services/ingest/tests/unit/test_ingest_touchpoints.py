@@ -15,6 +15,7 @@ from clientela.ingest.domain.native_format import MalformedBodyError, unpack_nat
 from clientela.ingest.domain.policy import IntakePolicy
 from clientela.ingest.domain.touchpoints import (
     IntakeContext,
+    RecordedTouchpoint,
     Rejection,
     SubmittedEvent,
     record_touchpoint,
@@ -40,8 +41,18 @@ def sale(**overrides: Any) -> dict[str, Any]:
 
 
 def record(payload: object, policy: IntakePolicy = POLICY) -> TouchpointRecorded | Rejection:
-    size = len(json.dumps(payload).encode())
-    return record_touchpoint(SubmittedEvent(payload, size), CONTEXT, policy)
+    """Record through the dict path and the raw-bytes path; both must agree."""
+    raw = json.dumps(payload).encode()
+    by_dict = record_touchpoint(SubmittedEvent(payload, len(raw)), CONTEXT, policy)
+    by_raw = record_touchpoint(SubmittedEvent(None, len(raw), raw), CONTEXT, policy)
+    if isinstance(by_dict, Rejection):
+        assert isinstance(by_raw, Rejection)
+        assert by_raw.errors == by_dict.errors
+        return by_dict
+    assert isinstance(by_raw, RecordedTouchpoint)
+    event, again = by_dict.event(), by_raw.event()
+    assert (by_dict.key, event.data) == (by_raw.key, again.data)
+    return event
 
 
 def errors_of(result: TouchpointRecorded | Rejection) -> dict[str, str]:
@@ -148,8 +159,13 @@ def test_identity_key_hashes_the_strongest_identifier() -> None:
 )
 def test_native_body_shapes(body: bytes) -> None:
     events = unpack_native(body)
-    assert [e.payload for e in events] == [{"kind": "sale"}]
-    assert events[0].size_bytes == len(b'{"kind":"sale"}')
+    assert [e.decoded() for e in events] == [{"kind": "sale"}]
+    assert events[0].size_bytes == len(b'{"kind": "sale"}')
+
+
+def test_oversized_items_are_measured_compactly() -> None:
+    (event,) = unpack_native(b'[{"kind":      "sale"}]', max_event_bytes=16)
+    assert event.size_bytes == len(b'{"kind":"sale"}')
 
 
 @pytest.mark.parametrize(
@@ -157,7 +173,7 @@ def test_native_body_shapes(body: bytes) -> None:
     [
         (b"{not json", "body is not valid JSON"),
         (b"\xff\xfe\x00", "body is not"),
-        (b"[NaN]", "NaN is not a JSON value"),
+        (b"[NaN]", "body is not valid JSON"),
         (b"42", "body must be a touchpoint object"),
         (b'{"batch": {}}', "'batch' must be a JSON array"),
         (b"[]", "body holds no events"),

@@ -14,14 +14,19 @@ from clientela.ingest.application.ports import (
 )
 from clientela.ingest.domain.policy import IntakePolicy
 from clientela.ingest.domain.touchpoints import (
+    Ignored,
     IntakeContext,
+    RecordedTouchpoint,
     Rejection,
     SubmittedEvent,
     record_touchpoint,
 )
-from clientela.shared.contracts import FieldError, TouchpointRecorded
+from clientela.shared.contracts import FieldError
 
 log = logging.getLogger(__name__)
+
+# What a format translator hands over per position: an event to validate, or its fate already.
+Submission = SubmittedEvent | Rejection | Ignored
 
 
 class TooManyEventsError(Exception):
@@ -39,16 +44,18 @@ class Outcome(StrEnum):
     ACCEPTED = "accepted"
     DUPLICATE = "duplicate"
     REJECTED = "rejected"
+    IGNORED = "ignored"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class EventOutcome:
-    """The fate of the event at a position in the submission."""
+    """The fate of the event at a position in the submission (not frozen: built per event)."""
 
     index: int
     event_id: str | None
     status: Outcome
     errors: tuple[FieldError, ...] = ()
+    code: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,16 +70,18 @@ class IntakeReport:
 
     @property
     def all_rejected(self) -> bool:
-        """Return whether no event was accepted nor recognised as a duplicate."""
+        """Return whether no event was accepted, recognised as a duplicate, or ignored."""
         return all(o.status is Outcome.REJECTED for o in self.outcomes)
 
 
 async def accept_touchpoints(
-    submitted: Sequence[SubmittedEvent],
+    submitted: Sequence[Submission],
     context: IntakeContext,
     policy: IntakePolicy,
     deduplicator: Deduplicator,
     publisher: EventPublisher,
+    *,
+    enforce_limit: bool = True,
 ) -> IntakeReport:
     """Accept the valid, unseen events of a submission and report on every event.
 
@@ -80,12 +89,15 @@ async def accept_touchpoints(
     last two cases no event is accepted and any claim made is released, so the whole
     submission can be retried.
     """
-    if len(submitted) > policy.max_events:
+    if enforce_limit and len(submitted) > policy.max_events:
         raise TooManyEventsError(len(submitted), policy.max_events)
-    parsed = [record_touchpoint(item, context, policy) for item in submitted]
+    parsed = [
+        record_touchpoint(item, context, policy) if isinstance(item, SubmittedEvent) else item
+        for item in submitted
+    ]
     # Claim each id once even when it repeats inside the submission: repeats are duplicates.
     unique_ids = list(
-        dict.fromkeys(p.event_id for p in parsed if isinstance(p, TouchpointRecorded))
+        dict.fromkeys(p.event_id for p in parsed if isinstance(p, RecordedTouchpoint))
     )
     fresh = set()
     if unique_ids:
@@ -93,10 +105,14 @@ async def accept_touchpoints(
         fresh = {event_id for event_id, new in zip(unique_ids, claims, strict=True) if new}
 
     outcomes: list[EventOutcome] = []
-    to_publish: list[TouchpointRecorded] = []
+    to_publish: list[RecordedTouchpoint] = []
     for index, item in enumerate(parsed):
         if isinstance(item, Rejection):
-            outcomes.append(EventOutcome(index, item.event_id, Outcome.REJECTED, item.errors))
+            outcomes.append(
+                EventOutcome(index, item.event_id, Outcome.REJECTED, item.errors, item.code)
+            )
+        elif isinstance(item, Ignored):
+            outcomes.append(EventOutcome(index, item.event_id, Outcome.IGNORED, code=item.reason))
         elif item.event_id in fresh:
             fresh.discard(item.event_id)
             to_publish.append(item)
@@ -111,14 +127,7 @@ async def accept_touchpoints(
             # Not acknowledged means not accepted: free the ids so the client's retry goes through.
             await _release(deduplicator, [e.event_id for e in to_publish])
             raise
-    report = IntakeReport(tuple(outcomes))
-    log.info(
-        "touchpoints: %d accepted, %d duplicate, %d rejected",
-        report.count(Outcome.ACCEPTED),
-        report.count(Outcome.DUPLICATE),
-        report.count(Outcome.REJECTED),
-    )
-    return report
+    return IntakeReport(tuple(outcomes))
 
 
 async def _release(deduplicator: Deduplicator, event_ids: list[str]) -> None:
@@ -138,9 +147,18 @@ class TouchpointIntake:
     publisher: EventPublisher
 
     async def accept(
-        self, submitted: Sequence[SubmittedEvent], context: IntakeContext
+        self,
+        submitted: Sequence[Submission],
+        context: IntakeContext,
+        *,
+        enforce_limit: bool = True,
     ) -> IntakeReport:
         """Accept a submission; see accept_touchpoints."""
         return await accept_touchpoints(
-            submitted, context, self.policy, self.deduplicator, self.publisher
+            submitted,
+            context,
+            self.policy,
+            self.deduplicator,
+            self.publisher,
+            enforce_limit=enforce_limit,
         )

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from clientela.shared.contracts import TouchpointRecorded
+from clientela.ingest.domain.touchpoints import RecordedTouchpoint
+from clientela.shared.contracts import DeadLetterEvent
 
 
 class PublishFailedError(Exception):
@@ -31,6 +32,14 @@ class Deduplicator(Protocol):
 class EventPublisher(Protocol):
     """Appends accepted touchpoints to the event log."""
 
-    async def publish(self, events: Sequence[TouchpointRecorded], accepted_at_ms: int) -> None:
+    async def publish(self, events: Sequence[RecordedTouchpoint], accepted_at_ms: int) -> None:
         """Publish the events and return once they are durable; raise PublishFailedError if not."""
+        ...
+
+
+class DeadLetterPublisher(Protocol):
+    """Sets aside raw records that could not be accepted, with the reason."""
+
+    async def publish(self, dead_letters: Sequence[DeadLetterEvent]) -> None:
+        """Publish the dead letters and return once durable; raise PublishFailedError if not."""
         ...

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any, NoReturn
+import msgspec
 
+from clientela.ingest.domain import native_schema as ns
 from clientela.ingest.domain.touchpoints import SubmittedEvent
 
 
@@ -12,35 +12,52 @@ class MalformedBodyError(ValueError):
     """The body is not JSON, or not one of the accepted shapes."""
 
 
-def _refuse_constant(name: str) -> NoReturn:
-    raise MalformedBodyError(f"body is not valid JSON: {name} is not a JSON value")
+def compact_size(item: object) -> int:
+    """Return the size of the compact JSON encoding of a decoded value."""
+    return len(msgspec.json.encode(item))
 
 
-def _encoded_size(item: Any) -> int:
-    # Sizes are measured on the compact re-encoding so that whitespace in a batch does not count.
-    return len(json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode())
-
-
-def unpack_native(body: bytes) -> list[SubmittedEvent]:
-    """Split a native request body into submitted events, or raise MalformedBodyError."""
+def decode_json(body: bytes) -> object:
+    """Decode a JSON document, or raise MalformedBodyError saying where it breaks."""
     try:
-        document = json.loads(body, parse_constant=_refuse_constant)
-    except UnicodeDecodeError as exc:
-        raise MalformedBodyError(f"body is not UTF-8 text: {exc.reason}") from exc
-    except json.JSONDecodeError as exc:
+        return msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
         raise MalformedBodyError(f"body is not valid JSON: {exc}") from exc
-    if isinstance(document, dict) and "batch" in document:
-        items = document["batch"]
-        if not isinstance(items, list):
-            raise MalformedBodyError("'batch' must be a JSON array")
-    elif isinstance(document, list):
-        items = document
-    elif isinstance(document, dict):
-        items = [document]
-    else:
-        raise MalformedBodyError(
-            'body must be a touchpoint object, an array of them or {"batch": [...]}'
-        )
+
+
+def _submitted(raw: msgspec.Raw, max_event_bytes: int) -> SubmittedEvent:
+    data = bytes(raw)
+    size = len(data)
+    if size > max_event_bytes:
+        # Whitespace inside a batch does not count against the event: measure compactly.
+        size = compact_size(msgspec.json.decode(data))
+    return SubmittedEvent(None, size, data)
+
+
+def unpack_native(body: bytes, max_event_bytes: int = 32_768) -> list[SubmittedEvent]:
+    """Split a native request body into submitted events, or raise MalformedBodyError.
+
+    The items are not decoded here: each keeps its raw JSON for the fast decoder.
+    """
+    start = body.lstrip()[:1]
+    try:
+        if start == b"[":
+            items = ns.raw_list_decoder.decode(body)
+        elif start == b"{":
+            batch = ns.batch_decoder.decode(body)
+            items = [msgspec.Raw(body.strip())] if batch.batch is msgspec.UNSET else batch.batch
+        else:
+            document = decode_json(body)
+            raise MalformedBodyError(
+                'body must be a touchpoint object, an array of them or {"batch": [...]}'
+                if document is not None or body.strip() == b"null"
+                else "body holds no events"
+            )
+    except msgspec.ValidationError as exc:
+        # Valid JSON of the wrong shape, e.g. {"batch": 3}.
+        raise MalformedBodyError("'batch' must be a JSON array") from exc
+    except msgspec.DecodeError as exc:
+        raise MalformedBodyError(f"body is not valid JSON: {exc}") from exc
     if not items:
         raise MalformedBodyError("body holds no events")
-    return [SubmittedEvent(item, _encoded_size(item)) for item in items]
+    return [_submitted(item, max_event_bytes) for item in items]

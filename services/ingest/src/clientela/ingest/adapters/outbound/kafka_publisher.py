@@ -1,29 +1,84 @@
-"""Publishes accepted touchpoints to the touchpoints topic, keyed by identity."""
+"""Publishes accepted touchpoints and dead letters to their topics."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
+from clientela.ingest.adapters.outbound.confluent_publisher import Row
 from clientela.ingest.application.ports import PublishFailedError
-from clientela.ingest.domain.identity import identity_key
-from clientela.shared.codec import to_record
-from clientela.shared.contracts import TouchpointRecorded
-from clientela.shared.kafka import KafkaPublisher, PublishError
+from clientela.ingest.domain.touchpoints import RecordedTouchpoint
+from clientela.shared.codec import (
+    HEADER_ACCEPTED_AT,
+    HEADER_CONTENT_TYPE,
+    HEADER_EVENT_ID,
+    HEADER_SCHEMA_VERSION,
+    HEADER_TYPE,
+    OutgoingRecord,
+    to_record,
+)
+from clientela.shared.contracts import DeadLetterEvent, TouchpointRecorded
+from clientela.shared.kafka import PublishError
+
+_FIXED_HEADERS = [
+    (HEADER_CONTENT_TYPE, b"application/json"),
+    (HEADER_TYPE, TouchpointRecorded.EVENT_TYPE.encode()),
+    (HEADER_SCHEMA_VERSION, str(TouchpointRecorded.SCHEMA_VERSION).encode()),
+]
+
+
+class RecordPublisher(Protocol):
+    """Produces records and returns once all are acknowledged (raises PublishError if not)."""
+
+    async def publish(self, records: Sequence[OutgoingRecord]) -> None:
+        """Publish the records."""
+        ...
+
+
+class RowPublisher(Protocol):
+    """Produces (topic, key, value, headers) rows and returns once all are acknowledged."""
+
+    async def publish_rows(self, rows: Sequence[Row]) -> None:
+        """Publish the rows; raise PublishError unless all are acknowledged."""
+        ...
 
 
 class KafkaTouchpointPublisher:
-    """Writes TouchpointRecorded events to one topic and waits for the broker's acks."""
+    """Writes accepted touchpoints to one topic, keyed by identity, and awaits the acks."""
 
-    def __init__(self, publisher: KafkaPublisher, topic: str) -> None:
+    def __init__(self, publisher: RowPublisher, topic: str) -> None:
         self._publisher = publisher
         self._topic = topic
 
-    async def publish(self, events: Sequence[TouchpointRecorded], accepted_at_ms: int) -> None:
-        """Publish the events keyed by identity; raise PublishFailedError unless all are acked."""
-        records = [
-            to_record(self._topic, identity_key(e.data.identifiers), e, accepted_at_ms)
+    async def publish(self, events: Sequence[RecordedTouchpoint], accepted_at_ms: int) -> None:
+        """Publish the encoded events; raise PublishFailedError unless all are acknowledged."""
+        accepted = (HEADER_ACCEPTED_AT, str(accepted_at_ms).encode())
+        topic = self._topic
+        rows = [
+            (
+                topic,
+                e.key.encode(),
+                e.value,
+                [*_FIXED_HEADERS, (HEADER_EVENT_ID, e.event_id.encode()), accepted],
+            )
             for e in events
         ]
+        try:
+            await self._publisher.publish_rows(rows)
+        except PublishError as exc:
+            raise PublishFailedError(str(exc)) from exc
+
+
+class KafkaDeadLetterPublisher:
+    """Writes dead letters to the dead-letter topic, keyed by their source topic."""
+
+    def __init__(self, publisher: RecordPublisher, topic: str) -> None:
+        self._publisher = publisher
+        self._topic = topic
+
+    async def publish(self, dead_letters: Sequence[DeadLetterEvent]) -> None:
+        """Publish the dead letters; raise PublishFailedError unless all are acknowledged."""
+        records = [to_record(self._topic, d.data.source_topic, d) for d in dead_letters]
         try:
             await self._publisher.publish(records)
         except PublishError as exc:
