@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from types import TracebackType
@@ -10,22 +11,28 @@ from typing import Any, Self, TypeVar
 
 import pytest
 
-from clientela.scoring.application.ports import ScoreRecord, TierTransition
+from clientela.scoring.application.ports import EncodedEvent, ScoreRecord, TierTransition
 from clientela.scoring.application.service import ScoringApplication, ScoringConfig
 from clientela.scoring.domain.value_model import FittedParameters
-from clientela.shared.codec import OutgoingEvent
+from clientela.shared.codec import OutgoingEvent, decode_event
 from clientela.shared.contracts import (
     Envelope,
     Lifecycle,
     ProfileAggregates,
     ProfileChanged,
     ProfileChangedEvent,
+    ScoresUpdatedEvent,
+    TierChangedEvent,
     derived_event_id,
 )
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 
 MakeProfile = Callable[..., ProfileChangedEvent]
+CONTRACTS: dict[str, type[Envelope]] = {
+    ScoresUpdatedEvent.EVENT_TYPE: ScoresUpdatedEvent,
+    TierChangedEvent.EVENT_TYPE: TierChangedEvent,
+}
 E = TypeVar("E", bound=Envelope)
 
 
@@ -86,8 +93,11 @@ class FakeScoreStore:
     def __init__(self) -> None:
         self.rows: dict[str, ScoreRecord] = {}
 
-    async def get_many(self, profile_ids: Sequence[str]) -> dict[str, ScoreRecord]:
-        return {pid: self.rows[pid] for pid in profile_ids if pid in self.rows}
+    async def get_many(
+        self, profile_ids: Sequence[str], *, with_state: bool = False
+    ) -> dict[str, ScoreRecord]:
+        found = {pid: self.rows[pid] for pid in profile_ids if pid in self.rows}
+        return found if with_state else {p: replace(r, state=b"") for p, r in found.items()}
 
     async def save_many(self, records: Sequence[ScoreRecord]) -> None:
         for r in records:
@@ -123,6 +133,7 @@ class FakeUnitOfWork:
         self._parameters = FakeParameterStore()
         self.inbox: set[str] = set()
         self.outbox: list[OutgoingEvent] = []
+        self.written: list[EncodedEvent] = []
         self.history: list[TierTransition] = []
         self.commits = 0
         self._pending: tuple[list[OutgoingEvent], list[TierTransition]] = ([], [])
@@ -158,8 +169,18 @@ class FakeUnitOfWork:
     async def record_tier_changes(self, changes: Sequence[TierTransition]) -> None:
         self._pending[1].extend(changes)
 
-    async def stage(self, events: Sequence[OutgoingEvent]) -> None:
-        self._pending[0].extend(events)
+    async def stage_encoded(self, events: Sequence[EncodedEvent]) -> None:
+        # Decoded with the contract: every event the service writes must be valid.
+        self.written.extend(events)
+        self._pending[0].extend(
+            OutgoingEvent(
+                e.topic,
+                e.key,
+                decode_event(CONTRACTS[e.event_type], e.value),
+                e.accepted_at_ms,
+            )
+            for e in events
+        )
 
     async def commit(self) -> None:
         self.outbox.extend(self._pending[0])

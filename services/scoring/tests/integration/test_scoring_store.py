@@ -212,3 +212,20 @@ async def test_parameters_are_versioned_and_reloaded(
     assert parameters is not None
     assert parameters.bgnbd == BgNbdParams(0.243, 4.414, 0.793, 2.426)
     assert parameters.fitted_at == now
+
+
+async def test_state_is_read_only_when_asked_and_is_what_was_published(
+    engine: AsyncEngine, score: ScoreProfiles, profile_changed: MakeProfile
+) -> None:
+    await score(
+        [ProfileChangeMessage(profile_changed("p-1", 1, spend="100", purchases=3))],
+        SqlScoringUnitOfWork(engine, KAFKA),
+    )
+    async with SqlScoringUnitOfWork(engine, KAFKA) as uow:
+        counters = (await uow.scores.get_many(["p-1"]))["p-1"]
+        full = (await uow.scores.get_many(["p-1"], with_state=True))["p-1"]
+    assert counters.state == b""
+    assert (counters.revision, counters.tier, counters.facts) == (1, Tier.A, full.facts)
+    published = (await outbox_rows(engine))[0]["value"]
+    assert json.loads(full.state) == published["data"]
+    assert full.scores.segment is not None

@@ -67,7 +67,13 @@ async def client(uow: object) -> AsyncIterator[httpx.AsyncClient]:
     application = ScoringApplication(ScoringConfig(), uow)  # type: ignore[arg-type]
     application.population.apply(
         ScoreRecord(
-            scores=s.scores,
+            profile_id=s.scores.profile_id,
+            profile_version=s.profile_version,
+            lifecycle=s.scores.lifecycle,
+            tier=s.tier,
+            predicted_value=s.scores.predicted_value,
+            at_risk=s.scores.at_risk,
+            state=s.scores.model_dump_json().encode(),
             revision=1,
             tier_seq=1,
             facts=None

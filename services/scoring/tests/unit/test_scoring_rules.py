@@ -77,7 +77,7 @@ def test_potential_parts_are_each_between_zero_and_one() -> None:
     reference = ProspectFeatures({"web": 0.5, "email": 0.5}, touchpoints=10, inbound_share=0.8)
     score, reasons = potential(ProspectFeatures({"web": 1.0}, 5, 0.8), reference)
     assert score == (0.5 + 0.5 + 1.0) / 3
-    assert [r.code for r in reasons] == [
+    assert [r["code"] for r in reasons] == [
         "potential",
         "potential_channel_mix",
         "potential_engagement",

@@ -93,7 +93,7 @@ def test_float_rounding_does_not_push_a_customer_out_of_a() -> None:
 
 
 def test_reasons_carry_the_cutoffs() -> None:
-    reasons = {r.code: r.value for r in compute_cutoffs([90, 10], POLICY).reasons()}
+    reasons = {r["code"]: r["value"] for r in compute_cutoffs([90, 10], POLICY).reasons()}
     assert reasons == {"a_cutoff": 90, "b_cutoff": 10, "customer_count": 2, "hysteresis": 0.05}
 
 

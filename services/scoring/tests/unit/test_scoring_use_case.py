@@ -7,9 +7,8 @@ from typing import Any
 
 import pytest
 
-from clientela.scoring.application.ports import ProfileChangeMessage
+from clientela.scoring.application.ports import EncodedEvent, ProfileChangeMessage
 from clientela.scoring.application.service import ScoringApplication
-from clientela.shared.codec import OutgoingEvent
 from clientela.shared.contracts import (
     ProfileChangedEvent,
     ScoresUpdatedEvent,
@@ -48,8 +47,9 @@ async def test_first_purchase_scores_and_enters_tier_a(
     assert data.segment is Segment.TRANSACTIONAL
     assert data.rfm is not None
     assert data.profitable is True
+    # The event's own fields are not repeated as reasons; the TierChanged carries them all.
+    assert "predicted_value" not in {r.code for r in data.reasons}
     assert {r.code for r in data.reasons} >= {
-        "predicted_value",
         "total_spend",
         "days_since_last_purchase",
         "rfm",
@@ -61,6 +61,13 @@ async def test_first_purchase_scores_and_enters_tier_a(
     assert changed.event_id == derived_event_id("tier.changed", "p-1", "t1")
     assert (changed.data.from_tier, changed.data.to_tier) == (None, Tier.A)
     assert changed.data.move is TierMove.ENTERED
+    assert {r.code for r in changed.data.reasons} >= {
+        "predicted_value",
+        "cost_to_serve",
+        "total_spend",
+        "segment_rule",
+        "a_cutoff",
+    }
     assert changed.causation_id == cause.event_id
     assert [(h.profile_id, h.from_tier, h.to_tier) for h in uow.history] == [("p-1", None, Tier.A)]
 
@@ -193,10 +200,10 @@ async def test_batch_values_replace_stored_ones_when_ranking(
 async def test_nothing_is_kept_when_the_batch_fails(
     application: ScoringApplication, uow: Any, profile_changed: MakeProfile
 ) -> None:
-    async def broken(events: Sequence[OutgoingEvent]) -> None:
+    async def broken(events: Sequence[EncodedEvent]) -> None:
         raise RuntimeError("outbox unavailable")
 
-    uow.stage = broken
+    uow.stage_encoded = broken
     with pytest.raises(RuntimeError):
         await application.score_profiles([msg(profile_changed("p-1", 1, spend="100"))], uow)
     assert uow.outbox == []

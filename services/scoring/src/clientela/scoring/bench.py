@@ -1,19 +1,26 @@
 """Benchmark: `python -m clientela.scoring.bench [--customers N] [--profiles N] [--output F]`.
 
 Two figures. Streaming: ProfileChanged events re-scored per second by the streaming use case
-(batches of 500 with the BG/NBD + Gamma-Gamma model, in-memory storage so the figure is the
-scoring cost itself), against a bare baseline: the closed-form model alone on the same
-batches. Sweep: the vectorised re-score of a synthetic population (values, exact cut-offs,
-tiers with hysteresis, RFM, risk) with the same functions the service's sweep calls.
+(batches of 500 with the BG/NBD + Gamma-Gamma model), first on in-memory storage so the
+figure is the scoring cost itself, then with the SQL unit of work (SQLite by default,
+`--database URL` for PostgreSQL) so it includes inbox, upsert, history and outbox writes;
+against a bare baseline: the closed-form model alone on the same batches. Sweep: the
+vectorised re-score of a synthetic population (values, exact cut-offs, tiers with
+hysteresis, RFM, risk) with the same functions the service's sweep calls.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
+import os
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -21,9 +28,13 @@ from types import TracebackType
 from typing import Self, cast
 
 import numpy as np
+from sqlalchemy import text
 
+from clientela.scoring.adapters.outbound import tables
+from clientela.scoring.adapters.outbound.sql_unit_of_work import SqlScoringUnitOfWork
 from clientela.scoring.application.population import RankingContext
 from clientela.scoring.application.ports import (
+    EncodedEvent,
     ProfileChangeMessage,
     ScoreRecord,
     ScoringUnitOfWork,
@@ -36,13 +47,14 @@ from clientela.scoring.domain.facts import SECONDS_PER_DAY, FactColumns, facts_o
 from clientela.scoring.domain.rfm import fit_rfm_edges
 from clientela.scoring.domain.tiers import TieringPolicy, compute_cutoffs
 from clientela.scoring.domain.value_model import BgNbdGammaGammaModel, FittedParameters
-from clientela.shared.codec import OutgoingEvent
 from clientela.shared.contracts import (
     Lifecycle,
     ProfileAggregates,
     ProfileChanged,
     ProfileChangedEvent,
 )
+from clientela.shared.db import create_engine, create_tables, is_postgres
+from clientela.shared.settings import DatabaseSettings, KafkaSettings
 
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
 BATCH = 500
@@ -105,7 +117,7 @@ def bench_sweep(n: int) -> dict[str, float]:
 
 
 class _MemoryUnitOfWork:
-    """Just enough storage for the streaming use case, in dicts."""
+    """Just enough storage for the streaming use case, in dicts (records without state)."""
 
     def __init__(self) -> None:
         self.rows: dict[str, ScoreRecord] = {}
@@ -134,11 +146,14 @@ class _MemoryUnitOfWork:
     ) -> None:
         return None
 
-    async def get_many(self, profile_ids: Sequence[str]) -> dict[str, ScoreRecord]:
+    async def get_many(
+        self, profile_ids: Sequence[str], *, with_state: bool = False
+    ) -> dict[str, ScoreRecord]:
         return {p: self.rows[p] for p in profile_ids if p in self.rows}
 
     async def save_many(self, records: Sequence[ScoreRecord]) -> None:
-        self.rows.update((r.profile_id, r) for r in records)
+        # Like a database row: the published state is kept as bytes only.
+        self.rows.update((r.profile_id, replace(r, state=b"")) for r in records)
 
     async def all_records(self) -> list[ScoreRecord]:
         return list(self.rows.values())
@@ -154,23 +169,25 @@ class _MemoryUnitOfWork:
     async def record_tier_changes(self, changes: Sequence[TierTransition]) -> None:
         return None
 
-    async def stage(self, events: Sequence[OutgoingEvent]) -> None:
+    async def stage_encoded(self, events: Sequence[EncodedEvent]) -> None:
         self.staged += len(events)
 
     async def commit(self) -> None:
         return None
 
 
-def synthetic_changes(n: int, facts: FactColumns) -> list[ProfileChangeMessage]:
-    """Return n ProfileChanged events built from synthetic facts (each a new version)."""
+def synthetic_changes(
+    start: int, stop: int, facts: FactColumns, profiles: int
+) -> list[ProfileChangeMessage]:
+    """Return events start..stop from synthetic facts; profile ids recur every `profiles`."""
     out = []
-    for i in range(n):
+    for i in range(start, stop):
         first = datetime.fromtimestamp(float(facts.first_purchase_s[i]), UTC)
         last = datetime.fromtimestamp(float(facts.last_purchase_s[i]), UTC)
         days = int(facts.purchase_days[i])
         profile = ProfileChanged(
-            profile_id=f"p-{i % 100_000}",
-            version=1 + i // 100_000,
+            profile_id=f"p-{i % profiles}",
+            version=1 + i // profiles,
             lifecycle=Lifecycle.CUSTOMER,
             created_at=first - timedelta(days=1),
             aggregates=ProfileAggregates(
@@ -188,28 +205,68 @@ def synthetic_changes(n: int, facts: FactColumns) -> list[ProfileChangeMessage]:
     return out
 
 
-async def bench_stream(n: int) -> dict[str, float]:
-    """Time the streaming use case and the bare model on the same batches."""
+@asynccontextmanager
+async def _store(database_url: str | None) -> AsyncIterator[Callable[[], ScoringUnitOfWork]]:
+    """Yield a unit-of-work factory: in memory (None), or SQL on the given URL.
+
+    "sqlite" means a fresh SQLite file; a PostgreSQL URL gets a private schema, dropped after.
+    """
+    if database_url is None:
+        memory = _MemoryUnitOfWork()
+        yield lambda: cast(ScoringUnitOfWork, memory)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        schema = f"scoring_bench_{os.getpid()}"
+        settings = DatabaseSettings(
+            url=None if database_url == "sqlite" else database_url,
+            data_dir=Path(tmp),
+            schema_name=schema,
+        )
+        engine = create_engine(settings, tables.SERVICE)
+        try:
+            await create_tables(engine, tables.metadata, tables.SERVICE, settings)
+            kafka = KafkaSettings()
+            yield lambda: SqlScoringUnitOfWork(engine, kafka)
+        finally:
+            if is_postgres(engine):
+                async with engine.begin() as conn:
+                    await conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+            await engine.dispose()
+
+
+async def bench_stream(n: int, database_url: str | None = None) -> dict[str, float]:
+    """Time the streaming use case and the bare model on the same batches.
+
+    n / 5 profiles change five times each: a fifth of the events are first scores (a tier
+    entered, two events), the rest re-score a known profile, as in a running system. Each
+    batch's events are built just before it is scored, outside the timing, so the heap holds
+    what the service holds rather than the whole input at once.
+    """
+    profiles = max(1, n // 5)
     facts = synthetic_facts(n, seed=5)
-    messages = synthetic_changes(n, facts)
-    memory = _MemoryUnitOfWork()
-    uow = cast(ScoringUnitOfWork, memory)
-    app = ScoringApplication(ScoringConfig(), lambda: uow, lambda: NOW)
-    app.models.install(PARAMETERS)
-    batches = [messages[i : i + BATCH] for i in range(0, n, BATCH)]
     latencies = []
-    started = time.perf_counter()
-    for batch in batches:
-        t0 = time.perf_counter()
-        await app.score_profiles(batch, uow)
-        latencies.append(time.perf_counter() - t0)
-    elapsed = time.perf_counter() - started
+    async with _store(database_url) as unit_of_work:
+        app = ScoringApplication(ScoringConfig(), unit_of_work, lambda: NOW)
+        app.models.install(PARAMETERS)
+        # As the service does after loading its population: start-up objects are never garbage.
+        gc.collect()
+        gc.freeze()
+        elapsed = 0.0
+        for start in range(0, n, BATCH):
+            batch = synthetic_changes(start, min(n, start + BATCH), facts, profiles)
+            t0 = time.perf_counter()
+            await app.score_profiles(batch, unit_of_work())
+            latencies.append(time.perf_counter() - t0)
+            elapsed += latencies[-1]
+        gc.unfreeze()
     model = app.models.model
-    base_started = time.perf_counter()
-    for batch in batches:
+    baseline = 0.0
+    for start in range(0, n, BATCH):
+        batch = synthetic_changes(start, min(n, start + BATCH), facts, profiles)
+        t0 = time.perf_counter()
         columns = FactColumns.of([f for m in batch if (f := facts_of(m.event.data)) is not None])
         model.estimate(columns, NOW)
-    baseline = time.perf_counter() - base_started
+        baseline += time.perf_counter() - t0
     ms = np.array(latencies) * 1000
     rate = n / elapsed
     base_rate = n / baseline
@@ -217,10 +274,10 @@ async def bench_stream(n: int) -> dict[str, float]:
         "events_per_s": round(rate),
         "p50_ms": round(float(np.percentile(ms, 50)), 2),
         "p99_ms": round(float(np.percentile(ms, 99)), 2),
+        "max_ms": round(float(ms.max()), 2),
         "batch_size": BATCH,
         "baseline_events_per_s": round(base_rate),
         "ratio": round(rate / base_rate, 3),
-        "events_staged": memory.staged,
     }
 
 
@@ -229,14 +286,35 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="clientela.scoring.bench", description=__doc__)
     parser.add_argument("--customers", type=int, default=1_000_000, help="sweep population")
     parser.add_argument("--profiles", type=int, default=50_000, help="streamed events")
+    parser.add_argument(
+        "--database",
+        action="append",
+        default=None,
+        help="also stream into SQL: 'sqlite' (a temporary file) or a postgresql+asyncpg URL; "
+        "repeatable (default: sqlite)",
+    )
     parser.add_argument("--output", type=Path)
     args = parser.parse_args(argv)
-    figures: dict[str, float] = {}
+    figures: dict[str, float | str] = {}
     figures.update(asyncio.run(bench_stream(args.profiles)))
+    for database in args.database if args.database is not None else ["sqlite"]:
+        name = "sqlite" if database == "sqlite" else "postgres"
+        sql = asyncio.run(bench_stream(args.profiles, database))
+        figures.update(
+            {
+                f"{name}_events_per_s": sql["events_per_s"],
+                f"{name}_p50_ms": sql["p50_ms"],
+                f"{name}_p99_ms": sql["p99_ms"],
+                f"{name}_max_ms": sql["max_ms"],
+            }
+        )
     figures.update(bench_sweep(args.customers))
     figures["sweep_target_s"] = 5.0
     width = max(len(k) for k in figures)
-    print("scoring benchmark (profiles re-scored by the streaming use case; sweep over memory)")
+    print(
+        "scoring benchmark: profiles re-scored per second by the streaming use case (in memory, "
+        "then with the SQL unit of work), against the bare model; sweep over memory"
+    )
     for key, value in figures.items():
         print(f"  {key:<{width}}  {value}")
     if args.output is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -116,6 +117,11 @@ async def build(
 
         application = ScoringApplication(scoring_config(settings), unit_of_work, clock)
         await application.load()
+        # What start-up built (the population above all) lives as long as the process: keep
+        # it out of the collector's full passes, which otherwise stall a batch for as long as
+        # it takes to walk the whole heap.
+        gc.collect()
+        gc.freeze()
         container = Container(
             settings=settings,
             engine=engine,

@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 from clientela.scoring.application.ports import ScoreRecord
 from clientela.scoring.domain.facts import CustomerFacts, FactColumns
-from clientela.scoring.domain.potential import ProspectFeatures, reference_profile
+from clientela.scoring.domain.potential import ProspectFeatures
 from clientela.scoring.domain.rfm import RfmEdges, fit_rfm_edges
 from clientela.scoring.domain.tiers import (
     CODE,
@@ -35,6 +35,9 @@ _FLOAT_COLUMNS = (
     "total_spend",
     "cost_to_serve",
     "value",
+    # The customer's last features while a prospect (NaN: never seen as a prospect).
+    "snapshot_touchpoints",
+    "snapshot_inbound_share",
 )
 _INT_COLUMNS = ("revision", "tier_seq", "profile_version")
 
@@ -60,7 +63,12 @@ class RankingContext:
 
 
 class Population:
-    """Customers by profile id in growable numpy columns; prospects as a set of ids."""
+    """Customers by profile id in growable numpy columns; prospects as a set of ids.
+
+    Everything per customer is a number in a column (the pre-purchase channel mix too, one
+    column per channel), so ranking and the prospect reference are vectorised and the
+    collector has no per-customer objects to walk.
+    """
 
     def __init__(self, policy: TieringPolicy, rfm_groups: int = 5) -> None:
         self.policy = policy
@@ -72,8 +80,9 @@ class Population:
         self._int = {name: np.zeros(0, np.int64) for name in _INT_COLUMNS}
         self._tier = np.zeros(0, np.int8)
         self._risk = np.zeros(0, np.bool_)
+        self._channels: dict[str, int] = {}
+        self._mix = np.zeros((0, 0), np.float64)
         self.prospects: set[str] = set()
-        self.snapshots: dict[str, ProspectFeatures] = {}
 
     def __len__(self) -> int:
         return self._size
@@ -92,13 +101,21 @@ class Population:
         self._risk = np.concatenate(
             [self._risk[: self._size], np.zeros(new - self._size, np.bool_)]
         )
+        mix = np.zeros((new, self._mix.shape[1]), np.float64)
+        mix[: self._size] = self._mix[: self._size]
+        self._mix = mix
+
+    def _channel(self, name: str) -> int:
+        column = self._channels.get(name)
+        if column is None:
+            column = self._channels[name] = len(self._channels)
+            self._mix = np.hstack([self._mix, np.zeros((self._mix.shape[0], 1), np.float64)])
+        return column
 
     def apply(self, records: Iterable[ScoreRecord]) -> None:
         """Merge committed records: customers into the columns, prospects into the id set."""
         for record in records:
             pid = record.profile_id
-            if record.prospect_features is not None:
-                self.snapshots[pid] = record.prospect_features
             if record.facts is None:
                 self.prospects.add(pid)
                 continue
@@ -120,12 +137,21 @@ class Population:
         f["last_purchase_s"][row] = facts.last_purchase_s
         f["total_spend"][row] = facts.total_spend
         f["cost_to_serve"][row] = facts.cost_to_serve
-        f["value"][row] = record.scores.predicted_value
+        f["value"][row] = record.predicted_value
         self._int["revision"][row] = record.revision
         self._int["tier_seq"][row] = record.tier_seq
         self._int["profile_version"][row] = record.profile_version
         self._tier[row] = CODE[record.tier]
-        self._risk[row] = record.scores.at_risk
+        self._risk[row] = record.at_risk
+        snapshot = record.prospect_features
+        if snapshot is None:
+            f["snapshot_touchpoints"][row] = f["snapshot_inbound_share"][row] = np.nan
+            return
+        f["snapshot_touchpoints"][row] = snapshot.touchpoints
+        f["snapshot_inbound_share"][row] = snapshot.inbound_share
+        columns = [self._channel(name) for name in snapshot.channel_mix]
+        self._mix[row] = 0.0
+        self._mix[row, columns] = list(snapshot.channel_mix.values())
 
     def columns(self) -> CustomerColumns:
         """Return a copy of the customer columns (safe to compute on while writes go on)."""
@@ -175,15 +201,18 @@ class Population:
         return out
 
     def reference(self) -> ProspectFeatures | None:
-        """Return the mean pre-purchase features of today's tier A customers."""
-        tiers = self._tier
-        a_code = CODE[Tier.A]
-        snapshots = [
-            features
-            for pid, features in self.snapshots.items()
-            if (row := self._index.get(pid)) is not None and tiers[row] == a_code
-        ]
-        return reference_profile(snapshots)
+        """Return the mean pre-purchase features of today's tier A customers (vectorised)."""
+        n = self._size
+        touchpoints = self._float["snapshot_touchpoints"][:n]
+        rows = np.flatnonzero((self._tier[:n] == CODE[Tier.A]) & ~np.isnan(touchpoints))
+        if rows.size == 0:
+            return None
+        mix = self._mix[rows].mean(axis=0)
+        return ProspectFeatures(
+            channel_mix={name: float(mix[c]) for name, c in self._channels.items() if mix[c] > 0},
+            touchpoints=float(touchpoints[rows].mean()),
+            inbound_share=float(self._float["snapshot_inbound_share"][rows].mean()),
+        )
 
 
 class RankingCache:

@@ -11,8 +11,14 @@ from typing import Protocol, Self
 from clientela.scoring.domain.facts import CustomerFacts
 from clientela.scoring.domain.potential import ProspectFeatures
 from clientela.scoring.domain.value_model import FittedParameters
-from clientela.shared.codec import OutgoingEvent
-from clientela.shared.contracts import ProfileChangedEvent, ScoresUpdated, Tier, TierMove
+from clientela.shared.contracts import (
+    Lifecycle,
+    ProfileChangedEvent,
+    ScoresUpdated,
+    Tier,
+    TierMove,
+    TopicSpec,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,30 +53,42 @@ class ScoreRecord:
 
     `revision` counts the ScoresUpdated events and `tier_seq` the TierChanged events of the
     profile; derived event ids are built from them, so each publication has its own id and a
-    retried transaction rebuilds the same ones.
+    retried transaction rebuilds the same ones. `state` is the ScoresUpdated JSON exactly as
+    published; it is parsed only where the full scores are read (`scores`), and left empty
+    when a store was asked for the counters only.
     """
 
-    scores: ScoresUpdated
+    profile_id: str
+    profile_version: int
     revision: int
     tier_seq: int
+    lifecycle: Lifecycle
+    tier: Tier
+    predicted_value: float
+    at_risk: bool
     facts: CustomerFacts | None
     prospect_features: ProspectFeatures | None
     updated_at: datetime
+    state: bytes = b""
 
     @property
-    def profile_id(self) -> str:
-        """Return the profile id."""
-        return self.scores.profile_id
+    def scores(self) -> ScoresUpdated:
+        """Return the published scores (parsed from `state`)."""
+        if not self.state:
+            raise LookupError("the scores were not loaded with this record")
+        return ScoresUpdated.model_validate_json(self.state)
 
-    @property
-    def profile_version(self) -> int:
-        """Return the profile version the scores reflect."""
-        return self.scores.profile_version
 
-    @property
-    def tier(self) -> Tier:
-        """Return the stored tier."""
-        return self.scores.tier
+@dataclass(frozen=True, slots=True)
+class EncodedEvent:
+    """An event ready for the outbox: registered topic, key, and its contract's JSON."""
+
+    topic: TopicSpec
+    key: str
+    event_type: str
+    event_id: str
+    value: bytes
+    accepted_at_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +116,13 @@ class TierTotal:
 class ScoreStore(Protocol):
     """Scores inside a unit of work."""
 
-    async def get_many(self, profile_ids: Sequence[str]) -> dict[str, ScoreRecord]:
-        """Return the stored records of those profiles that have any, in one query."""
+    async def get_many(
+        self, profile_ids: Sequence[str], *, with_state: bool = False
+    ) -> dict[str, ScoreRecord]:
+        """Return the stored records of those profiles that have any, in one query.
+
+        The published state is read only `with_state`; streaming needs just the counters.
+        """
         ...
 
     async def save_many(self, records: Sequence[ScoreRecord]) -> None:
@@ -161,8 +184,8 @@ class ScoringUnitOfWork(Protocol):
         """Append tier moves to the history."""
         ...
 
-    async def stage(self, events: Sequence[OutgoingEvent]) -> None:
-        """Put events in the outbox, to be published once the transaction commits."""
+    async def stage_encoded(self, events: Sequence[EncodedEvent]) -> None:
+        """Put encoded events in the outbox, to be published once the transaction commits."""
         ...
 
     async def commit(self) -> None:

@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from clientela.scoring.application.ports import ScoreRecord, TierTransition
+from clientela.scoring.application.ports import EncodedEvent, ScoreRecord, TierTransition
+from clientela.scoring.application.wire import derived_id, encode, envelope
 from clientela.scoring.domain.facts import CustomerFacts
 from clientela.scoring.domain.potential import ProspectFeatures
+from clientela.scoring.domain.reasons import ReasonData
 from clientela.scoring.domain.tiers import tier_move
-from clientela.shared.codec import OutgoingEvent
 from clientela.shared.contracts import (
-    ScoresUpdated,
+    Lifecycle,
     ScoresUpdatedEvent,
-    TierChanged,
+    Tier,
     TierChangedEvent,
-    derived_event_id,
 )
 from clientela.shared.contracts.topics import SCORES, TIER_CHANGES
 
-SOURCE = "scoring"
+# Payload of a ScoresUpdated as plain data (the contract's field names).
+ScoresData = dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,74 +39,106 @@ class Publication:
     """The record to store and the events (and history row) that announce it."""
 
     record: ScoreRecord
-    events: list[OutgoingEvent]
+    events: list[EncodedEvent]
     transition: TierTransition | None
 
 
 def publish(
-    scores: ScoresUpdated,
+    data: ScoresData,
     previous: ScoreRecord | None,
     cause: Cause,
     now: datetime,
     *,
     facts: CustomerFacts | None,
     prospect_features: ProspectFeatures | None,
+    tier_reasons: Callable[[], Sequence[ReasonData]],
 ) -> Publication:
     """Return the new record, a ScoresUpdated and, when the tier moved, one TierChanged.
 
     Each ScoresUpdated takes the next revision and each tier move the next tier sequence
     number of the profile; the event ids come from those, so a move is announced once and a
-    transaction retried after a crash rebuilds exactly the same ids.
+    transaction retried after a crash rebuilds exactly the same ids. `tier_reasons` gives the
+    TierChanged its reasons (all of them, with the numbers the ScoresUpdated carries as
+    fields); it is called only when the tier moved.
     """
+    profile_id: str = data["profile_id"]
+    tier = Tier(data["tier"])
     revision = (previous.revision if previous is not None else 0) + 1
     from_tier = previous.tier if previous is not None else None
-    move = tier_move(from_tier, scores.tier)
+    move = tier_move(from_tier, tier)
     tier_seq = (previous.tier_seq if previous is not None else 0) + (1 if move else 0)
+    state = encode(data)
     stored = ScoreRecord(
-        scores=scores,
+        profile_id=profile_id,
+        profile_version=data["profile_version"],
         revision=revision,
         tier_seq=tier_seq,
+        lifecycle=Lifecycle(data["lifecycle"]),
+        tier=tier,
+        predicted_value=data["predicted_value"],
+        at_risk=data["at_risk"],
         facts=facts,
         prospect_features=prospect_features,
         updated_at=now,
+        state=state,
     )
-    updated = ScoresUpdatedEvent(
-        event_id=derived_event_id("scores.updated", scores.profile_id, f"r{revision}"),
-        occurred_at=now,
-        source=SOURCE,
-        correlation_id=cause.correlation_id,
-        causation_id=cause.event_id,
-        data=scores,
-    )
-    events = [OutgoingEvent(SCORES, scores.profile_id, updated, cause.accepted_at_ms)]
+    event_id = derived_id("scores.updated", profile_id, f"r{revision}")
+    events = [
+        EncodedEvent(
+            SCORES,
+            profile_id,
+            ScoresUpdatedEvent.EVENT_TYPE,
+            event_id,
+            envelope(
+                ScoresUpdatedEvent.EVENT_TYPE,
+                event_id,
+                now,
+                correlation_id=cause.correlation_id,
+                causation_id=cause.event_id,
+                data=state,
+            ),
+            cause.accepted_at_ms,
+        )
+    ]
     if move is None:
         return Publication(stored, events, None)
-    event_id = derived_event_id("tier.changed", scores.profile_id, f"t{tier_seq}")
-    changed = TierChangedEvent(
-        event_id=event_id,
-        occurred_at=now,
-        source=SOURCE,
-        correlation_id=cause.correlation_id,
-        causation_id=cause.event_id,
-        data=TierChanged(
-            profile_id=scores.profile_id,
-            profile_version=scores.profile_version,
-            from_tier=from_tier,
-            to_tier=scores.tier,
-            move=move,
-            lifecycle=scores.lifecycle,
-            predicted_value=scores.predicted_value,
-            model_version=scores.model_version,
-            reasons=scores.reasons,
-        ),
+    event_id = derived_id("tier.changed", profile_id, f"t{tier_seq}")
+    changed = encode(
+        {
+            "profile_id": profile_id,
+            "profile_version": data["profile_version"],
+            "from_tier": from_tier,
+            "to_tier": tier,
+            "move": move,
+            "lifecycle": data["lifecycle"],
+            "predicted_value": data["predicted_value"],
+            "model_version": data["model_version"],
+            "reasons": tier_reasons(),
+        }
     )
-    events.append(OutgoingEvent(TIER_CHANGES, scores.profile_id, changed, cause.accepted_at_ms))
+    events.append(
+        EncodedEvent(
+            TIER_CHANGES,
+            profile_id,
+            TierChangedEvent.EVENT_TYPE,
+            event_id,
+            envelope(
+                TierChangedEvent.EVENT_TYPE,
+                event_id,
+                now,
+                correlation_id=cause.correlation_id,
+                causation_id=cause.event_id,
+                data=changed,
+            ),
+            cause.accepted_at_ms,
+        )
+    )
     transition = TierTransition(
         event_id=event_id,
-        profile_id=scores.profile_id,
-        profile_version=scores.profile_version,
+        profile_id=profile_id,
+        profile_version=data["profile_version"],
         from_tier=from_tier,
-        to_tier=scores.tier,
+        to_tier=tier,
         move=move,
         occurred_at=now,
     )

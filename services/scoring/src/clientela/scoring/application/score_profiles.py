@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 
 from clientela.scoring.application.model_registry import ModelRegistry
 from clientela.scoring.application.population import Population, RankingCache
@@ -17,17 +18,20 @@ from clientela.scoring.application.ports import (
 )
 from clientela.scoring.application.publishing import Cause, Publication, publish
 from clientela.scoring.application.scorer import (
+    ScoredProfile,
     ScoringPolicy,
-    customer_scores,
+    all_reasons,
+    customer_payloads,
     previous_codes,
-    prospect_scores,
+    prospect_payload,
     score_customers,
     segment_of,
+    within_contract,
 )
 from clientela.scoring.domain.facts import CustomerFacts, FactColumns, facts_of
 from clientela.scoring.domain.potential import prospect_features
 from clientela.scoring.domain.value_model import scored_lifecycle
-from clientela.shared.contracts import utc_now
+from clientela.shared.contracts import ProfileChanged, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +101,7 @@ class ScoreProfiles:
             await uow.scores.save_many([p.record for p in publications])
             transitions = [p.transition for p in publications if p.transition is not None]
             await uow.record_tier_changes(transitions)
-            await uow.stage([e for p in publications for e in p.events])
+            await uow.stage_encoded([e for p in publications for e in p.events])
             await uow.commit()
             self._population.apply(p.record for p in publications)
         log.info(
@@ -119,15 +123,23 @@ class ScoreProfiles:
         now: datetime,
     ) -> list[Publication]:
         model = self._models.model
-        facts: dict[str, CustomerFacts | None] = {
-            m.event.data.profile_id: facts_of(m.event.data) for m in todo
-        }
-        customers = [m for m in todo if facts[m.event.data.profile_id] is not None]
-        prospects = [m for m in todo if facts[m.event.data.profile_id] is None]
-        ids = [m.event.data.profile_id for m in customers]
-        columns = FactColumns.of([f for pid in ids if (f := facts[pid]) is not None])
+        customers: list[ProfileChanged] = []
+        customer_facts: list[CustomerFacts] = []
+        prospects: list[ProfileChanged] = []
+        causes: dict[str, Cause] = {}
+        for message in todo:
+            profile = message.event.data
+            causes[profile.profile_id] = _cause(message)
+            found = facts_of(profile)
+            if found is None:
+                prospects.append(profile)
+            else:
+                customers.append(profile)
+                customer_facts.append(found)
+        ids = [p.profile_id for p in customers]
+        columns = FactColumns.of(customer_facts)
         # Values first (they need no ranking), so a stale ranking is rebuilt with this batch.
-        values = model.estimate(columns, now).predicted_value
+        values = within_contract(model.estimate(columns, now)).predicted_value
         context = self._ranking.get(now.timestamp(), extra=values, skip=ids)
         previous = [stored.get(pid) for pid in ids]
         scored = score_customers(
@@ -138,45 +150,48 @@ class ScoreProfiles:
             context,
             self._policy,
         )
-        out: list[Publication] = []
-        for i, message in enumerate(customers):
-            profile = message.event.data
-            before = previous[i]
-            scores = customer_scores(
-                i,
-                scored,
-                profile_id=profile.profile_id,
-                profile_version=profile.version,
-                lifecycle=scored_lifecycle(profile),
-                segment=segment_of(profile, None, self._policy),
-                model_version=model.model_version,
-                facts=columns,
-                as_of=now,
-                context=context,
-                policy=self._policy,
-            )
-            out.append(
-                publish(
-                    scores,
-                    before,
-                    _cause(message),
-                    now,
-                    facts=facts[profile.profile_id],
-                    prospect_features=before.prospect_features if before is not None else None,
+        payloads = customer_payloads(
+            scored,
+            None,
+            [
+                ScoredProfile(
+                    p.profile_id,
+                    p.version,
+                    scored_lifecycle(p),
+                    segment_of(p, None, self._policy),
                 )
+                for p in customers
+            ],
+            model_version=model.model_version,
+            facts=columns,
+            as_of=now,
+            context=context,
+            policy=self._policy,
+        )
+        out = [
+            publish(
+                data,
+                before,
+                causes[data["profile_id"]],
+                now,
+                facts=facts,
+                prospect_features=before.prospect_features if before is not None else None,
+                tier_reasons=partial(all_reasons, data),
             )
-        for message in prospects:
-            profile = message.event.data
+            for data, before, facts in zip(payloads, previous, customer_facts, strict=True)
+        ]
+        for profile in prospects:
             features = prospect_features(profile)
-            scores = prospect_scores(profile, features, context.reference, model.model_version, now)
+            data = prospect_payload(profile, features, context.reference, model.model_version, now)
             out.append(
                 publish(
-                    scores,
+                    data,
                     stored.get(profile.profile_id),
-                    _cause(message),
+                    causes[profile.profile_id],
                     now,
                     facts=None,
                     prospect_features=features,
+                    tier_reasons=partial(all_reasons, data),
                 )
             )
         return out

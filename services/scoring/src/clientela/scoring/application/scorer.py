@@ -1,18 +1,25 @@
-"""Turns model estimates and the population's ranking into published scores, with reasons."""
+"""Turns model estimates and the population's ranking into published scores, with reasons.
+
+Everything numeric is computed for a whole batch (or sweep) at once with numpy; the per
+profile work left is assembling plain dicts in the contract's shape, which `wire` encodes.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from clientela.scoring.application.population import RankingContext
+from clientela.scoring.application.publishing import ScoresData
 from clientela.scoring.domain.facts import FactColumns, FloatArray
 from clientela.scoring.domain.potential import ProspectFeatures, potential
-from clientela.scoring.domain.reasons import reason
+from clientela.scoring.domain.reasons import ReasonData, reason
 from clientela.scoring.domain.relationship import (
     RiskPolicy,
     SegmentRules,
@@ -26,12 +33,14 @@ from clientela.scoring.domain.value_model import Estimates, ValueModel
 from clientela.shared.contracts import (
     Lifecycle,
     ProfileChanged,
-    Reason,
-    Rfm,
     ScoresUpdated,
     Segment,
     Tier,
 )
+
+log = logging.getLogger(__name__)
+
+Index = npt.NDArray[np.intp]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +63,45 @@ class CustomerScores:
     margin: FloatArray
 
 
+@dataclass(frozen=True, slots=True)
+class ScoredProfile:
+    """Who a row of customer scores belongs to: id, profile version, lifecycle, segment."""
+
+    profile_id: str
+    profile_version: int
+    lifecycle: Lifecycle
+    segment: tuple[Segment, ReasonData] | None
+
+
+def within_contract(estimates: Estimates) -> Estimates:
+    """Return estimates inside the contract's bounds (finite, >= 0, probabilities in 0..1).
+
+    The closed forms stay in bounds for sane inputs; this one vectorised pass is what lets the
+    events be encoded without validating each field again, and it turns a pathological input
+    into a logged zero instead of a batch that fails on every redelivery.
+    """
+
+    def bounded(column: FloatArray | None, high: float = np.inf) -> FloatArray | None:
+        if column is None:
+            return None
+        if np.isfinite(column).all() and (column >= 0).all() and (column <= high).all():
+            return column
+        bad = int(np.count_nonzero(~np.isfinite(column)))
+        if bad:
+            log.warning("%d estimate(s) were not finite; scored as 0", bad)
+        return np.clip(np.nan_to_num(column, nan=0.0, posinf=0.0, neginf=0.0), 0.0, high)
+
+    value = bounded(estimates.predicted_value)
+    assert value is not None
+    return replace(
+        estimates,
+        predicted_value=value,
+        expected_purchases=bounded(estimates.expected_purchases),
+        probability_alive=bounded(estimates.probability_alive, 1.0),
+        expected_spend=bounded(estimates.expected_spend),
+    )
+
+
 def score_customers(
     model: ValueModel,
     facts: FactColumns,
@@ -63,7 +111,7 @@ def score_customers(
     policy: ScoringPolicy,
 ) -> CustomerScores:
     """Return predicted value, tier (with hysteresis), risk, RFM and margin of every row."""
-    estimates = model.estimate(facts, as_of)
+    estimates = within_contract(model.estimate(facts, as_of))
     tiers = context.cutoffs.tiers_for(estimates.predicted_value, previous_tiers)
     return CustomerScores(
         estimates=estimates,
@@ -84,158 +132,214 @@ def previous_codes(tiers: Sequence[Tier | None]) -> TierCodes:
     return np.fromiter((CODE[t] if t is not None else NO_TIER for t in tiers), np.int8, len(tiers))
 
 
-def _opt(column: FloatArray | None, i: int) -> float | None:
-    return None if column is None else float(column[i])
+def _values(column: FloatArray | None, idx: Index | slice, n: int) -> list[Any]:
+    return [None] * n if column is None else column[idx].tolist()
 
 
-def customer_scores(
-    i: int,
+def _rounded(column: FloatArray | None, idx: Index | slice, n: int, digits: int) -> list[Any]:
+    return [None] * n if column is None else np.round(column[idx], digits).tolist()
+
+
+def customer_payloads(
     scores: CustomerScores,
+    rows: Index | None,
+    profiles: Sequence[ScoredProfile],
     *,
-    profile_id: str,
-    profile_version: int,
-    lifecycle: Lifecycle,
-    segment: tuple[Segment, Reason] | None,
     model_version: str,
     facts: FactColumns,
     as_of: datetime,
     context: RankingContext,
     policy: ScoringPolicy,
-) -> ScoresUpdated:
-    """Return the published scores of row i, with every number behind them as a reason."""
+) -> list[ScoresData]:
+    """Return the ScoresUpdated payloads of the given rows (all when None), as plain data.
+
+    Numbers go through numpy once per batch and reach Python with `tolist`. The payload's
+    reasons carry the numbers behind the scores that are not fields of the event (spend,
+    purchase days, recency, RFM, margin, segment rule, risk, the tier lines); the fields'
+    own reasons are added back by `all_reasons` for a TierChanged and for the HTTP API.
+    """
+    idx: Index | slice = slice(None) if rows is None else rows
+    n = len(profiles)
     est = scores.estimates
-    value = float(est.predicted_value[i])
-    tier = TIER_OF_CODE[int(scores.tiers[i])]
-    alive = _opt(est.probability_alive, i)
-    purchases = _opt(est.expected_purchases, i)
-    order_value = _opt(est.expected_spend, i)
-    margin = float(scores.margin[i])
-    risky = bool(scores.at_risk[i])
-    rfm = Rfm(
-        recency=int(scores.rfm.recency[i]),
-        frequency=int(scores.rfm.frequency[i]),
-        monetary=int(scores.rfm.monetary[i]),
+    value = est.predicted_value[idx].tolist()
+    alive = _values(est.probability_alive, idx, n)
+    purchases = _values(est.expected_purchases, idx, n)
+    order_value = _values(est.expected_spend, idx, n)
+    tiers = scores.tiers[idx].tolist()
+    risky = scores.at_risk[idx].tolist()
+    alive_r = _rounded(est.probability_alive, idx, n, 4)
+    recency = scores.rfm.recency[idx].tolist()
+    frequency = scores.rfm.frequency[idx].tolist()
+    monetary = scores.rfm.monetary[idx].tolist()
+    since = np.round(scores.rfm.recency_days[idx], 1).tolist()
+    margin = scores.margin[idx].tolist()
+    margin_r = np.round(scores.margin[idx], 2).tolist()
+    spend_r = np.round(facts.total_spend[idx], 2).tolist()
+    days = facts.purchase_days[idx].astype(np.int64).tolist()
+    cost = facts.cost_to_serve[idx].tolist()
+    horizon = policy.horizon_weeks if est.expected_purchases is not None else None
+    as_of_text = as_of.isoformat().replace("+00:00", "Z")
+    cutoff_reasons = context.cutoffs.reasons()
+    rfm_detail = f"recency-frequency-monetary group, 1 to {context.rfm_edges.groups}"
+    margin_detail = f"{policy.risk.gross_margin:.0%} margin on spend minus cost to serve"
+    risk_detail = (
+        f"tier A with a chance of still buying below {policy.risk.at_risk_probability_alive:.0%}"
     )
-    reasons = [reason(code="predicted_value", value=round(value, 2), detail=_horizon(est, policy))]
-    if purchases is not None:
-        reasons.append(
+    tier_names = [t.value for t in TIER_OF_CODE]
+    out: list[ScoresData] = []
+    for i in range(n):
+        who = profiles[i]
+        tier = tier_names[tiers[i]]
+        rfm = {"recency": recency[i], "frequency": frequency[i], "monetary": monetary[i]}
+        reasons: list[ReasonData] = [
+            {"code": "total_spend", "value": spend_r[i], "detail": ""},
+            {"code": "purchase_days", "value": days[i], "detail": "days with a sale"},
+            {"code": "days_since_last_purchase", "value": since[i], "detail": ""},
+            {
+                "code": "rfm",
+                "value": f"{recency[i]}-{frequency[i]}-{monetary[i]}",
+                "detail": rfm_detail,
+            },
+            {"code": "margin_after_cost", "value": margin_r[i], "detail": margin_detail},
+        ]
+        if margin[i] < 0 and tier == "C":
+            reasons.append(
+                reason(
+                    "low_value_high_cost",
+                    margin_r[i],
+                    "costs more to serve than the margin they bring",
+                )
+            )
+        if who.segment is not None:
+            reasons.append(who.segment[1])
+        if risky[i]:
+            reasons.append(reason("at_risk", alive_r[i] or 0.0, risk_detail))
+        reasons.extend(cutoff_reasons)
+        out.append(
+            {
+                "profile_id": who.profile_id,
+                "profile_version": who.profile_version,
+                "model_version": model_version,
+                "lifecycle": who.lifecycle.value,
+                "tier": tier,
+                "predicted_value": value[i],
+                "probability_alive": alive[i],
+                "rfm": rfm,
+                "segment": who.segment[0].value if who.segment is not None else None,
+                "potential": None,
+                "cost_to_serve": cost[i],
+                "at_risk": risky[i],
+                "reasons": reasons,
+                "as_of": as_of_text,
+                "expected_purchases": purchases[i],
+                "expected_order_value": order_value[i],
+                "horizon_weeks": horizon,
+                "profitable": margin[i] >= 0,
+            }
+        )
+    return out
+
+
+def field_reasons(
+    *,
+    predicted_value: float,
+    expected_purchases: float | None,
+    expected_order_value: float | None,
+    probability_alive: float | None,
+    cost_to_serve: float,
+    horizon_weeks: float | None,
+) -> list[ReasonData]:
+    """Return the reasons of a customer's scored fields (value, purchases, spend, P(alive))."""
+    if horizon_weeks is None:
+        detail = "past spend, halved for every half-life without a purchase"
+    else:
+        detail = f"expected spend over the next {horizon_weeks:g} weeks"
+    out = [reason("predicted_value", round(predicted_value, 2), detail)]
+    if expected_purchases is not None:
+        out.append(
             reason(
-                code="expected_purchases",
-                value=round(purchases, 3),
-                detail=f"purchase days expected over the next {policy.horizon_weeks:g} weeks",
+                "expected_purchases",
+                round(expected_purchases, 3),
+                f"purchase days expected over the next {horizon_weeks or 0:g} weeks",
             )
         )
-    if order_value is not None:
-        reasons.append(
-            reason(code="expected_order_value", value=round(order_value, 2), detail="per purchase")
-        )
-    if alive is not None:
-        reasons.append(
+    if expected_order_value is not None:
+        out.append(reason("expected_order_value", round(expected_order_value, 2), "per purchase"))
+    if probability_alive is not None:
+        out.append(
             reason(
-                code="probability_alive",
-                value=round(alive, 4),
-                detail="chance they are still buying from us",
+                "probability_alive",
+                round(probability_alive, 4),
+                "chance they are still buying from us",
             )
         )
-    reasons += [
-        reason(code="total_spend", value=round(float(facts.total_spend[i]), 2)),
-        reason(code="purchase_days", value=int(facts.purchase_days[i]), detail="days with a sale"),
-        reason(
-            code="days_since_last_purchase",
-            value=round(float(scores.rfm.recency_days[i]), 1),
-        ),
-        reason(
-            code="rfm",
-            value=f"{rfm.recency}-{rfm.frequency}-{rfm.monetary}",
-            detail=f"recency-frequency-monetary group, 1 to {context.rfm_edges.groups}",
-        ),
-        reason(code="cost_to_serve", value=round(float(facts.cost_to_serve[i]), 2)),
-        reason(
-            code="margin_after_cost",
-            value=round(margin, 2),
-            detail=f"{policy.risk.gross_margin:.0%} margin on spend minus cost to serve",
-        ),
-    ]
-    if margin < 0 and tier is Tier.C:
-        reasons.append(
-            reason(
-                code="low_value_high_cost",
-                value=round(margin, 2),
-                detail="costs more to serve than the margin they bring",
-            )
-        )
-    if segment is not None:
-        reasons.append(segment[1])
-    if risky:
-        reasons.append(
-            reason(
-                code="at_risk",
-                value=round(alive or 0.0, 4),
-                detail=f"tier A with a chance of still buying below "
-                f"{policy.risk.at_risk_probability_alive:.0%}",
-            )
-        )
-    reasons += context.cutoffs.reasons()
-    return ScoresUpdated(
-        profile_id=profile_id,
-        profile_version=profile_version,
-        model_version=model_version,
-        lifecycle=lifecycle,
-        tier=tier,
-        predicted_value=value,
-        probability_alive=alive,
-        rfm=rfm,
-        segment=segment[0] if segment is not None else None,
-        cost_to_serve=float(facts.cost_to_serve[i]),
-        at_risk=risky,
-        reasons=reasons,
-        as_of=as_of,
-        expected_purchases=purchases,
-        expected_order_value=order_value,
-        horizon_weeks=policy.horizon_weeks if purchases is not None else None,
-        profitable=margin >= 0,
+    out.append(reason("cost_to_serve", round(cost_to_serve, 2)))
+    return out
+
+
+def all_reasons(data: Mapping[str, Any]) -> list[ReasonData]:
+    """Return every reason of a ScoresUpdated payload: its fields' reasons, then its own.
+
+    A prospect's payload already carries all of its reasons. Reasons the payload carries
+    itself win over field reasons of the same code (scores stored before the payload was
+    slimmed down carry both).
+    """
+    carried: list[ReasonData] = list(data.get("reasons") or ())
+    if data.get("tier") in (Tier.P, Tier.P.value):
+        return carried
+    codes = {r["code"] for r in carried}
+    derived = field_reasons(
+        predicted_value=float(data["predicted_value"]),
+        expected_purchases=data.get("expected_purchases"),
+        expected_order_value=data.get("expected_order_value"),
+        probability_alive=data.get("probability_alive"),
+        cost_to_serve=float(data.get("cost_to_serve") or 0.0),
+        horizon_weeks=data.get("horizon_weeks"),
     )
+    return [r for r in derived if r["code"] not in codes] + carried
 
 
-def _horizon(estimates: Estimates, policy: ScoringPolicy) -> str:
-    if estimates.expected_purchases is None:
-        return "past spend, halved for every half-life without a purchase"
-    return f"expected spend over the next {policy.horizon_weeks:g} weeks"
-
-
-def prospect_scores(
+def prospect_payload(
     profile: ProfileChanged,
     features: ProspectFeatures,
     reference: ProspectFeatures | None,
     model_version: str,
     as_of: datetime,
-) -> ScoresUpdated:
+) -> ScoresData:
     """Return the scores of a prospect: tier P, no value yet, and a potential."""
     score, reasons = potential(features, reference)
-    return ScoresUpdated(
-        profile_id=profile.profile_id,
-        profile_version=profile.version,
-        model_version=model_version,
-        lifecycle=Lifecycle.PROSPECT,
-        tier=Tier.P,
-        predicted_value=0.0,
-        potential=score,
-        cost_to_serve=float(profile.aggregates.cost_to_serve),
-        reasons=[
-            reason(code="purchase_count", value=0, detail="no sale recorded yet"),
-            *reasons,
-        ],
-        as_of=as_of,
-    )
+    return {
+        "profile_id": profile.profile_id,
+        "profile_version": profile.version,
+        "model_version": model_version,
+        "lifecycle": Lifecycle.PROSPECT.value,
+        "tier": Tier.P.value,
+        "predicted_value": 0.0,
+        "probability_alive": None,
+        "rfm": None,
+        "segment": None,
+        # Rounding can put a resemblance of exactly 1 a hair above it.
+        "potential": None if score is None else min(1.0, max(0.0, score)),
+        "cost_to_serve": float(profile.aggregates.cost_to_serve),
+        "at_risk": False,
+        "reasons": [reason("purchase_count", 0, "no sale recorded yet"), *reasons],
+        "as_of": as_of.isoformat().replace("+00:00", "Z"),
+        "expected_purchases": None,
+        "expected_order_value": None,
+        "horizon_weeks": None,
+        "profitable": None,
+    }
 
 
 def segment_of(
     profile: ProfileChanged | None, previous: ScoresUpdated | None, policy: ScoringPolicy
-) -> tuple[Segment, Reason] | None:
+) -> tuple[Segment, ReasonData] | None:
     """Return the segment from the profile, or keep the stored one when only time passed."""
     if profile is not None:
         return relationship_segment(profile, policy.segments)
     if previous is None or previous.segment is None:
         return None
     rule = next((r for r in previous.reasons if r.code == "segment_rule"), None)
-    return previous.segment, rule or reason(code="segment_rule", detail="kept from last change")
+    if rule is None:
+        return previous.segment, reason("segment_rule", detail="kept from last change")
+    return previous.segment, reason(rule.code, rule.value, rule.detail)

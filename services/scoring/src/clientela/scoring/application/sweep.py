@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 
 import numpy as np
 import numpy.typing as npt
@@ -18,10 +19,13 @@ from clientela.scoring.application.ports import ScoringUnitOfWork
 from clientela.scoring.application.publishing import Cause, Publication, publish
 from clientela.scoring.application.scorer import (
     CustomerScores,
+    ScoredProfile,
     ScoringPolicy,
-    customer_scores,
+    all_reasons,
+    customer_payloads,
     score_customers,
     segment_of,
+    within_contract,
 )
 from clientela.scoring.domain.facts import FactColumns
 from clientela.scoring.domain.rfm import fit_rfm_edges
@@ -83,7 +87,7 @@ class SweepPopulation:
         population = self._population
         model = self._models.model
         columns = population.columns()
-        values = model.estimate(columns.facts, now).predicted_value
+        values = within_contract(model.estimate(columns.facts, now)).predicted_value
         context = RankingContext(
             cutoffs=compute_cutoffs(values, population.policy),
             rfm_edges=fit_rfm_edges(columns.facts, now.timestamp(), population.rfm_groups),
@@ -135,40 +139,49 @@ class SweepPopulation:
         """Store and announce the changed customers at rows, in one transaction."""
         chunk_ids = [ids[int(r)] for r in rows]
         async with self._uow() as uow:
-            stored = await uow.scores.get_many(chunk_ids)
-            publications: list[Publication] = []
-            for row, pid in zip(rows, chunk_ids, strict=True):
-                before = stored.get(pid)
-                if before is None or before.facts is None:
-                    continue
-                i = int(row)
-                scores = customer_scores(
-                    i,
-                    scored,
-                    profile_id=pid,
-                    profile_version=before.profile_version,
-                    lifecycle=before.scores.lifecycle,
-                    segment=segment_of(None, before.scores, self._policy),
-                    model_version=model_version,
-                    facts=facts,
-                    as_of=now,
-                    context=context,
-                    policy=self._policy,
-                )
-                publications.append(
-                    publish(
-                        scores,
-                        before,
-                        cause,
-                        now,
-                        facts=before.facts,
-                        prospect_features=before.prospect_features,
+            stored = await uow.scores.get_many(chunk_ids, with_state=True)
+            kept = [
+                (int(row), before)
+                for row, pid in zip(rows, chunk_ids, strict=True)
+                if (before := stored.get(pid)) is not None and before.facts is not None
+            ]
+            profiles = []
+            for _, before in kept:
+                previous = before.scores if before.state else None
+                profiles.append(
+                    ScoredProfile(
+                        before.profile_id,
+                        before.profile_version,
+                        before.lifecycle,
+                        segment_of(None, previous, self._policy),
                     )
                 )
+            payloads = customer_payloads(
+                scored,
+                np.array([row for row, _ in kept], dtype=np.intp),
+                profiles,
+                model_version=model_version,
+                facts=facts,
+                as_of=now,
+                context=context,
+                policy=self._policy,
+            )
+            publications: list[Publication] = [
+                publish(
+                    data,
+                    before,
+                    cause,
+                    now,
+                    facts=before.facts,
+                    prospect_features=before.prospect_features,
+                    tier_reasons=partial(all_reasons, data),
+                )
+                for data, (_, before) in zip(payloads, kept, strict=True)
+            ]
             await uow.scores.save_many([p.record for p in publications])
             transitions = [p.transition for p in publications if p.transition is not None]
             await uow.record_tier_changes(transitions)
-            await uow.stage([e for p in publications for e in p.events])
+            await uow.stage_encoded([e for p in publications for e in p.events])
             await uow.commit()
         self._population.apply(p.record for p in publications)
         return len(transitions)

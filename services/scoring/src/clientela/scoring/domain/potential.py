@@ -7,11 +7,11 @@ in 0..1 a person can check; the potential is their mean.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from clientela.scoring.domain.reasons import reason
-from clientela.shared.contracts import ProfileChanged, Reason
+from clientela.scoring.domain.reasons import ReasonData, reason
+from clientela.shared.contracts import ProfileChanged
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,22 +54,9 @@ def prospect_features(profile: ProfileChanged) -> ProspectFeatures:
     )
 
 
-def reference_profile(snapshots: Sequence[ProspectFeatures]) -> ProspectFeatures | None:
-    """Return the average pre-purchase features of a group (None for an empty group)."""
-    if not snapshots:
-        return None
-    n = len(snapshots)
-    channels = {c for s in snapshots for c in s.channel_mix}
-    return ProspectFeatures(
-        channel_mix={c: sum(s.channel_mix.get(c, 0.0) for s in snapshots) / n for c in channels},
-        touchpoints=sum(s.touchpoints for s in snapshots) / n,
-        inbound_share=sum(s.inbound_share for s in snapshots) / n,
-    )
-
-
 def potential(
     features: ProspectFeatures, reference: ProspectFeatures | None
-) -> tuple[float | None, tuple[Reason, ...]]:
+) -> tuple[float | None, tuple[ReasonData, ...]]:
     """Return the resemblance (0..1) to the reference, with the three parts as reasons."""
     if reference is None:
         return None, (

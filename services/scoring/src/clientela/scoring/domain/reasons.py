@@ -1,10 +1,22 @@
-"""Building reasons cheaply: thousands per second are made on the streaming path."""
+"""Reasons as plain data: thousands are built per second on the streaming path.
+
+A reason is a dict shaped like the contract's `Reason` (code, value, detail); it is encoded
+straight to JSON, and parsed into `Reason` only where a person reads it (the HTTP API).
+"""
 
 from __future__ import annotations
 
-from clientela.shared.contracts import Reason
+from typing import TypedDict
 
 
-def reason(code: str, value: float | str | None = None, detail: str = "") -> Reason:
-    """Return a Reason (pydantic's validating constructor beats model_construct here)."""
-    return Reason(code=code, value=value, detail=detail)
+class ReasonData(TypedDict):
+    """One reason behind a score, shaped like the contract's Reason."""
+
+    code: str
+    value: float | int | str | None
+    detail: str
+
+
+def reason(code: str, value: float | int | str | None = None, detail: str = "") -> ReasonData:
+    """Return a reason (share instances freely, but never mutate one)."""
+    return {"code": code, "value": value, "detail": detail}

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from clientela.scoring.domain.reasons import reason
-from clientela.shared.contracts import ProfileChanged, Reason, Segment
+from clientela.scoring.domain.reasons import ReasonData, reason
+from clientela.shared.contracts import ProfileChanged, Segment
 
 _SERVICE_KINDS = ("phone_call", "branch_visit", "support_case", "chat")
 _STRATEGIC_TRAIT = "account_type"
@@ -30,7 +30,7 @@ class SegmentRules:
 
 def relationship_segment(
     profile: ProfileChanged, rules: SegmentRules = SegmentRules()
-) -> tuple[Segment, Reason] | None:
+) -> tuple[Segment, ReasonData] | None:
     """Return the segment of a customer and the rule that placed them (None for a prospect)."""
     agg = profile.aggregates
     if agg.purchase_count == 0:

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from clientela.scoring.domain.reasons import reason
-from clientela.shared.contracts import Reason, Tier, TierMove
+from clientela.scoring.domain.reasons import ReasonData, reason
+from clientela.shared.contracts import Tier, TierMove
 
 # Relative slack when comparing running sums with a share of the total: float addition of many
 # small values must not push a customer who completes the share into the next tier.
@@ -91,13 +91,13 @@ class Cutoffs:
         line = cutoff * factor
         return min(line, self.top_value) if self.top_value is not None else line
 
-    def reasons(self) -> tuple[Reason, ...]:
+    def reasons(self) -> tuple[ReasonData, ...]:
         """Return the population figures that decided the tier, as reasons."""
         return _cutoff_reasons(self)
 
 
 @functools.lru_cache(maxsize=8)
-def _cutoff_reasons(cutoffs: Cutoffs) -> tuple[Reason, ...]:
+def _cutoff_reasons(cutoffs: Cutoffs) -> tuple[ReasonData, ...]:
     # Every customer of a batch (or a sweep) shares these: build them once per ranking.
     return (
         reason(

@@ -11,11 +11,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from clientela.scoring.application.ports import ScoreReader
 from clientela.scoring.application.queries import ScoreNotFoundError, get_scores, tier_summary
 from clientela.scoring.application.refit import NotEnoughDataError
+from clientela.scoring.application.scorer import all_reasons
 from clientela.scoring.application.service import ScoringApplication
 from clientela.scoring.domain.explain import explain, explain_tier
 from clientela.scoring.domain.value_model import FittedParameters
 from clientela.shared.auth import KeyRing, require_scope
-from clientela.shared.contracts import Lifecycle, Rfm, Segment, Tier
+from clientela.shared.contracts import Lifecycle, Reason, Rfm, Segment, Tier
 
 
 def _application(request: Request) -> ScoringApplication:
@@ -210,7 +211,7 @@ def build_router(keyring: KeyRing) -> APIRouter:
             updated_at=stored.updated_at,
             reasons=[
                 ReasonOut(code=r.code, value=r.value, detail=r.detail, explanation=explain(r))
-                for r in s.reasons
+                for r in (Reason.model_validate(d) for d in all_reasons(s.model_dump()))
             ],
         )
 

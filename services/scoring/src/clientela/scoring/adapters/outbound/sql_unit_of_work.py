@@ -6,18 +6,32 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Row, select
+from sqlalchemy import Row, Text, cast, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from clientela.scoring.adapters.outbound import tables
-from clientela.scoring.application.ports import ScoreRecord, StoredScore, TierTransition
+from clientela.scoring.application.ports import (
+    EncodedEvent,
+    ScoreRecord,
+    StoredScore,
+    TierTransition,
+)
+from clientela.scoring.application.wire import encode
 from clientela.scoring.domain.clv import BgNbdParams, GammaGammaParams
 from clientela.scoring.domain.facts import CustomerFacts
 from clientela.scoring.domain.potential import ProspectFeatures
 from clientela.scoring.domain.value_model import FittedParameters
-from clientela.shared.contracts import ScoresUpdated
+from clientela.shared.codec import (
+    HEADER_ACCEPTED_AT,
+    HEADER_CONTENT_TYPE,
+    HEADER_EVENT_ID,
+    HEADER_SCHEMA_VERSION,
+    HEADER_TYPE,
+    OutgoingRecord,
+)
+from clientela.shared.contracts import Lifecycle, ScoresUpdated, Tier
 from clientela.shared.db import upsert_insert
-from clientela.shared.outbox import SqlTransaction
+from clientela.shared.outbox import SqlTransaction, stage
 from clientela.shared.settings import KafkaSettings
 
 _RECORD_COLUMNS = (
@@ -50,8 +64,8 @@ def stored_score(state: Any, updated_at: datetime) -> StoredScore:
     return StoredScore(scores=ScoresUpdated.model_validate(state), updated_at=as_utc(updated_at))
 
 
-def record_of(row: Row[Any]) -> ScoreRecord:
-    """Rebuild a ScoreRecord from a profile_scores row."""
+def record_of(row: Row[Any], state: bytes = b"") -> ScoreRecord:
+    """Rebuild a ScoreRecord from a profile_scores row (the state only when given)."""
     facts = (
         CustomerFacts(
             purchase_days=int(row.purchase_days),
@@ -65,41 +79,49 @@ def record_of(row: Row[Any]) -> ScoreRecord:
         else None
     )
     return ScoreRecord(
-        scores=ScoresUpdated.model_validate(row.state),
+        profile_id=row.profile_id,
+        profile_version=int(row.profile_version),
         revision=int(row.revision),
         tier_seq=int(row.tier_seq),
+        lifecycle=Lifecycle(row.lifecycle),
+        tier=Tier(row.tier),
+        predicted_value=float(row.predicted_value),
+        at_risk=bool(row.at_risk),
         facts=facts,
         prospect_features=ProspectFeatures.from_json(row.prospect_features)
         if row.prospect_features
         else None,
         updated_at=as_utc(row.updated_at),
+        state=state,
     )
 
 
 def _row(record: ScoreRecord) -> dict[str, Any]:
-    s = record.scores
     f = record.facts
+    features = record.prospect_features
     return {
-        "profile_id": s.profile_id,
-        "profile_version": s.profile_version,
+        "profile_id": record.profile_id,
+        "profile_version": record.profile_version,
         "revision": record.revision,
         "tier_seq": record.tier_seq,
-        "lifecycle": s.lifecycle.value,
-        "tier": s.tier.value,
-        "predicted_value": s.predicted_value,
-        "at_risk": s.at_risk,
+        "lifecycle": record.lifecycle.value,
+        "tier": record.tier.value,
+        "predicted_value": record.predicted_value,
+        "at_risk": record.at_risk,
         "purchase_days": f.purchase_days if f else 0,
         "purchase_count": f.purchase_count if f else 0,
         "first_purchase_s": f.first_purchase_s if f else None,
         "last_purchase_s": f.last_purchase_s if f else None,
         "total_spend": f.total_spend if f else 0.0,
-        "cost_to_serve": f.cost_to_serve if f else s.cost_to_serve,
-        "prospect_features": record.prospect_features.as_json()
-        if record.prospect_features
-        else None,
-        "state": s.model_dump(mode="json"),
+        "cost_to_serve": f.cost_to_serve if f else 0.0,
+        "prospect_features": encode(features.as_json()).decode() if features else None,
+        "state": record.state.decode(),
         "updated_at": record.updated_at,
     }
+
+
+# Everything but the published state: what streaming and the start-up load read.
+_COUNTER_COLUMNS = [c for c in tables.profile_scores.c if c.name != "state"]
 
 
 class SqlScoreStore:
@@ -108,19 +130,28 @@ class SqlScoreStore:
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
 
-    async def get_many(self, profile_ids: Sequence[str]) -> dict[str, ScoreRecord]:
+    async def get_many(
+        self, profile_ids: Sequence[str], *, with_state: bool = False
+    ) -> dict[str, ScoreRecord]:
         """Return the stored records of those profiles that have any, in one query."""
         if not profile_ids:
             return {}
         table = tables.profile_scores
+        columns: list[Any] = list(_COUNTER_COLUMNS)
+        if with_state:
+            # As text: it is kept as the bytes that were published, not parsed here.
+            columns.append(cast(table.c.state, Text).label("state_text"))
         result = await self._conn.execute(
-            select(table).where(table.c.profile_id.in_(sorted(set(profile_ids))))
+            select(*columns).where(table.c.profile_id.in_(sorted(set(profile_ids))))
         )
-        return {row.profile_id: record_of(row) for row in result}
+        return {
+            row.profile_id: record_of(row, row.state_text.encode() if with_state else b"")
+            for row in result
+        }
 
     async def all_records(self) -> list[ScoreRecord]:
-        """Return every stored record."""
-        result = await self._conn.execute(select(tables.profile_scores))
+        """Return every stored record (without the published state)."""
+        result = await self._conn.execute(select(*_COUNTER_COLUMNS))
         return [record_of(row) for row in result]
 
     async def save_many(self, records: Sequence[ScoreRecord]) -> None:
@@ -239,6 +270,20 @@ class SqlScoringUnitOfWork(SqlTransaction):
             raise RuntimeError("the unit of work is not open: use `async with uow:`")
         return self._parameters
 
+    async def stage_encoded(self, events: Sequence[EncodedEvent]) -> None:
+        """Queue encoded events in the outbox, to be published once this transaction commits."""
+        records = [
+            OutgoingRecord(
+                topic=self._kafka.topic(e.topic),
+                key=e.key.encode(),
+                value=e.value,
+                headers=_headers(e),
+            )
+            for e in events
+        ]
+        await stage(self.connection, self._outbox_table, records)
+        self._staged += len(records)
+
     async def record_tier_changes(self, changes: Sequence[TierTransition]) -> None:
         """Append tier moves to the history; a repeated event id is kept once."""
         if not changes:
@@ -262,3 +307,16 @@ class SqlScoringUnitOfWork(SqlTransaction):
                 for c in changes
             ],
         )
+
+
+def _headers(event: EncodedEvent) -> list[tuple[str, bytes]]:
+    # The headers shared.codec.event_headers gives an event model, from the encoded event.
+    headers = [
+        (HEADER_CONTENT_TYPE, b"application/json"),
+        (HEADER_TYPE, event.event_type.encode()),
+        (HEADER_SCHEMA_VERSION, b"1"),
+        (HEADER_EVENT_ID, event.event_id.encode()),
+    ]
+    if event.accepted_at_ms is not None:
+        headers.append((HEADER_ACCEPTED_AT, str(event.accepted_at_ms).encode()))
+    return headers

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -12,12 +14,30 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    TypeDecorator,
 )
+from sqlalchemy.engine import Dialect
 
 from clientela.shared.db import UtcDateTime
 from clientela.shared.outbox import inbox_table, outbox_table
 
 SERVICE = "scoring"
+
+
+class EncodedJson(TypeDecorator[Any]):
+    """A JSON column written from text that is JSON already: no second serialisation.
+
+    Reads still give parsed JSON. Both drivers take the text as is (SQLite stores it, asyncpg
+    sends it as the json value), which saves a `json.dumps` per row on the hot path.
+    """
+
+    impl = JSON
+    cache_ok = True
+
+    def bind_processor(self, dialect: Dialect) -> None:
+        """Pass the text through unchanged."""
+        return None
+
 
 metadata = MetaData()
 
@@ -42,8 +62,8 @@ profile_scores = Table(
     # Doubles are model inputs only; the exact money travels as strings inside `state`.
     Column("total_spend", Double, nullable=False),
     Column("cost_to_serve", Double, nullable=False),
-    Column("prospect_features", JSON, nullable=True),
-    Column("state", JSON, nullable=False),
+    Column("prospect_features", EncodedJson(), nullable=True),
+    Column("state", EncodedJson(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
 )
 
