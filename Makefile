@@ -16,7 +16,7 @@ $(UV):
 	  || $(PYTHON) -m pip install --user --quiet --break-system-packages uv
 
 setup: $(UV) ## Create .venv with every workspace package and the dev tools
-	$(UV) sync --locked --all-packages
+	$(UV) sync --locked --inexact --all-packages
 
 run: setup ## Run the embedded platform (broker, SQLite, in-process cache, 4 services, demo)
 	$(UV) run clientela up
