@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiokafka import AIOKafkaConsumer
+from prometheus_client import REGISTRY
 from sqlalchemy import Column, MetaData, String, Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -76,10 +77,12 @@ async def test_relay_publishes_in_order_and_empties_the_outbox(
     ]
     async with engine.begin() as conn:
         await stage(conn, outbox, records)
-    relay = OutboxRelay(engine, outbox, inbox, publisher, name="sharedtest", batch_size=500)
+    name = f"sharedtest-{uuid.uuid4().hex[:6]}"
+    relay = OutboxRelay(engine, outbox, inbox, publisher, name=name, batch_size=500)
     assert await relay.pending() == 1200
     assert [await relay.relay_once() for _ in range(4)] == [500, 500, 200, 0]
     assert await relay.pending() == 0
+    assert REGISTRY.get_sample_value("clientela_outbox_published_total", {"relay": name}) == 1200
 
     consumer = AIOKafkaConsumer(
         topic, bootstrap_servers=kafka_settings.bootstrap_servers, auto_offset_reset="earliest"
@@ -100,7 +103,10 @@ async def test_relay_loop_wakes_on_demand(
     engine: AsyncEngine, publisher: KafkaPublisher, kafka_settings: KafkaSettings
 ) -> None:
     topic = f"{kafka_settings.topic_prefix}outbox-{uuid.uuid4().hex[:6]}"
-    relay = OutboxRelay(engine, outbox, inbox, publisher, name="sharedtest", idle_interval_s=30)
+    name = f"sharedtest-{uuid.uuid4().hex[:6]}"
+    relay = OutboxRelay(
+        engine, outbox, inbox, publisher, name=name, idle_interval_s=30, pending_sample_s=0
+    )
     task = asyncio.create_task(relay.run())
     try:
         await asyncio.sleep(0.2)
@@ -112,6 +118,9 @@ async def test_relay_loop_wakes_on_demand(
                 await asyncio.sleep(0.05)
     finally:
         task.cancel()
+    # The relay samples what waits after each round: nothing, once it has published.
+    assert REGISTRY.get_sample_value("clientela_outbox_pending", {"relay": name}) == 0
+    assert REGISTRY.get_sample_value("clientela_outbox_published_total", {"relay": name}) == 1
 
 
 async def test_unit_of_work_commits_state_claims_and_events_together(

@@ -13,8 +13,10 @@ import pytest
 from clientela.campaign.application.decide_campaigns import CampaignInputs
 from clientela.campaign.application.ports import Received
 from clientela.campaign.config import CampaignSettings
+from clientela.campaign.migrations import MIGRATIONS
 from clientela.campaign.wiring import Container, build
 from clientela.shared.contracts import Channel, Tier, TierMove
+from clientela.shared.migrations import upgrade
 from clientela.shared.settings import CacheSettings, DatabaseSettings, KafkaSettings
 from clientela.shared.testing import drop_schema
 
@@ -30,6 +32,7 @@ async def two_instances(postgres_url: str, redis_url: str) -> AsyncIterator[list
         kafka=KafkaSettings(topic_prefix="test."),
         global_holdout_share=0,
     )
+    await upgrade(settings.database, MIGRATIONS)
     async with AsyncExitStack() as stack:
         first = await stack.enter_async_context(build(settings, clock=lambda: NOW, consume=False))
         second = await stack.enter_async_context(build(settings, clock=lambda: NOW, consume=False))

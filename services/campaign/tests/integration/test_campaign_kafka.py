@@ -35,6 +35,7 @@ from clientela.shared.contracts.topics import (
 )
 from clientela.shared.kafka import KafkaPublisher
 from clientela.shared.settings import DatabaseSettings, KafkaSettings
+from clientela.shared.tracing import TraceContext
 
 CAMPAIGNS = """
 [[campaigns]]
@@ -123,7 +124,10 @@ async def test_a_tier_move_becomes_a_campaign_message_once_the_contact_arrives(
 ) -> None:
     pid = f"kafka-{uuid.uuid4().hex[:8]}"
     tier = events.tier(pid, 2, correlation_id="chain-k")
-    await publisher.publish([to_record(kafka.topic(TIER_CHANGES), pid, tier, 1_700_000_000_123)])
+    traced = TraceContext.new()
+    await publisher.publish(
+        [to_record(kafka.topic(TIER_CHANGES), pid, tier, 1_700_000_000_123, trace=traced)]
+    )
     await publisher.publish(
         [
             to_record(kafka.topic(PROFILES), pid, events.profile(pid, 1)),
@@ -147,6 +151,10 @@ async def test_a_tier_move_becomes_a_campaign_message_once_the_contact_arrives(
     assert message.data.variant == "welcome-a"
     assert message.data.purpose is MessagePurpose.LOYALTY
     assert header(record.headers, HEADER_ACCEPTED_AT) == b"1700000000123"
+    # Decided in a later batch (once the contact arrived), the message continues the trace.
+    carried = TraceContext.from_headers(record.headers)
+    assert carried is not None
+    assert carried.trace_id == traced.trace_id
 
 
 async def test_an_opted_in_prospect_gets_an_acquisition_email(

@@ -18,9 +18,11 @@ from clientela.scoring.application.ports import ProfileChangeMessage
 from clientela.scoring.application.queries import tier_summary
 from clientela.scoring.application.score_profiles import ScoreProfiles
 from clientela.scoring.application.service import ScoringApplication, ScoringConfig
+from clientela.scoring.migrations import MIGRATIONS
 from clientela.shared.codec import HEADER_ACCEPTED_AT, HEADER_EVENT_ID
 from clientela.shared.contracts import ProfileChangedEvent, Tier, derived_event_id
-from clientela.shared.db import create_engine, create_tables
+from clientela.shared.db import create_engine
+from clientela.shared.migrations import upgrade
 from clientela.shared.settings import DatabaseSettings, KafkaSettings
 
 KAFKA = KafkaSettings(topic_prefix="it.")
@@ -30,8 +32,8 @@ MakeProfile = Callable[..., ProfileChangedEvent]
 
 @pytest.fixture
 async def engine(database_settings: DatabaseSettings) -> AsyncIterator[AsyncEngine]:
+    await upgrade(database_settings, MIGRATIONS)
     engine = create_engine(database_settings, tables.SERVICE)
-    await create_tables(engine, tables.metadata, tables.SERVICE, database_settings)
     try:
         yield engine
     finally:

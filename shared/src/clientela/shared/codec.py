@@ -10,7 +10,9 @@ from typing import TypeVar
 
 from pydantic import ValidationError
 
+from clientela.shared import tracing
 from clientela.shared.contracts import Envelope, FieldError, TopicSpec
+from clientela.shared.tracing import TraceContext
 
 E = TypeVar("E", bound=Envelope)
 
@@ -37,12 +39,19 @@ class OutgoingRecord:
 
 @dataclass(frozen=True, slots=True)
 class OutgoingEvent:
-    """An event a use case wants published: registered topic, key, event, accept time."""
+    """An event a use case wants published: registered topic, key, event, accept time.
+
+    `trace` is the cause's trace context when the cause is not in the batch being handled
+    (deferred work); otherwise it is found by the event's causation_id. `linked_causes` are
+    the ids of further events the event coalesces (recorded as span links).
+    """
 
     topic: TopicSpec
     key: str
     event: Envelope
     accepted_at_ms: int | None = None
+    trace: TraceContext | None = None
+    linked_causes: tuple[str, ...] = ()
 
 
 class DecodeError(Exception):
@@ -79,14 +88,25 @@ def encode_event(event: Envelope) -> bytes:
 
 
 def to_record(
-    topic: str, key: str | None, event: Envelope, accepted_at_ms: int | None = None
+    topic: str,
+    key: str | None,
+    event: Envelope,
+    accepted_at_ms: int | None = None,
+    *,
+    trace: TraceContext | None = None,
+    linked_causes: Sequence[str] = (),
 ) -> OutgoingRecord:
-    """Build the outgoing record of an event."""
+    """Build the outgoing record of an event, carrying its cause's trace context."""
+    headers = event_headers(event, accepted_at_ms)
+    if trace is None:
+        trace = tracing.derived(event.causation_id, topic=topic, linked_causes=linked_causes)
+    if trace is not None:
+        headers += trace.headers()
     return OutgoingRecord(
         topic=topic,
         key=key.encode() if key is not None else None,
         value=encode_event(event),
-        headers=event_headers(event, accepted_at_ms),
+        headers=headers,
     )
 
 

@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from aiokafka import ConsumerRecord
 
-from clientela.shared.codec import DecodeError, accepted_at_ms, decode_event, to_record
+from clientela.shared import metrics
+from clientela.shared.codec import DecodeError, accepted_at_ms, decode_event, now_ms, to_record
 from clientela.shared.contracts import DeadLetter, DeadLetterEvent, Envelope, derived_event_id
 from clientela.shared.kafka import KafkaPublisher, RecordBatch
+from clientela.shared.tracing import BatchTrace, TraceContext
 
 log = logging.getLogger(__name__)
 
@@ -22,13 +25,14 @@ E = TypeVar("E", bound=Envelope)
 
 @dataclass(frozen=True, slots=True)
 class Incoming(Generic[E]):
-    """A decoded event with where it came from."""
+    """A decoded event with where it came from and the trace it is processed in."""
 
     event: E
     topic: str
     partition: int
     offset: int
     accepted_at_ms: int | None
+    trace: TraceContext | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,9 +70,24 @@ class BatchProcessor:
 
     async def __call__(self, records: RecordBatch) -> None:
         """Process one batch; raise to have it redelivered."""
+        started = time.perf_counter()
+        outcome = "failed"
+        try:
+            await self._process(records)
+            outcome = "ok"
+        finally:
+            metrics.consumer_batches.labels(self._consumer, outcome).inc()
+            metrics.consumer_batch_seconds.labels(self._consumer).observe(
+                time.perf_counter() - started
+            )
+
+    async def _process(self, records: RecordBatch) -> None:
         good: list[Incoming[Envelope]] = []
         dead: list[DeadLetterEvent] = []
+        batch_trace = BatchTrace(self._consumer)
+        by_topic: dict[str, int] = {}
         for record in records:
+            by_topic[record.topic] = by_topic.get(record.topic, 0) + 1
             if record.value is None and record.topic in self._tombstones:
                 continue  # a tombstone on a compacted topic is a deletion, not an error
             contract = self._contracts.get(record.topic)
@@ -78,6 +97,7 @@ class BatchProcessor:
                 event = decode_event(contract, record.value, self._max_bytes)
             except DecodeError as exc:
                 dead.append(self._dead_letter(record, exc))
+                metrics.consumer_dead_letters.labels(self._consumer, exc.code).inc()
                 continue
             good.append(
                 Incoming(
@@ -86,27 +106,44 @@ class BatchProcessor:
                     record.partition,
                     record.offset,
                     accepted_at_ms(record.headers),
+                    batch_trace.add(
+                        event.event_id,
+                        record.topic,
+                        record.partition,
+                        record.offset,
+                        record.headers,
+                    ),
                 )
             )
-        # Dead letters are published before the batch commits, so a crash redelivers them
-        # rather than losing them; a duplicate dead letter carries the same event id.
-        if dead:
-            await self._with_retry(
-                lambda: self._publisher.publish(
-                    [to_record(self._dlq, d.data.source_topic, d) for d in dead]
+        for topic, count in by_topic.items():
+            metrics.consumer_records.labels(self._consumer, topic).inc(count)
+        metrics.observe_chain_latency(
+            self._consumer, [i.accepted_at_ms for i in good if i.accepted_at_ms], now_ms()
+        )
+        with batch_trace:
+            # Dead letters are published before the batch commits, so a crash redelivers them
+            # rather than losing them; a duplicate dead letter carries the same event id.
+            if dead:
+                await self._with_retry(
+                    lambda: self._publisher.publish(
+                        [to_record(self._dlq, d.data.source_topic, d) for d in dead]
+                    )
                 )
-            )
-            log.warning("dead-lettered %d record(s) to %s", len(dead), self._dlq)
-        if good:
-            await self._with_retry(lambda: self._handler(good))
+                log.warning("dead-lettered %d record(s) to %s", len(dead), self._dlq)
+            if good:
+                await self._with_retry(lambda: self._handler(good), count_failures=True)
 
-    async def _with_retry(self, call: Callable[[], Awaitable[None]]) -> None:
+    async def _with_retry(
+        self, call: Callable[[], Awaitable[None]], *, count_failures: bool = False
+    ) -> None:
         delay = self._retry.first_delay_s
         for attempt in range(1, self._retry.attempts + 1):
             try:
                 await call()
                 return
             except Exception:
+                if count_failures:
+                    metrics.consumer_handler_failures.labels(self._consumer).inc()
                 if attempt == self._retry.attempts:
                     raise
                 log.exception("batch failed (attempt %d), retrying in %.1fs", attempt, delay)

@@ -1,23 +1,93 @@
-"""Common HTTP surface of every service: health, readiness, error mapping and the runner."""
+"""Common HTTP surface of every service: health, readiness, metrics, errors and the runner."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, suppress
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from sqlalchemy.exc import DBAPIError, OperationalError
+from starlette.routing import BaseRoute, Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from clientela.shared import metrics, tracing
+from clientela.shared.auth import KeyRing, require_scope
+from clientela.shared.settings import AuthSettings
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 log = logging.getLogger(__name__)
+
+
+class ObservedRequests:
+    """ASGI middleware: each request runs in its caller's trace (or a new one) and is counted.
+
+    Requests are counted and timed by route template, never by path (paths can hold
+    identifier values); with an SDK the request's server span is named the same way.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status_code = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status_code
+            if message["type"] == "http.response.start":
+                status_code = int(message["status"])
+            await send(message)
+
+        with tracing.request_context(scope) as span:
+            try:
+                await self.app(scope, receive, send_status)
+            finally:
+                method, route = scope["method"], getattr(scope.get("route"), "path", None)
+                metrics.observe_request(method, route, status_code, time.perf_counter() - started)
+                if span is not None:
+                    tracing.finish_server_span(span, method, route, status_code)
+
+
+class DefaultRoute(APIRoute):
+    """A route that steps aside when the app has another route for the same path and method.
+
+    The shared /metrics is one: a service that serves its own /metrics keeps it.
+    """
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        """Match like any route, unless another route of the app answers the same request."""
+        match, child = super().matches(scope)
+        if match is Match.FULL and any(
+            _answers(route, self.path, scope) for route in _routes(scope) if route is not self
+        ):
+            return Match.NONE, {}
+        return match, child
+
+
+def _routes(scope: Scope) -> list[BaseRoute]:
+    app = scope.get("app")
+    router = getattr(app, "router", None)
+    return list(getattr(router, "routes", []))
+
+
+def _answers(route: BaseRoute, path: str, scope: Scope) -> bool:
+    if getattr(route, "path", None) != path:
+        return False
+    methods = getattr(route, "methods", None)
+    return methods is None or scope.get("method") in methods
 
 
 def create_app(
@@ -26,9 +96,23 @@ def create_app(
     description: str,
     lifespan: Lifespan,
     readiness: Callable[[FastAPI], Mapping[str, ReadinessCheck]],
+    auth: AuthSettings | None = None,
 ) -> FastAPI:
-    """Build a FastAPI app with /healthz, /readyz and storage errors mapped to 503."""
-    app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
+    """Build a FastAPI app with /healthz, /readyz, /metrics and storage errors mapped to 503.
+
+    Every request is counted and timed (by route template) and runs in its caller's trace
+    context. /metrics is open like /healthz unless `auth.metrics_scope` names a scope.
+    """
+    app = FastAPI(
+        title=title,
+        description=description,
+        version="0.1.0",
+        lifespan=lifespan,
+        # FastAPI's own spans record the request path, which can hold identifier values
+        # (/v1/profiles/by/email/...); ObservedRequests names spans by route template.
+        telemetry={"tracing": False, "logs": False},
+    )
+    app.add_middleware(ObservedRequests)
 
     @app.get("/healthz", tags=["health"], summary="The process is alive")
     async def healthz() -> dict[str, str]:
@@ -48,6 +132,27 @@ def create_app(
         # No checks at all means the service has not finished starting.
         ready = bool(results) and all(results.values())
         return JSONResponse({"ready": ready, "checks": results}, status_code=200 if ready else 503)
+
+    async def prometheus_metrics(request: Request) -> Response:
+        return Response(
+            metrics.render(metrics.registries(request.app)), media_type=metrics.CONTENT_TYPE
+        )
+
+    scope = auth.metrics_scope if auth is not None else None
+    app.router.add_api_route(
+        "/metrics",
+        prometheus_metrics,
+        methods=["GET"],
+        tags=["health"],
+        summary="Prometheus metrics" + (f" (scope {scope})" if scope else ""),
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {}}, "description": "Exposition format"}},
+        dependencies=[Depends(require_scope(KeyRing.from_settings(auth), scope))]
+        if auth is not None and scope is not None
+        else None,
+        operation_id="prometheus_metrics",
+        route_class_override=DefaultRoute,
+    )
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(DBAPIError)
@@ -75,8 +180,10 @@ def configure_logging(level: str) -> None:
 
 
 def serve(app: FastAPI, host: str, port: int, log_level: str) -> None:
-    """Run the app under uvicorn until SIGINT/SIGTERM."""
+    """Run the app under uvicorn until SIGINT/SIGTERM (recording spans if OTLP is set up)."""
     configure_logging(log_level)
+    # "Clientela profile" -> "clientela-profile", the service.name unless OTEL_SERVICE_NAME.
+    tracing.configure(app.title.lower().replace(" ", "-"))
     config = uvicorn.Config(
         app, host=host, port=port, log_config=None, access_log=False, lifespan="on"
     )

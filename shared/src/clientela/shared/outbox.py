@@ -27,6 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 
+from clientela.shared import metrics
 from clientela.shared.codec import OutgoingEvent, OutgoingRecord, to_record
 from clientela.shared.db import UtcDateTime, is_postgres, upsert_insert
 from clientela.shared.kafka import KafkaPublisher
@@ -172,7 +173,15 @@ class SqlTransaction:
     async def stage(self, events: Sequence[OutgoingEvent]) -> None:
         """Queue events in the outbox, to be published once this transaction commits."""
         records = [
-            to_record(self._kafka.topic(e.topic), e.key, e.event, e.accepted_at_ms) for e in events
+            to_record(
+                self._kafka.topic(e.topic),
+                e.key,
+                e.event,
+                e.accepted_at_ms,
+                trace=e.trace,
+                linked_causes=e.linked_causes,
+            )
+            for e in events
         ]
         await stage(self.connection, self._outbox_table, records)
         self._staged += len(records)
@@ -200,7 +209,9 @@ class OutboxRelay:
         batch_size: int = 500,
         idle_interval_s: float = 0.2,
         inbox_retention: timedelta = timedelta(days=7),
+        pending_sample_s: float = 5.0,
     ) -> None:
+        self._name = name
         self._engine = engine
         self._outbox = outbox
         self._inbox = inbox
@@ -212,6 +223,8 @@ class OutboxRelay:
         # One relay per service publishes at a time, so per-key order survives several replicas.
         self._lock_key = zlib.crc32(f"clientela-outbox-{name}".encode())
         self._last_prune = 0.0
+        self._pending_sample_s = pending_sample_s
+        self._last_sample = float("-inf")
 
     def wake(self) -> None:
         """Ask the relay to look at the outbox now (called after a commit that staged events)."""
@@ -224,10 +237,12 @@ class OutboxRelay:
             try:
                 sent = await self.relay_once()
                 await self._maybe_prune()
+                await self._maybe_sample_pending()
                 delay = self._idle
             except asyncio.CancelledError:
                 raise
             except Exception:
+                metrics.outbox_relay_failures.labels(self._name).inc()
                 log.exception("outbox relay failed; retrying in %.1fs", delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
@@ -277,12 +292,22 @@ class OutboxRelay:
             await conn.execute(
                 delete(self._outbox).where(self._outbox.c.id.in_([row.id for row in rows]))
             )
-            return len(rows)
+        metrics.outbox_published.labels(self._name).inc(len(rows))
+        return len(rows)
 
     async def pending(self) -> int:
         """Return how many events wait in the outbox."""
         async with self._engine.connect() as conn:
             return int(await conn.scalar(select(func.count()).select_from(self._outbox)) or 0)
+
+    async def _maybe_sample_pending(self) -> None:
+        # A count per round would cost a query per publish; a sample every few seconds is
+        # enough to alert on a relay that falls behind.
+        loop_time = asyncio.get_running_loop().time()
+        if loop_time - self._last_sample < self._pending_sample_s:
+            return
+        self._last_sample = loop_time
+        metrics.outbox_pending.labels(self._name).set(await self.pending())
 
     async def _maybe_prune(self) -> None:
         loop_time = asyncio.get_running_loop().time()

@@ -97,6 +97,10 @@ class AuthSettings(BaseSettings):
     api_keys: list[ApiKeySpec] = Field(
         default_factory=list, description="JSON list of {name, sha256, scopes}."
     )
+    metrics_scope: Literal["read", "admin"] | None = Field(
+        default=None,
+        description="Scope a key needs to read /metrics; unset: /metrics is open, like /healthz.",
+    )
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -27,6 +27,7 @@ from clientela.campaign.application.catalog import LiveCatalog, seed_from_file
 from clientela.campaign.application.decide_campaigns import CampaignDecider, ResponseSettings
 from clientela.campaign.config import CampaignSettings
 from clientela.campaign.domain.catalog import CampaignCatalog
+from clientela.campaign.migrations import MIGRATIONS
 from clientela.shared import http
 from clientela.shared.auth import KeyRing
 from clientela.shared.consumer import BatchProcessor
@@ -45,8 +46,9 @@ from clientela.shared.contracts.topics import (
     TIER_CHANGES,
     TOUCHPOINTS,
 )
-from clientela.shared.db import create_engine, create_tables
+from clientela.shared.db import create_engine
 from clientela.shared.kafka import KafkaPublisher, ensure_topics, make_broker, subscribe_batch
+from clientela.shared.migrations import prepare
 from clientela.shared.outbox import OutboxRelay
 
 log = logging.getLogger(__name__)
@@ -111,7 +113,8 @@ async def build(
     tables = campaign_tables()
     async with AsyncExitStack() as stack:
         stack.push_async_callback(engine.dispose)
-        await create_tables(engine, tables.metadata, SERVICE, settings.database)
+        # SQLite (embedded) is migrated here; PostgreSQL must be at head (`migrate` ran).
+        await prepare(engine, settings.database, MIGRATIONS)
         store = SqlCampaignStore(engine, tables)
         live = LiveCatalog(file_catalog)
         await seed_from_file(store, live, list(file_catalog))
@@ -238,6 +241,7 @@ def create_app(
         description="Next-best-channel campaign messages that learn, respect people, prove ROI.",
         lifespan=lifespan,
         readiness=readiness,
+        auth=settings.auth,
     )
     app.include_router(api_router(keyring))
     return app

@@ -15,7 +15,6 @@ from clientela.ingest.adapters.inbound.http import (
     HttpIntake,
     NativeFastLane,
     install_error_handlers,
-    install_metrics_route,
     intake_router,
 )
 from clientela.ingest.adapters.inbound.raw_topic import RawTopicHandler
@@ -38,6 +37,7 @@ from clientela.shared.contracts import topics as topic_registry
 from clientela.shared.http import ReadinessCheck
 from clientela.shared.http import create_app as create_service_app
 from clientela.shared.kafka import ensure_topics, make_broker, subscribe_batch
+from clientela.shared.metrics import add_registry
 
 GC_YOUNG_THRESHOLD = 50_000
 
@@ -174,7 +174,10 @@ def create_app(
         "Accepts native touchpoints, the Segment spec and CloudEvents 1.0.",
         lifespan=lifespan,
         readiness=readiness,
+        auth=settings.auth,
     )
+    if metrics.registry is not None:
+        add_registry(app, metrics.registry)
     deps = HttpIntake(
         keyring=KeyRing.from_settings(settings.auth),
         metrics=metrics,
@@ -189,7 +192,6 @@ def create_app(
         max_event_bytes=settings.max_event_bytes,
     )
     app.include_router(intake_router(deps))
-    install_metrics_route(app, deps)
     install_error_handlers(app, settings.retry_after_s)
     app.add_middleware(NativeFastLane, deps=deps, retry_after_s=settings.retry_after_s)
     generate = app.openapi

@@ -1,4 +1,4 @@
-"""Command line: `clientela-scoring serve` runs the API, the consumer and the outbox relay."""
+"""Command line: `clientela-scoring serve` (API, consumer, relay) and `migrate` (the schema)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import argparse
 from collections.abc import Sequence
 
 from clientela.scoring.config import ScoringSettings
+from clientela.scoring.migrations import MIGRATIONS
 from clientela.scoring.wiring import create_app
 from clientela.shared.http import serve
+from clientela.shared.migrations import migrate
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -19,11 +21,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         "command",
         nargs="?",
         default="serve",
-        choices=["serve"],
-        help="serve: HTTP API + Kafka consumer + outbox relay in one process (default)",
+        choices=["serve", "migrate"],
+        help="serve: HTTP API + Kafka consumer + outbox relay in one process (default); "
+        "migrate: upgrade the database schema to this release, then exit",
     )
-    parser.parse_args(argv)
+    args = parser.parse_args(argv)
     settings = ScoringSettings()
+    if args.command == "migrate":
+        migrate(settings.database, MIGRATIONS, settings.log_level)
+        return
     serve(create_app(settings), settings.http_host, settings.http_port, settings.log_level)
 
 

@@ -25,13 +25,15 @@ from clientela.scoring.application.service import ScoringApplication, ScoringCon
 from clientela.scoring.config import ScoringSettings
 from clientela.scoring.domain.relationship import RiskPolicy
 from clientela.scoring.domain.tiers import TieringPolicy
+from clientela.scoring.migrations import MIGRATIONS
 from clientela.shared import http
 from clientela.shared.auth import KeyRing
 from clientela.shared.consumer import BatchProcessor
 from clientela.shared.contracts import ALL_TOPICS, ProfileChangedEvent, utc_now
 from clientela.shared.contracts.topics import PROFILES, SCORING_DLQ
-from clientela.shared.db import create_engine, create_tables
+from clientela.shared.db import create_engine
 from clientela.shared.kafka import KafkaPublisher, ensure_topics, make_broker, subscribe_batch
+from clientela.shared.migrations import prepare
 from clientela.shared.outbox import OutboxRelay
 
 log = logging.getLogger(__name__)
@@ -92,7 +94,8 @@ async def build(
     async with AsyncExitStack() as stack:
         engine = create_engine(settings.database, tables.SERVICE)
         stack.push_async_callback(engine.dispose)
-        await create_tables(engine, tables.metadata, tables.SERVICE, settings.database)
+        # SQLite (embedded) is migrated here; PostgreSQL must be at head (`migrate` ran).
+        await prepare(engine, settings.database, MIGRATIONS)
         if settings.kafka.create_topics:
             await ensure_topics(settings.kafka, ALL_TOPICS)
 
@@ -183,6 +186,7 @@ def create_app(settings: ScoringSettings) -> FastAPI:
         description="Predicted lifetime value, A/B/C/P tiers, RFM, segments and potential.",
         lifespan=lifespan,
         readiness=readiness,
+        auth=settings.auth,
     )
     app.include_router(build_router(keyring))
     return app

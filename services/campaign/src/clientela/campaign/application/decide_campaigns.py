@@ -53,6 +53,7 @@ from clientela.shared.contracts import (
     utc_now,
 )
 from clientela.shared.contracts.topics import CAMPAIGN_MESSAGES
+from clientela.shared.tracing import TraceContext
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +166,7 @@ class CampaignDecider:
                     r.event.occurred_at,
                     r.event.correlation_id,
                     r.accepted_at_ms,
+                    r.trace,
                 )
                 for r in inputs.tier_changes
                 if r.event.event_id in fresh
@@ -386,7 +388,9 @@ class CampaignDecider:
 
 def _cause(received: Received[ProfileChangedEvent] | Received[ScoresUpdatedEvent]) -> Cause:
     e = received.event
-    return Cause(e.event_id, e.occurred_at, e.correlation_id, received.accepted_at_ms)
+    return Cause(
+        e.event_id, e.occurred_at, e.correlation_id, received.accepted_at_ms, received.trace
+    )
 
 
 def _message(decision: Decision, trigger: Trigger) -> OutgoingEvent:
@@ -412,4 +416,10 @@ def _message(decision: Decision, trigger: Trigger) -> OutgoingEvent:
             trigger_kind=trigger.kind.value,
         ),
     )
-    return OutgoingEvent(CAMPAIGN_MESSAGES, decision.profile_id, event, trigger.accepted_at_ms)
+    return OutgoingEvent(
+        CAMPAIGN_MESSAGES,
+        decision.profile_id,
+        event,
+        trigger.accepted_at_ms,
+        trace=TraceContext(trigger.trace) if trigger.trace else None,
+    )

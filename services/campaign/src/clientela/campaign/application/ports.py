@@ -11,7 +11,14 @@ from typing import Generic, Protocol, Self, TypeVar
 
 from clientela.campaign.domain.contact_policy import CapCounter
 from clientela.campaign.domain.economics import PosteriorKey, ResponseCounts
-from clientela.campaign.domain.model import CampaignDefinition, Contact, Decision, Outcome, Trigger
+from clientela.campaign.domain.model import (
+    CampaignDefinition,
+    Contact,
+    Decision,
+    Outcome,
+    TraceFields,
+    Trigger,
+)
 from clientela.shared.codec import OutgoingEvent
 from clientela.shared.contracts import (
     Channel,
@@ -27,10 +34,11 @@ E = TypeVar("E", bound=Envelope)
 
 @dataclass(frozen=True, slots=True)
 class Received(Generic[E]):
-    """An event as received, with the accept time of the chain that caused it."""
+    """An event as received, with the accept time and trace context of its chain."""
 
     event: E
     accepted_at_ms: int | None = None
+    trace: TraceFields = ()
 
 
 @dataclass(frozen=True, slots=True)

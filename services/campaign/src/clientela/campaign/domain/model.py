@@ -210,6 +210,10 @@ class Contact:
         return self.traits.get(name)
 
 
+# Trace propagation fields (traceparent, tracestate) as received; opaque to the domain.
+TraceFields = tuple[tuple[str, str], ...]
+
+
 @dataclass(frozen=True, slots=True)
 class Trigger:
     """Something that happened to a person and may start campaigns, with its facts then."""
@@ -229,6 +233,8 @@ class Trigger:
     causation_id: str | None = None
     accepted_at_ms: int | None = None
     episode_at: datetime | None = None
+    # The cause's trace context, kept so a message decided later still continues its trace.
+    trace: TraceFields = ()
 
 
 @dataclass(frozen=True, slots=True)

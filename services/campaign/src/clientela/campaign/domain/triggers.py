@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from clientela.campaign.domain.model import Contact, Trigger, TriggerKind
+from clientela.campaign.domain.model import Contact, TraceFields, Trigger, TriggerKind
 from clientela.shared.contracts import (
     Channel,
     ConsentStatus,
@@ -108,6 +108,7 @@ def tier_trigger(
     occurred_at: datetime,
     correlation_id: str | None,
     accepted_at_ms: int | None,
+    trace: TraceFields = (),
 ) -> Trigger:
     """Return the trigger of a tier move."""
     return Trigger(
@@ -123,6 +124,7 @@ def tier_trigger(
         correlation_id=correlation_id or event_id,
         causation_id=event_id,
         accepted_at_ms=accepted_at_ms,
+        trace=trace,
     )
 
 
@@ -134,6 +136,7 @@ class Cause:
     occurred_at: datetime
     correlation_id: str | None = None
     accepted_at_ms: int | None = None
+    trace: TraceFields = ()
 
 
 def _derived(
@@ -153,6 +156,7 @@ def _derived(
             correlation_id=cause.correlation_id or cause.event_id,
             causation_id=cause.event_id,
             accepted_at_ms=cause.accepted_at_ms,
+            trace=cause.trace,
         )
         for kind in kinds
     ]

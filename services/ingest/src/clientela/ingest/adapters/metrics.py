@@ -7,14 +7,7 @@ import time
 from collections import Counter as Tally
 from collections.abc import Sequence
 
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Histogram,
-    generate_latest,
-)
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from clientela.ingest.application.accept_touchpoints import IntakeReport, Outcome
 from clientela.ingest.application.ports import EventPublisher
@@ -26,8 +19,6 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0
 
 class IngestMetrics:
     """The metrics of one process; rendered for all worker processes in multiprocess mode."""
-
-    content_type = CONTENT_TYPE_LATEST
 
     def __init__(self) -> None:
         self._multiprocess = bool(os.environ.get(MULTIPROC_ENV))
@@ -97,13 +88,10 @@ class IngestMetrics:
         self.requests.labels(endpoint, str(status)).inc()
         self.request_seconds.labels(endpoint).observe(time.perf_counter() - started)
 
-    def render(self) -> bytes:
-        """Return the exposition text of every process's metrics."""
-        if self._registry is not None:
-            return generate_latest(self._registry)
-        registry = CollectorRegistry()
-        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return generate_latest(registry)
+    @property
+    def registry(self) -> CollectorRegistry | None:
+        """The registry to expose; None in multiprocess mode (the shared /metrics reads files)."""
+        return self._registry
 
 
 class MeasuredPublisher:

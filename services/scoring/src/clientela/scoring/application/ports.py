@@ -89,6 +89,7 @@ class EncodedEvent:
     event_id: str
     value: bytes
     accepted_at_ms: int | None = None
+    causation_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -98,6 +98,7 @@ def publish(
                 data=state,
             ),
             cause.accepted_at_ms,
+            cause.event_id,
         )
     ]
     if move is None:
@@ -131,6 +132,7 @@ def publish(
                 data=changed,
             ),
             cause.accepted_at_ms,
+            cause.event_id,
         )
     )
     transition = TierTransition(

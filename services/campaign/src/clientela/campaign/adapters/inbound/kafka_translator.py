@@ -38,4 +38,8 @@ class CampaignBatchHandler:
 
 
 def _of(batch: Sequence[Incoming[Envelope]], contract: type[E]) -> list[Received[E]]:
-    return [Received(i.event, i.accepted_at_ms) for i in batch if isinstance(i.event, contract)]
+    return [
+        Received(i.event, i.accepted_at_ms, i.trace.fields if i.trace is not None else ())
+        for i in batch
+        if isinstance(i.event, contract)
+    ]

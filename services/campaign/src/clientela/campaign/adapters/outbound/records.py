@@ -100,6 +100,7 @@ def trigger_json(t: Trigger) -> dict[str, Any]:
         "correlation_id": t.correlation_id,
         "causation_id": t.causation_id,
         "accepted_at_ms": t.accepted_at_ms,
+        "trace": dict(t.trace),
         "episode_at": _iso(t.episode_at),
     }
 
@@ -123,5 +124,6 @@ def trigger_of(data: dict[str, Any]) -> Trigger:
         correlation_id=data.get("correlation_id"),
         causation_id=data.get("causation_id"),
         accepted_at_ms=data.get("accepted_at_ms"),
+        trace=tuple(sorted((data.get("trace") or {}).items())),
         episode_at=_time(data.get("episode_at")),
     )

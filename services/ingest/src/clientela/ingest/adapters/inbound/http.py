@@ -47,6 +47,7 @@ from clientela.ingest.domain.segment import (
     unpack_segment,
 )
 from clientela.ingest.domain.touchpoints import IntakeContext
+from clientela.shared import tracing
 from clientela.shared.auth import KeyRing, Principal, Scope, presented_key
 from clientela.shared.codec import now_ms
 from clientela.shared.contracts import FieldError
@@ -350,7 +351,9 @@ class NativeFastLane:
             return
         request = Request(scope, receive)
         try:
-            response = await submit_native(self._deps, request)
+            # The caller's trace (traceparent), or a new one, for the records published.
+            with tracing.request_context(scope, "/v1/touchpoints"):
+                response = await submit_native(self._deps, request)
         except HTTPException as exc:
             response = JSONResponse({"detail": exc.detail}, exc.status_code, exc.headers)
         except Exception as exc:
@@ -376,33 +379,6 @@ def refusal(exc: Exception, retry_after_s: int) -> JSONResponse | None:
         detail = "touchpoints could not be stored right now; retry later"
         headers = {"Retry-After": str(retry_after_s)}
     return JSONResponse({"detail": detail}, status_code=code, headers=headers)
-
-
-def install_metrics_route(app: FastAPI, deps: HttpIntake) -> None:
-    """Serve the ingest metrics at GET /metrics (scope read).
-
-    Declared on the app itself, not through an included router, so that a default /metrics
-    the shared app factory may declare sees it and steps aside.
-    """
-
-    async def metrics(request: Request) -> Response:
-        authorize(deps.keyring, presented_key(request), "read")
-        return Response(deps.metrics.render(), media_type=deps.metrics.content_type)
-
-    app.add_api_route(
-        "/metrics",
-        metrics,
-        methods=["GET"],
-        tags=["health"],
-        summary="Prometheus metrics (scope read)",
-        response_class=Response,
-        openapi_extra={"security": _SECURITY},
-        responses={
-            200: {"content": {"text/plain": {}}, "description": "Exposition format"},
-            **_refusals(401, 403),
-        },
-        operation_id="ingest_metrics",
-    )
 
 
 def intake_router(deps: HttpIntake) -> APIRouter:

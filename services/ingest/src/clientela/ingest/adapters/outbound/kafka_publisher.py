@@ -8,6 +8,7 @@ from typing import Protocol
 from clientela.ingest.adapters.outbound.confluent_publisher import Row
 from clientela.ingest.application.ports import PublishFailedError
 from clientela.ingest.domain.touchpoints import RecordedTouchpoint
+from clientela.shared import tracing
 from clientela.shared.codec import (
     HEADER_ACCEPTED_AT,
     HEADER_CONTENT_TYPE,
@@ -53,13 +54,14 @@ class KafkaTouchpointPublisher:
     async def publish(self, events: Sequence[RecordedTouchpoint], accepted_at_ms: int) -> None:
         """Publish the encoded events; raise PublishFailedError unless all are acknowledged."""
         accepted = (HEADER_ACCEPTED_AT, str(accepted_at_ms).encode())
+        trace = tracing.current().headers()  # the request's trace, or a new one
         topic = self._topic
         rows = [
             (
                 topic,
                 e.key.encode(),
                 e.value,
-                [*_FIXED_HEADERS, (HEADER_EVENT_ID, e.event_id.encode()), accepted],
+                [*_FIXED_HEADERS, (HEADER_EVENT_ID, e.event_id.encode()), accepted, *trace],
             )
             for e in events
         ]

@@ -21,6 +21,7 @@ from clientela.scoring.domain.clv import BgNbdParams, GammaGammaParams
 from clientela.scoring.domain.facts import CustomerFacts
 from clientela.scoring.domain.potential import ProspectFeatures
 from clientela.scoring.domain.value_model import FittedParameters
+from clientela.shared import tracing
 from clientela.shared.codec import (
     HEADER_ACCEPTED_AT,
     HEADER_CONTENT_TYPE,
@@ -319,4 +320,7 @@ def _headers(event: EncodedEvent) -> list[tuple[str, bytes]]:
     ]
     if event.accepted_at_ms is not None:
         headers.append((HEADER_ACCEPTED_AT, str(event.accepted_at_ms).encode()))
+    trace = tracing.derived(event.causation_id)
+    if trace is not None:
+        headers += trace.headers()
     return headers
