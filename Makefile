@@ -25,7 +25,7 @@ test: setup lint typecheck contracts-check ## Lint, typecheck, and run every tes
 	$(UV) run pytest $(PYTEST_ARGS)
 
 test-fast: setup ## Unit tests only
-	$(UV) run pytest -m "not e2e" $(PYTEST_ARGS) shared/tests/unit services/*/tests/unit
+	$(UV) run pytest -m "not e2e" $(PYTEST_ARGS) shared/tests/unit services/*/tests/unit console/tests/unit
 
 lint: setup ## ruff check and format check
 	$(UV) run ruff check .

@@ -27,5 +27,6 @@ create tier-changes.v1 6 delete
 create scoring.dlq.v1 1 delete
 create campaign-messages.v1 6 delete
 create campaign.dlq.v1 1 delete
+create console.dlq.v1 1 delete
 
 echo "clientela topics ready on $BOOTSTRAP"

@@ -16,7 +16,14 @@ from typing import IO, Self
 import httpx
 
 SERVICES: tuple[str, ...] = ("ingest", "profile", "scoring", "campaign")
-DEFAULT_PORTS: dict[str, int] = {"ingest": 8081, "profile": 8082, "scoring": 8083, "campaign": 8084}
+CONSOLE = "console"
+DEFAULT_PORTS: dict[str, int] = {
+    "ingest": 8081,
+    "profile": 8082,
+    "scoring": 8083,
+    "campaign": 8084,
+    CONSOLE: 8085,
+}
 
 
 @dataclass
@@ -33,6 +40,11 @@ class PlatformSettings:
     ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
     extra_env: dict[str, str] = field(default_factory=dict)
     log_level: str = "INFO"
+    console: bool = False
+
+    def processes(self) -> tuple[str, ...]:
+        """Return what runs: the four services, and the web console when asked for."""
+        return (*SERVICES, CONSOLE) if self.console else SERVICES
 
     def env_for(self, service: str) -> dict[str, str]:
         """Return the environment a service process runs with."""
@@ -49,6 +61,9 @@ class PlatformSettings:
             f"{prefix}_LOG_LEVEL": self.log_level,
             **self.extra_env,
         }
+        if service == CONSOLE:
+            for upstream in ("profile", "scoring", "campaign"):
+                env[f"CONSOLE_{upstream.upper()}_URL"] = self.url(upstream)
         if self.database_url:
             env["CLIENTELA_DATABASE_URL"] = self.database_url
         else:
@@ -70,7 +85,7 @@ def has_migrations(service: str) -> bool:
 
 
 class Platform:
-    """The four services as child processes; a context manager."""
+    """The four services (and the console when configured) as child processes."""
 
     def __init__(self, settings: PlatformSettings, log_dir: Path) -> None:
         self.settings = settings
@@ -82,7 +97,7 @@ class Platform:
         """Migrate the services' schemas, start every service, wait until each is ready."""
         self._log_dir.mkdir(parents=True, exist_ok=True)
         self.migrate(timeout_s)
-        for service in SERVICES:
+        for service in self.settings.processes():
             self.start_service(service)
         self.wait_ready(timeout_s)
         return self
@@ -128,7 +143,7 @@ class Platform:
     def wait_ready(self, timeout_s: float = 120.0) -> None:
         """Wait until every service answers /readyz with 200, or raise with its log tail."""
         deadline = time.monotonic() + timeout_s
-        pending = list(SERVICES)
+        pending = list(self.settings.processes())
         with httpx.Client(timeout=2.0) as client:
             while pending:
                 service = pending[0]

@@ -76,6 +76,7 @@ Clientela is running (Ctrl-C stops it).
   profile   {settings.url("profile")}/docs   read key:  {read_key}
   scoring   {settings.url("scoring")}/docs
   campaign  {settings.url("campaign")}/docs
+  console   {settings.url("console")}    sign in with {read_key} (or the admin key)
   broker    {settings.bootstrap_servers} (embedded; topics listed in docs/contracts/topics.json)
 Try:
   curl -s -H 'Authorization: Bearer {read_key}' \\
@@ -105,10 +106,10 @@ def up(args: argparse.Namespace) -> int:
     with EmbeddedBroker(log_path=state / "logs" / "broker.log") as broker:
         print(f"embedded broker on {broker.bootstrap_servers}", flush=True)
         settings = PlatformSettings(
-            bootstrap_servers=broker.bootstrap_servers, data_dir=state / "data"
+            bootstrap_servers=broker.bootstrap_servers, data_dir=state / "data", console=True
         )
         with Platform(settings, log_dir=state / "logs") as platform:
-            print(f"four services ready; logs in {state / 'logs'}", flush=True)
+            print(f"four services and the console ready; logs in {state / 'logs'}", flush=True)
             signal.signal(signal.SIGTERM, _interrupt)
             try:
                 return asyncio.run(

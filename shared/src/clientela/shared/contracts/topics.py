@@ -153,6 +153,15 @@ CAMPAIGN_DLQ = TopicSpec(
     producer="campaign",
     description="Records the campaign service could not process.",
 )
+CONSOLE_DLQ = TopicSpec(
+    name="console.dlq.v1",
+    key="source topic",
+    partitions=1,
+    cleanup_policy=CleanupPolicy.DELETE,
+    contract=DeadLetterEvent,
+    producer="console",
+    description="Records the console's read model could not decode, with the reason.",
+)
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     RAW_TOUCHPOINTS,
@@ -167,4 +176,5 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     SCORING_DLQ,
     CAMPAIGN_MESSAGES,
     CAMPAIGN_DLQ,
+    CONSOLE_DLQ,
 )

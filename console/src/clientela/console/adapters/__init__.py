@@ -1,0 +1,1 @@
+"""Adapters: the web pages and the Kafka consumer (inbound), services and tables (outbound)."""

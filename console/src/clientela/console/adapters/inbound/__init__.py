@@ -1,0 +1,1 @@
+"""Inbound adapters: the web pages and the read-model consumer."""

@@ -1,0 +1,1 @@
+"""Outbound adapters: the services' HTTP APIs and the read model's tables."""

@@ -1,0 +1,1 @@
+"""Use cases of the console: assemble pages from the services and the read model."""

@@ -1,0 +1,1 @@
+"""Pure logic of the console: charts as SVG markup, summaries of the read model."""
