@@ -29,4 +29,6 @@ def test_bench_runs_and_writes_flat_json(postgres_url: str, tmp_path: Path) -> N
     assert result["events_per_s"] > 0
     assert result["baseline_events_per_s"] > 0
     assert result["lookups"] > 0
+    assert 0 < result["round_trips_per_batch_without_merge"] <= 8
+    assert result["decode_us_per_event"] > 0
     assert all(not isinstance(v, dict | list) for v in result.values())

@@ -43,19 +43,19 @@ async def _profile_ids(engine: AsyncEngine) -> set[str]:
         return set((await conn.execute(select(tables.profiles.c.profile_id))).scalars())
 
 
-async def test_one_person_under_different_identifiers_at_once_is_one_profile(
-    engines, tp, policy
-) -> None:
+async def _race(engines, tp, policy, round_: int) -> int:
+    """Race three batches over the same people; check one profile each; return max attempts."""
     # Three partitions each carry one touchpoint of every person, under different identifiers
     # that overlap pairwise: every pair of batches races to create the same person.
     partitions: list[list[ReceivedTouchpoint]] = [[], [], []]
     person_of: dict[str, int] = {}
     for n in range(PEOPLE):
-        email, phone, customer = f"p{n}@x.io", f"+336100{n:05d}", f"C-{n}"
-        person_of.update(dict.fromkeys([email, phone, customer, f"d{n}"], n))
+        email, phone = f"p{n}.{round_}@x.io", f"+336{round_}0{n:05d}"
+        customer, device = f"C-{n}.{round_}", f"d{n}.{round_}"
+        person_of.update(dict.fromkeys([email, phone, customer, device], n))
         partitions[0].append(ReceivedTouchpoint(tp(customer_id=customer, email=email)))
         partitions[1].append(ReceivedTouchpoint(tp(email=email, phone=phone)))
-        partitions[2].append(ReceivedTouchpoint(tp(kind="sale", phone=phone, device_id=f"d{n}")))
+        partitions[2].append(ReceivedTouchpoint(tp(kind="sale", phone=phone, device_id=device)))
 
     outcomes = await asyncio.gather(
         *(
@@ -64,18 +64,30 @@ async def test_one_person_under_different_identifiers_at_once_is_one_profile(
         )
     )
 
-    owners = await _owners(engines[0])
+    owners = {k: v for k, v in (await _owners(engines[0])).items() if k[1] in person_of}
     by_person: dict[int, set[str]] = defaultdict(set)
     for (_, value), profile_id in owners.items():
         by_person[person_of[value]].add(profile_id)
     assert len(owners) == PEOPLE * 4
     assert all(len(ids) == 1 for ids in by_person.values()), "a person has two profiles"
     live = await _profile_ids(engines[0])
-    assert live == {ids.pop() for ids in by_person.values()}
+    assert {ids.pop() for ids in by_person.values()} <= live
     assert sum(o.applied for o in outcomes) == PEOPLE * 3
+    return max(o.attempts for o in outcomes)
+
+
+async def test_one_person_under_different_identifiers_at_once_is_one_profile(
+    engines, tp, policy
+) -> None:
+    attempts = [await _race(engines, tp, policy, 0)]
     if engines[0].dialect.name == "postgresql":
-        # The batches really overlapped: at least one had to start again after losing a race.
-        assert max(o.attempts for o in outcomes) > 1
+        # The batches must really overlap for the test to mean something: on a busy machine
+        # one may finish before the others start, so race again (other people) until one
+        # of them had to start again after losing a race.
+        while max(attempts) == 1 and len(attempts) < 5:
+            attempts.append(await _race(engines, tp, policy, len(attempts)))
+        assert max(attempts) > 1, "the batches never raced"
+    assert len(await _profile_ids(engines[0])) == PEOPLE * len(attempts)
 
 
 async def test_erasure_racing_a_batch_leaves_no_orphan(engines, tp, policy) -> None:

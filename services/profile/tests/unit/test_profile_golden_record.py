@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import random
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -175,5 +176,64 @@ def test_events_built_without_validation_match_the_contract(tp, policy) -> None:
     profile.attach_identifier_types(["email", "phone"])
     profile.mark_changed(NOW, policy)
     out = profile_changed(profile, [ReceivedTouchpoint(events[-1], 5)], NOW, "profile", policy)
-    wire = encode_event(out.event)
-    assert ProfileChangedEvent.model_validate_json(wire).model_dump() == out.event.model_dump()
+    decoded = ProfileChangedEvent.model_validate_json(out.value)
+    assert decoded.event_id == out.event_id
+    assert decoded.causation_id == events[-1].event_id
+    assert decoded.data == profile.changed(policy)
+    # The model built without validation serialises to the same event the JSON carries.
+    rebuilt = ProfileChangedEvent.model_validate_json(
+        encode_event(decoded.model_copy(update={"data": profile.changed(policy)}))
+    )
+    assert rebuilt == decoded
+    assert decoded.data.aggregates.first_purchase_amount == Decimal("12.5000")
+
+
+def test_first_purchase_amount_is_the_earliest_sale_in_any_order(tp, policy) -> None:
+    sales = [
+        tp(kind="sale", amount="30", at="2024-03-01T00:00:00Z"),
+        tp(kind="sale", amount="10", currency="USD", at="2024-01-01T00:00:00Z"),
+        tp(kind="sale", amount="50", at="2024-05-01T00:00:00Z"),
+        tp(kind="web_visit", at="2023-01-01T00:00:00Z"),
+    ]
+    for order in itertools.permutations(sales):
+        agg = _fold(order, policy).tally.to_contract(policy)
+        # The January sale is in USD at 0.9: 9.0000 in the base currency.
+        assert agg.first_purchase_amount == Decimal("9.0000")
+        assert agg.total_spend - agg.first_purchase_amount == Decimal("80.0000")
+    # Merged, the earlier sale of either side wins.
+    left, right = _fold(sales[2:], policy), _fold(sales[:2], policy, "p-2")
+    left.absorb(right)
+    assert left.tally.to_contract(policy).first_purchase_amount == Decimal("9.0000")
+    assert _fold([], policy).tally.to_contract(policy).first_purchase_amount == Decimal(0)
+
+
+def test_an_unpriced_first_sale_counts_zero(tp, policy) -> None:
+    events = [
+        tp(kind="sale", amount="10", currency="GBP", at="2024-01-01T00:00:00Z"),
+        tp(kind="sale", amount="20", at="2024-02-01T00:00:00Z"),
+    ]
+    agg = _fold(events, policy).tally.to_contract(policy)
+    # GBP has no rate: the sale is neither in total_spend nor in first_purchase_amount.
+    assert (agg.first_purchase_amount, agg.total_spend) == (Decimal(0), Decimal("20.0000"))
+
+
+def test_a_layout_2_snapshot_keeps_its_first_sale_time_until_rebuilt(tp, policy) -> None:
+    profile = _fold([tp(kind="sale", amount="40", at="2024-03-01T00:00:00Z")], policy)
+    state = profile.to_state()
+    state["schema"] = 2
+    del state["aggregates"]["first_sale"]
+    stored = Profile.from_state("p-1", 1, NOW, NOW, "customer", json.dumps(state))
+    # The amount of a sale folded before the figure existed is unknown: 0, not a later sale.
+    stored.record(tp(kind="sale", amount="70", at="2024-04-01T00:00:00Z"), policy)
+    assert stored.tally.to_contract(policy).first_purchase_amount == Decimal(0)
+    stored.record(tp(kind="sale", amount="5", at="2024-02-01T00:00:00Z"), policy)
+    assert stored.tally.to_contract(policy).first_purchase_amount == Decimal("5.0000")
+
+
+def test_snapshot_json_round_trip_and_sorted_form(tp, policy) -> None:
+    events = [*_trait_events(tp), tp(kind="sale", amount="3", consent={"sms": "opted_in"})]
+    profile = _fold(events, policy)
+    back = Profile.from_state("p-1", 0, NOW, NOW, "prospect", profile.to_json())
+    assert back == profile
+    assert back.to_json_sorted() == profile.to_json_sorted()
+    assert json.loads(profile.to_json_sorted()) == profile.to_state()

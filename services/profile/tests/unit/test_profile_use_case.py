@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 import pytest
 
 from clientela.profile.application.handle_touchpoints import handle_touchpoints
-from clientela.profile.application.ports import ReceivedTouchpoint
+from clientela.profile.application.ports import LockedOwners, ReceivedTouchpoint
 from clientela.profile.domain.identity import IdentifierClaim, IdentifierKey
 from clientela.profile.domain.profile import Profile
-from clientela.shared.codec import OutgoingEvent, encode_event
+from clientela.shared.codec import OutgoingEvent, decode_event, encode_event
 from clientela.shared.contracts import (
     ProfileChangedEvent,
     ProfilesMergedEvent,
@@ -54,13 +54,37 @@ class FakeUnitOfWork:
         self.pending = []
         self.commits += 1
 
-    async def claim_new(self, event_ids):
+    async def claim_fresh(self, event_ids):
         fresh = set(event_ids) - self.processed
         self.pending.append(lambda: self.processed.update(fresh))
-        return fresh
+        return fresh - self.timeline_rows.keys()
+
+    async def lock_owners(self, keys):
+        owners = await self.identities.owners(keys)
+        return LockedOwners(owners, await self.profiles.lock(set(owners.values())), set())
+
+    async def merge_away(self, moves, at) -> None:
+        await self.identities.reassign_profiles(moves)
+        await self.timeline.reassign_profiles(moves)
+        await self.profiles.delete(sorted(moves))
+        await self.profiles.forward(moves, at)
 
     async def stage(self, events) -> None:
         self.pending.append(lambda: self.published.extend(events))
+
+    async def stage_encoded(self, events) -> None:
+        # Decoding with the contract checks every event the use case encodes.
+        contracts = {c.EVENT_TYPE: c for c in (ProfileChangedEvent, ProfilesMergedEvent)}
+        decoded = [
+            OutgoingEvent(
+                e.topic, e.key, decode_event(contracts[e.event_type], e.value), e.accepted_at_ms
+            )
+            for e in events
+            if e.value is not None
+        ]
+        tombstones = [e.key for e in events if e.value is None]
+        self.pending.append(lambda: self.published.extend(decoded))
+        self.pending.append(lambda: self.tombstones.extend(tombstones))
 
     async def stage_tombstones(self, topic, keys) -> None:
         self.pending.append(lambda: self.tombstones.extend(keys))
@@ -73,15 +97,12 @@ class _Identities:
     async def owners(self, keys):
         return {k: self.uow.owners[k] for k in keys if k in self.uow.owners}
 
-    async def attach(self, claims: list[IdentifierClaim]):
+    async def attach(self, claims: list[IdentifierClaim], recheck=()):
         def apply() -> None:
             for c in claims:
                 self.uow.owners.setdefault((c.id_type, c.id_value), c.profile_id)
 
         self.uow.pending.append(apply)
-        return set()
-
-    async def separated(self, profile_ids):
         return set()
 
     async def reassign_profiles(self, moves) -> None:
@@ -134,9 +155,6 @@ class _Profiles:
 class _Timeline:
     def __init__(self, uow: FakeUnitOfWork) -> None:
         self.uow = uow
-
-    async def known(self, event_ids):
-        return set(event_ids) & self.uow.timeline_rows.keys()
 
     async def add(self, entries) -> None:
         rows = {event.event_id: pid for pid, event in entries}
@@ -252,7 +270,7 @@ async def test_a_failed_batch_commits_nothing(uow, tp, policy) -> None:
     async def broken(events) -> None:
         raise RuntimeError("outbox down")
 
-    uow.stage = broken
+    uow.stage_encoded = broken
     with pytest.raises(RuntimeError):
         await _handle([ReceivedTouchpoint(tp(email="ann@example.com"))], uow, policy)
     assert (uow.processed, uow.stored, uow.owners, uow.commits) == (set(), {}, {}, 0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 from collections.abc import Sequence
@@ -43,7 +44,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         logging.basicConfig(level=settings.log_level)
         print(json.dumps(asyncio.run(rebuild(settings))))
         return
-    serve(create_app(settings), settings.http_host, settings.http_port, settings.log_level)
+    app = create_app(settings)
+    # What is loaded by now lives as long as the process: kept out of the collector's sight,
+    # it is not walked by every full collection (measurable on the touchpoint hot path).
+    gc.collect()
+    gc.freeze()
+    serve(app, settings.http_host, settings.http_port, settings.log_level)
 
 
 if __name__ == "__main__":

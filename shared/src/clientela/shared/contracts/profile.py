@@ -47,6 +47,14 @@ class ProfileAggregates(Contract):
     last_purchase_at: AwareDatetime | None = None
     currency: CurrencyCode = Field(description="Base currency of total_spend and cost_to_serve.")
     total_spend: NonNegativeDecimal = Decimal(0)
+    first_purchase_amount: NonNegativeDecimal = Field(
+        default=Decimal(0),
+        description=(
+            "Amount of the earliest sale by event time, in the base currency; 0 without a sale "
+            "or when that sale's currency has no rate (it is then not in total_spend either), "
+            "so total_spend - first_purchase_amount is the repeat spend."
+        ),
+    )
     average_order_value: NonNegativeDecimal = Decimal(0)
     spend_by_currency: dict[str, Decimal] = Field(
         default_factory=dict, description="Spend in currencies with no configured rate."

@@ -20,7 +20,7 @@ from clientela.profile.application.ports import (
 )
 from clientela.profile.domain.identity import IdentifierKey, TouchpointIdentity
 from clientela.profile.domain.policy import ProfilePolicy
-from clientela.profile.domain.profile import ConsentEntry, Profile, Stamp, as_utc
+from clientela.profile.domain.profile import ConsentEntry, Profile, as_utc
 from clientela.profile.domain.split import plan_split
 from clientela.shared.codec import OutgoingEvent
 from clientela.shared.contracts import (
@@ -74,8 +74,10 @@ def recompute(
     for event in history.touchpoints:
         profile.record(event, policy)
     for update in history.consents:
-        stamp = Stamp(as_utc(update.occurred_at), update.update_id)
-        profile.record_consent(update.channel, ConsentEntry(update.status, stamp, update.source))
+        entry = ConsentEntry(
+            update.status, as_utc(update.occurred_at), update.update_id, update.source
+        )
+        profile.record_consent(update.channel, entry)
     profile.attach_identifier_types(key[0] for key in identifiers)
     return profile
 
@@ -134,7 +136,7 @@ async def split_profile(
             for side in (kept, split_off):
                 side.mark_changed(now, policy)
             await uow.profiles.save([kept, split_off])
-            await uow.stage(
+            await uow.stage_encoded(
                 [
                     profile_changed(side, [], now, source, policy, cause_id=request_id)
                     for side in (kept, split_off)
@@ -226,12 +228,14 @@ async def update_consent(
                 raise ProfileNotFoundError(profile_id)
             update = ConsentUpdate(update_id, pid, channel, status, stated_by, occurred_at)
             await uow.timeline.add_consent(update)
-            stamp = Stamp(as_utc(occurred_at), update_id)
-            profile.record_consent(channel, ConsentEntry(status, stamp, stated_by))
+            entry = ConsentEntry(status, as_utc(occurred_at), update_id, stated_by)
+            profile.record_consent(channel, entry)
             now = clock()
             profile.mark_changed(now, policy)
             await uow.profiles.save([profile])
-            await uow.stage([profile_changed(profile, [], now, source, policy, cause_id=update_id)])
+            await uow.stage_encoded(
+                [profile_changed(profile, [], now, source, policy, cause_id=update_id)]
+            )
             await uow.commit()
         return profile
 
@@ -267,12 +271,12 @@ async def rebuild_profiles(
                     identifiers.get(pid, []),
                     policy,
                 )
-                if fresh.to_state() != profile.to_state():
+                if fresh.to_json_sorted() != profile.to_json_sorted():
                     fresh.version = profile.version
                     fresh.mark_changed(now, policy)
                     changed.append(fresh)
             await uow.profiles.save(changed)
-            await uow.stage(
+            await uow.stage_encoded(
                 [
                     profile_changed(p, [], now, source, policy, cause_id=f"rebuild:{p.profile_id}")
                     for p in changed

@@ -11,8 +11,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
 
+import msgspec
+
 from clientela.profile.application.ports import (
     ConcurrentChangeError,
+    EncodedEvent,
+    LockedOwners,
     ReceivedTouchpoint,
     UnitOfWork,
 )
@@ -27,7 +31,7 @@ from clientela.profile.domain.identity import (
 )
 from clientela.profile.domain.policy import ProfilePolicy
 from clientela.profile.domain.profile import Profile
-from clientela.shared.codec import OutgoingEvent
+from clientela.shared.codec import OutgoingEvent, encode_event
 from clientela.shared.contracts import (
     ProfileChangedEvent,
     ProfilesMerged,
@@ -108,27 +112,25 @@ def _fields(outcome: BatchOutcome) -> dict[str, int]:
     return {name: getattr(outcome, name) for name in BatchOutcome.__dataclass_fields__}
 
 
-async def _lock_owners(
-    uow: UnitOfWork, keys: set[IdentifierKey]
-) -> tuple[dict[IdentifierKey, str], dict[str, Profile]]:
+async def _lock_owners(uow: UnitOfWork, keys: set[IdentifierKey]) -> LockedOwners:
     """Lock every profile owning one of the keys, so no other writer moves those identifiers."""
-    owners = await uow.identities.owners(keys) if keys else {}
-    profiles: dict[str, Profile] = {}
+    if not keys:
+        return LockedOwners({}, {}, set())
+    locked = await uow.lock_owners(keys)
+    owners, profiles, separated = locked.owners, locked.profiles, locked.separated
+    stale = locked.stale
     for _ in range(_LOCK_ROUNDS):
-        wanted = set(owners.values()) - profiles.keys()
-        if wanted:
-            profiles.update(await uow.profiles.lock(wanted))
-        if not wanted and len(profiles) >= len(set(owners.values())):
-            return owners, profiles
-        # While this transaction waited for the locks, a merge or split may have moved some of
-        # the identifiers: read the owners again under the locks already held.
-        again = await uow.identities.owners(keys)
-        if again == owners and set(owners.values()) <= profiles.keys():
-            return owners, profiles
-        if again == owners:
+        if not stale and set(owners.values()) <= profiles.keys():
+            return LockedOwners(owners, profiles, separated)
+        # An owner vanished (merged away, erased) or changed while this transaction waited
+        # for its lock: read the owners again, now under the locks already held.
+        again = await uow.lock_owners(keys)
+        profiles.update(again.profiles)
+        separated |= again.separated
+        if again.owners == owners and not again.stale:
             # Identifiers point at a profile with no row: a lost write; the caller recreates it.
-            return owners, profiles
-        owners = again
+            return LockedOwners(owners, profiles, separated)
+        owners, stale = again.owners, again.stale
     raise ConcurrentChangeError("identifier owners kept moving")
 
 
@@ -141,10 +143,7 @@ async def _apply(
     make_profile_id: Callable[[], str],
 ) -> BatchOutcome:
     async with uow:
-        fresh = await uow.claim_new([r.event.event_id for r in batch])
-        if fresh:
-            # The inbox forgets old ids; the timeline remembers every touchpoint it holds.
-            fresh -= await uow.timeline.known(fresh)
+        fresh = await uow.claim_fresh([r.event.event_id for r in batch])
         todo: list[ReceivedTouchpoint] = []
         for received in batch:
             if received.event.event_id in fresh:
@@ -159,7 +158,9 @@ async def _apply(
             TouchpointIdentity(r.event.event_id, rules.keys(r.event.data.identifiers)) for r in todo
         ]
         now = clock()
-        owners, profiles = await _lock_owners(uow, all_keys(identities))
+        keys = all_keys(identities)
+        locked = await _lock_owners(uow, keys)
+        owners, profiles = locked.owners, locked.profiles
         for profile_id in sorted(set(owners.values()) - profiles.keys()):
             # An identifier pointing at no profile row means a lost write; start it afresh
             # rather than drop the touchpoint (a rebuild from the timeline restores it).
@@ -170,8 +171,9 @@ async def _apply(
             for pid, p in profiles.items()
         }
         stored = set(profiles)
-        separated = await uow.identities.separated(stored) if stored else set()
-        resolution = resolve(identities, owners, facts, rules, make_profile_id, now, separated)
+        resolution = resolve(
+            identities, owners, facts, rules, make_profile_id, now, locked.separated
+        )
 
         created = set(resolution.new_profiles) | set(resolution.forward)
         for profile_id in sorted(created - profiles.keys()):
@@ -194,15 +196,20 @@ async def _apply(
             for received in received_list:
                 profile.record(received.event, policy)
 
+        # Another instance attaching one of these identifiers meanwhile (or one the batch saw
+        # unowned but left out) starts the batch again: it then joins (or merges with) that
+        # instance's profile.
+        claims = sorted(resolution.claims, key=lambda c: (c.id_type, c.id_value))
+        unclaimed = keys - owners.keys() - {(c.id_type, c.id_value) for c in claims}
+        lost = await uow.identities.attach(claims, unclaimed)
+        if lost:
+            raise ConcurrentChangeError(f"{len(lost)} identifier(s) changed owner concurrently")
         # A profile born and merged within this batch was never announced: nothing forwards
         # to it and no one is told; a stored profile merged away is announced and forwarded.
         announced = [m for m in resolution.merges if m.merged_id in stored]
         moves = {m.merged_id: resolution.final(m.merged_id) for m in announced}
         if moves:
-            await uow.identities.reassign_profiles(moves)
-            await uow.timeline.reassign_profiles(moves)
-            await uow.profiles.delete(sorted(moves))
-            await uow.profiles.forward(moves, now)
+            await uow.merge_away(moves, now)
         if resolution.conflicts:
             await uow.identities.record_conflicts(resolution.conflicts)
 
@@ -211,24 +218,18 @@ async def _apply(
         for profile in changed:
             profile.mark_changed(now, policy)
         await uow.profiles.save(changed)
-        lost = await uow.identities.attach(
-            sorted(resolution.claims, key=lambda c: (c.id_type, c.id_value))
-        )
-        if lost:
-            # Another instance attached one of these identifiers to its own new profile while
-            # this batch ran: start again, so the batch joins (or merges with) that profile.
-            raise ConcurrentChangeError(f"{len(lost)} identifier(s) claimed concurrently")
         await uow.timeline.add([(resolution.profile_of[r.event.event_id], r.event) for r in todo])
-        causes = {r.event.event_id: r for r in todo}
-        if announced:
-            await uow.stage(
-                [_profiles_merged(m, causes[m.event_id], now, source) for m in announced]
-            )
-            await uow.stage_tombstones(topics.PROFILES, sorted(moves))
-        await uow.stage(
+        # Everything the batch announces goes to the outbox in one write: merges, tombstones
+        # of the merged ids, then the changed profiles.
+        causes = {r.event.event_id: r for r in todo} if announced else {}
+        await uow.stage_encoded(
             [
-                profile_changed(p, by_profile.get(p.profile_id, []), now, source, policy)
-                for p in changed
+                *(encoded(_profiles_merged(m, causes[m.event_id], now, source)) for m in announced),
+                *(EncodedEvent(topics.PROFILES, merged_id, None) for merged_id in sorted(moves)),
+                *(
+                    profile_changed(p, by_profile.get(p.profile_id, ()), now, source, policy)
+                    for p in changed
+                ),
             ]
         )
         await uow.commit()
@@ -268,6 +269,25 @@ def _profiles_merged(
     )
 
 
+_ENCODER = msgspec.json.Encoder()
+_PROFILE_CHANGED = ProfileChangedEvent.EVENT_TYPE
+
+
+def encoded(out: OutgoingEvent) -> EncodedEvent:
+    """Return an event built as a model, encoded for the outbox like the others."""
+    event = out.event
+    return EncodedEvent(
+        topic=out.topic,
+        key=out.key,
+        value=encode_event(event),
+        event_type=event.type,
+        event_id=event.event_id,
+        causation_id=event.causation_id,
+        accepted_at_ms=out.accepted_at_ms,
+        schema_version=event.schema_version,
+    )
+
+
 def profile_changed(
     profile: Profile,
     causes: Sequence[ReceivedTouchpoint],
@@ -277,27 +297,38 @@ def profile_changed(
     *,
     cause_id: str | None = None,
     correlation_id: str | None = None,
-) -> OutgoingEvent:
-    """Return the ProfileChanged announcing a profile's current version."""
+) -> EncodedEvent:
+    """Return the ProfileChanged announcing a profile's current version, encoded.
+
+    One per changed profile per batch, written as the contract's JSON straight from the
+    profile: no model is built or validated on the way (a test decodes it with the contract).
+    """
     accepted = [r.accepted_at_ms for r in causes if r.accepted_at_ms is not None]
     if causes:
         last = causes[-1].event
         cause_id = last.event_id
         correlation_id = last.correlation_id or last.event_id
-    # One per changed profile per batch, from typed parts: built without re-validation.
-    event = ProfileChangedEvent.model_construct(
-        type="profile.changed",
-        schema_version=ProfileChangedEvent.SCHEMA_VERSION,
-        event_id=derived_event_id("profile.changed", profile.profile_id, str(profile.version)),
-        occurred_at=now,
-        source=source,
-        correlation_id=correlation_id or cause_id,
-        causation_id=cause_id,
-        data=profile.changed(policy),
+    event_id = derived_event_id("profile.changed", profile.profile_id, str(profile.version))
+    value = _ENCODER.encode(
+        {
+            "event_id": event_id,
+            "type": _PROFILE_CHANGED,
+            "schema_version": ProfileChangedEvent.SCHEMA_VERSION,
+            "occurred_at": now,
+            "source": source,
+            "correlation_id": correlation_id or cause_id,
+            "causation_id": cause_id,
+            "data": profile.published(policy),
+        }
     )
-    return OutgoingEvent(
+    return EncodedEvent(
         topic=topics.PROFILES,
         key=profile.profile_id,
-        event=event,
+        value=value,
+        event_type=_PROFILE_CHANGED,
+        event_id=event_id,
+        causation_id=cause_id,
         accepted_at_ms=min(accepted) if accepted else None,
+        schema_version=ProfileChangedEvent.SCHEMA_VERSION,
+        linked_causes=tuple(r.event.event_id for r in causes[:-1]) if len(causes) > 1 else (),
     )

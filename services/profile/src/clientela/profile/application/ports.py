@@ -32,6 +32,37 @@ class ReceivedTouchpoint:
     accepted_at_ms: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class EncodedEvent:
+    """An event already encoded as its contract's JSON, waiting for the outbox.
+
+    The hot path builds ProfileChanged as JSON straight from the profile (a test decodes it
+    with the contract), so the outbox gets bytes and the headers' few facts.
+    """
+
+    topic: TopicSpec
+    key: str
+    # None is a tombstone: the key's deletion on a compacted topic (no headers).
+    value: bytes | None
+    event_type: str = ""
+    event_id: str = ""
+    causation_id: str | None = None
+    accepted_at_ms: int | None = None
+    schema_version: int = 1
+    linked_causes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LockedOwners:
+    """The owners of a batch's identifiers, their profiles (locked) and admin separations."""
+
+    owners: dict[IdentifierKey, str]
+    profiles: dict[str, Profile]
+    separated: set[tuple[str, str]]
+    # A locked profile changed between reading the owners and locking it: read them again.
+    stale: bool = False
+
+
 class ConcurrentChangeError(Exception):
     """Another writer changed what this transaction read; the whole transaction is retried."""
 
@@ -90,12 +121,16 @@ class StoredProfile:
 class IdentityGraph(Protocol):
     """Which profile owns which identifier; admin separations; refused merges."""
 
-    async def owners(self, keys: Collection[IdentifierKey]) -> dict[IdentifierKey, str]:
-        """Return the owner of each known identifier among keys, in one lookup."""
-        ...
+    async def attach(
+        self,
+        claims: Sequence[IdentifierClaim],
+        recheck: Collection[IdentifierKey] = (),
+    ) -> set[IdentifierKey]:
+        """Attach new identifiers; return those another writer claimed first.
 
-    async def attach(self, claims: Sequence[IdentifierClaim]) -> set[IdentifierKey]:
-        """Attach new identifiers; return those another writer claimed first (none attached)."""
+        `recheck` are identifiers the batch saw unowned but did not claim (over a limit):
+        those another writer attached meanwhile are returned too.
+        """
         ...
 
     async def of_profiles(self, profile_ids: Collection[str]) -> dict[str, list[IdentifierKey]]:
@@ -112,10 +147,6 @@ class IdentityGraph(Protocol):
 
     async def delete_profile(self, profile_id: str) -> int:
         """Remove a profile's identifiers, separations and conflicts; return identifiers."""
-        ...
-
-    async def separated(self, profile_ids: Collection[str]) -> set[tuple[str, str]]:
-        """Return the admin separations that involve any of the profiles."""
         ...
 
     async def separate(self, first: str, second: str) -> None:
@@ -170,10 +201,6 @@ class ProfileRepository(Protocol):
 class Timeline(Protocol):
     """Every touchpoint and API consent decision, filed under its profile."""
 
-    async def known(self, event_ids: Collection[str]) -> set[str]:
-        """Return the ids among event_ids already on a timeline."""
-        ...
-
     async def add(self, entries: Sequence[tuple[str, TouchpointRecorded]]) -> None:
         """File touchpoints under profiles, given as (profile_id, touchpoint)."""
         ...
@@ -217,12 +244,32 @@ class UnitOfWork(Protocol):
         """The touchpoints."""
         ...
 
-    async def claim_new(self, event_ids: Sequence[str]) -> set[str]:
-        """Record event ids as processed (inbox); return those seen for the first time."""
+    async def claim_fresh(self, event_ids: Sequence[str]) -> set[str]:
+        """Record event ids as processed (inbox); return those neither processed before nor
+        on a timeline (the inbox forgets old ids, the timeline keeps every touchpoint)."""
+        ...
+
+    async def lock_owners(self, keys: Collection[IdentifierKey]) -> LockedOwners:
+        """Read the owners of keys and lock their profiles (in id order) until the end.
+
+        Owners are read before the locks are granted: a profile that vanished (merged away,
+        erased) or changed (`stale`) meanwhile may have lost identifiers; the caller reads
+        again. Owners cannot move once their profile is locked: every writer that moves an
+        identifier changes or deletes its owner's row.
+        """
+        ...
+
+    async def merge_away(self, moves: Mapping[str, str], at: datetime) -> None:
+        """Merge each key profile into its value profile: identifiers, touchpoints and consent
+        decisions move, the merged profile is deleted and forwards to its survivor."""
         ...
 
     async def stage(self, events: Sequence[OutgoingEvent]) -> None:
         """Queue events for publication after commit (outbox)."""
+        ...
+
+    async def stage_encoded(self, events: Sequence[EncodedEvent]) -> None:
+        """Queue events already encoded for publication after commit (outbox)."""
         ...
 
     async def stage_tombstones(self, topic: TopicSpec, keys: Sequence[str]) -> None:
@@ -249,6 +296,14 @@ class UnitOfWork(Protocol):
 
 class ProfileReader(Protocol):
     """Read side: golden records, identifier lookups and timelines."""
+
+    async def by_identifier(self, key: IdentifierKey) -> StoredProfile | None:
+        """Return the profile owning an identifier, with its identifiers, or None."""
+        ...
+
+    async def live(self, profile_id: str) -> StoredProfile | None:
+        """Return a profile (a merged id: its survivor) with its identifiers, or None."""
+        ...
 
     async def get(self, profile_id: str) -> StoredProfile | None:
         """Return a profile with its identifiers, or None."""

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from clientela.profile.application.ports import ProfileReader, TimelineQuery
+from clientela.profile.application.ports import ProfileReader, StoredProfile, TimelineQuery
 from clientela.profile.domain.identity import IdentifierKey
 from clientela.profile.domain.policy import ProfilePolicy
 from clientela.profile.domain.profile import as_utc
@@ -53,9 +53,11 @@ async def golden_record(
     reader: ProfileReader, profile_id: str, now: datetime, policy: ProfilePolicy
 ) -> GoldenRecord | None:
     """Return a profile's golden record (following a merged id to its survivor), or None."""
-    stored = await reader.get(await reader.resolve(profile_id))
-    if stored is None:
-        return None
+    stored = await reader.live(profile_id)
+    return _golden(stored, now, policy) if stored is not None else None
+
+
+def _golden(stored: StoredProfile, now: datetime, policy: ProfilePolicy) -> GoldenRecord:
     profile = stored.profile
     return GoldenRecord(
         profile_id=profile.profile_id,
@@ -76,11 +78,9 @@ async def golden_record_by_identifier(
     reader: ProfileReader, id_type: str, value: str, now: datetime, policy: ProfilePolicy
 ) -> GoldenRecord | None:
     """Return the golden record of the profile owning an identifier, or None."""
-    rules = policy.identity
-    profile_id = await reader.find((id_type, rules.normalize(id_type, value)))
-    if profile_id is None:
-        return None
-    return await golden_record(reader, profile_id, now, policy)
+    key = (id_type, policy.identity.normalize(id_type, value))
+    stored = await reader.by_identifier(key)
+    return _golden(stored, now, policy) if stored is not None else None
 
 
 async def timeline_page(

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
+
+import msgspec
 
 from clientela.profile.domain.policy import ProfilePolicy, quantize_money
 from clientela.shared.contracts import (
@@ -39,13 +40,23 @@ def _sum_into(target: dict[str, Any], source: Mapping[str, Any]) -> None:
         target[key] = target[key] + value if key in target else value
 
 
+# Enum .value is a property lookup; the hot path reads these plain strings instead.
+_VALUE: dict[Channel | TouchpointKind, str] = {
+    member: member.value for enum in (Channel, TouchpointKind) for member in enum
+}
+
+
 @functools.lru_cache(maxsize=4096)
 def _month_index(month: str) -> int:
     return int(month[:4]) * 12 + int(month[5:7]) - 1
 
 
-@dataclass(frozen=True, slots=True)
-class CaseState:
+@functools.lru_cache(maxsize=4096)
+def _decay(age_months: int, half_life_months: float) -> float:
+    return float(0.5 ** (age_months / half_life_months))
+
+
+class CaseState(msgspec.Struct, frozen=True, array_like=True):
     """The latest known status of a support case; the stamp decides which status is latest."""
 
     status: str
@@ -71,34 +82,53 @@ def _case_of(touchpoint: Touchpoint, event_id: str, at: datetime) -> tuple[str, 
     )
 
 
-@dataclass(slots=True)
-class Tally:
-    """Aggregates in their mergeable form: counts, sums, minima, maxima and sets."""
+class FirstSale(msgspec.Struct, frozen=True, array_like=True):
+    """The earliest sale in event time (the event id breaks ties) and its base amount.
+
+    `amount` is None when the sale's currency has no rate (it is not in total_spend either)
+    or when the snapshot predates this figure (see `Tally.from_state`).
+    """
+
+    at: datetime
+    event_id: str
+    amount: Decimal | None
+
+    def earlier_than(self, other: FirstSale | None) -> bool:
+        """Return whether this sale precedes other."""
+        return other is None or (self.at, self.event_id) < (other.at, other.event_id)
+
+
+class Tally(msgspec.Struct):
+    """Aggregates in their mergeable form: counts, sums, minima, maxima and sets.
+
+    The field names are the snapshot's keys: a stored snapshot decodes straight into a Tally.
+    """
 
     currency: str
     first_seen_at: datetime | None = None
     last_seen_at: datetime | None = None
     touchpoint_count: int = 0
-    counts_by_kind: dict[str, int] = field(default_factory=dict)
-    counts_by_channel: dict[str, int] = field(default_factory=dict)
+    counts_by_kind: dict[str, int] = msgspec.field(default_factory=dict)
+    counts_by_channel: dict[str, int] = msgspec.field(default_factory=dict)
     inbound_count: int = 0
     outbound_count: int = 0
     purchase_count: int = 0
     # Sales whose amount went into total_spend; the average is taken over these only.
     priced_purchase_count: int = 0
-    purchase_days: set[str] = field(default_factory=set)
+    purchase_days: set[str] = msgspec.field(default_factory=set)
     first_purchase_at: datetime | None = None
     last_purchase_at: datetime | None = None
     total_spend: Decimal = Decimal(0)
-    spend_by_currency: dict[str, Decimal] = field(default_factory=dict)
+    spend_by_currency: dict[str, Decimal] = msgspec.field(default_factory=dict)
     cost_to_serve: Decimal = Decimal(0)
-    cost_by_currency: dict[str, Decimal] = field(default_factory=dict)
+    cost_by_currency: dict[str, Decimal] = msgspec.field(default_factory=dict)
     # Line items bought per product category.
-    categories: dict[str, int] = field(default_factory=dict)
+    categories: dict[str, int] = msgspec.field(default_factory=dict)
     # Inbound touchpoints per channel per month ("YYYY-MM"): integers commute, decay is
     # applied when the preference is read, relative to the latest such month.
-    inbound_months: dict[str, dict[str, int]] = field(default_factory=dict)
-    cases: dict[str, CaseState] = field(default_factory=dict)
+    inbound_months: dict[str, dict[str, int]] = msgspec.field(default_factory=dict)
+    cases: dict[str, CaseState] = msgspec.field(default_factory=dict)
+    first_sale: FirstSale | None = None
 
     def add(
         self,
@@ -111,13 +141,13 @@ class Tally:
         self.first_seen_at = _earliest(self.first_seen_at, occurred_at)
         self.last_seen_at = _latest(self.last_seen_at, occurred_at)
         self.touchpoint_count += 1
-        kind, channel = touchpoint.kind.value, touchpoint.channel.value
+        kind, channel = _VALUE[touchpoint.kind], _VALUE[touchpoint.channel]
         self.counts_by_kind[kind] = self.counts_by_kind.get(kind, 0) + 1
         self.counts_by_channel[channel] = self.counts_by_channel.get(channel, 0) + 1
         if touchpoint.direction is Direction.INBOUND:
             self.inbound_count += 1
             months = self.inbound_months.setdefault(channel, {})
-            month = occurred_at.strftime("%Y-%m")
+            month = f"{occurred_at.year:04d}-{occurred_at.month:02d}"
             months[month] = months.get(month, 0) + 1
         else:
             self.outbound_count += 1
@@ -138,6 +168,9 @@ class Tally:
             else:
                 self.total_spend += converted
                 self.priced_purchase_count += 1
+            first = FirstSale(occurred_at, event_id, converted)
+            if first.earlier_than(self.first_sale):
+                self.first_sale = first
             for item in sale.items:
                 if item.category:
                     self.categories[item.category] = self.categories.get(item.category, 0) + 1
@@ -170,25 +203,26 @@ class Tally:
         for case_id, case in other.cases.items():
             if case.newer_than(self.cases.get(case_id)):
                 self.cases[case_id] = case
+        if other.first_sale is not None and other.first_sale.earlier_than(self.first_sale):
+            self.first_sale = other.first_sale
 
     def channel_preference(self, policy: ProfilePolicy) -> dict[str, float]:
         """Return each inbound channel's share of recency-weighted inbound contacts."""
-        latest = max(
-            (_month_index(m) for months in self.inbound_months.values() for m in months),
-            default=None,
-        )
-        if latest is None:
+        if not self.inbound_months:
             return {}
+        latest = max(_month_index(m) for months in self.inbound_months.values() for m in months)
         half_life_months = policy.preference_half_life.total_seconds() / 86_400 / _DAYS_PER_MONTH
-        weights = {
-            channel: sum(
-                count * 0.5 ** ((latest - _month_index(month)) / half_life_months)
-                for month, count in months.items()
-            )
-            for channel, months in self.inbound_months.items()
-        }
-        total = sum(weights.values())
-        return {c: round(w / total, 4) for c, w in sorted(weights.items()) if total > 0}
+        weights: dict[str, float] = {}
+        total = 0.0
+        for channel, months in self.inbound_months.items():
+            weight = 0.0
+            for month, count in months.items():
+                weight += count * _decay(latest - _month_index(month), half_life_months)
+            weights[channel] = weight
+            total += weight
+        if total <= 0:
+            return {}
+        return {c: round(w / total, 4) for c, w in sorted(weights.items())}
 
     def _add_cost(self, touchpoint: Touchpoint, policy: ProfilePolicy) -> None:
         cost = touchpoint.cost
@@ -201,118 +235,84 @@ class Tally:
         else:
             self.cost_to_serve += converted
 
-    def to_contract(self, policy: ProfilePolicy) -> ProfileAggregates:
-        """Return the published form of the figures."""
+    def published(self, policy: ProfilePolicy) -> dict[str, Any]:
+        """Return the published figures: the fields of ProfileAggregates as plain values."""
         preference = self.channel_preference(policy)
-        order = {channel.value: index for index, channel in enumerate(Channel)}
-        preferred = min(
-            preference, key=lambda c: (-preference[c], order.get(c, len(order))), default=None
+        preferred = (
+            min(preference, key=lambda c: (-preference[c], _CHANNEL_ORDER.get(c, len(Channel))))
+            if preference
+            else None
         )
         average = (
             quantize_money(self.total_spend / self.priced_purchase_count)
             if self.priced_purchase_count
-            else Decimal(0)
+            else _ZERO_MONEY
         )
-        # Built without re-validation: every field is typed and derived here; the tests check
-        # that the result validates, and this runs once per changed profile per batch.
-        return ProfileAggregates.model_construct(
-            first_seen_at=self.first_seen_at,
-            last_seen_at=self.last_seen_at,
-            touchpoint_count=self.touchpoint_count,
-            counts_by_kind=dict(sorted(self.counts_by_kind.items())),
-            counts_by_channel=dict(sorted(self.counts_by_channel.items())),
-            inbound_count=self.inbound_count,
-            outbound_count=self.outbound_count,
-            purchase_count=self.purchase_count,
-            purchase_days=len(self.purchase_days),
-            first_purchase_at=self.first_purchase_at,
-            last_purchase_at=self.last_purchase_at,
-            currency=self.currency,
-            total_spend=quantize_money(self.total_spend),
-            average_order_value=average,
-            spend_by_currency={
-                c: quantize_money(a) for c, a in sorted(self.spend_by_currency.items())
-            },
-            cost_to_serve=quantize_money(self.cost_to_serve),
-            open_support_cases=sum(1 for case in self.cases.values() if case.open()),
-            closed_support_cases=sum(1 for case in self.cases.values() if not case.open()),
-            purchase_categories=dict(sorted(self.categories.items())),
-            inbound_channel_preference=preference,
-            preferred_inbound_channel=Channel(preferred) if preferred is not None else None,
-        )
-
-    def to_state(self) -> dict[str, Any]:
-        """Return a JSON-ready snapshot (money as strings, times as ISO 8601)."""
+        first = self.first_sale
+        open_cases = sum(1 for case in self.cases.values() if case.status not in _CLOSED)
         return {
-            "currency": self.currency,
-            "first_seen_at": encode_time(self.first_seen_at),
-            "last_seen_at": encode_time(self.last_seen_at),
+            "first_seen_at": self.first_seen_at,
+            "last_seen_at": self.last_seen_at,
             "touchpoint_count": self.touchpoint_count,
-            "counts_by_kind": dict(sorted(self.counts_by_kind.items())),
-            "counts_by_channel": dict(sorted(self.counts_by_channel.items())),
+            "counts_by_kind": self.counts_by_kind,
+            "counts_by_channel": self.counts_by_channel,
             "inbound_count": self.inbound_count,
             "outbound_count": self.outbound_count,
             "purchase_count": self.purchase_count,
-            "priced_purchase_count": self.priced_purchase_count,
-            "purchase_days": sorted(self.purchase_days),
-            "first_purchase_at": encode_time(self.first_purchase_at),
-            "last_purchase_at": encode_time(self.last_purchase_at),
-            "total_spend": str(self.total_spend),
-            "spend_by_currency": {c: str(a) for c, a in sorted(self.spend_by_currency.items())},
-            "cost_to_serve": str(self.cost_to_serve),
-            "cost_by_currency": {c: str(a) for c, a in sorted(self.cost_by_currency.items())},
-            "categories": dict(sorted(self.categories.items())),
-            "inbound_months": {
-                c: dict(sorted(m.items())) for c, m in sorted(self.inbound_months.items())
-            },
-            "cases": {
-                case_id: [case.status, encode_time(case.at), case.event_id]
-                for case_id, case in sorted(self.cases.items())
-            },
+            "purchase_days": len(self.purchase_days),
+            "first_purchase_at": self.first_purchase_at,
+            "last_purchase_at": self.last_purchase_at,
+            "currency": self.currency,
+            "total_spend": quantize_money(self.total_spend),
+            "first_purchase_amount": (
+                quantize_money(first.amount)
+                if first is not None and first.amount is not None
+                else _ZERO_MONEY
+            ),
+            "average_order_value": average,
+            "spend_by_currency": {c: quantize_money(a) for c, a in self.spend_by_currency.items()},
+            "cost_to_serve": quantize_money(self.cost_to_serve),
+            "open_support_cases": open_cases,
+            "closed_support_cases": len(self.cases) - open_cases,
+            "purchase_categories": self.categories,
+            "inbound_channel_preference": preference,
+            "preferred_inbound_channel": Channel(preferred) if preferred is not None else None,
         }
+
+    def to_contract(self, policy: ProfilePolicy) -> ProfileAggregates:
+        """Return the published form of the figures."""
+        # Built without re-validation: every field is typed and derived here; the tests check
+        # that the result validates.
+        published = self.published(policy)
+        for name in ("counts_by_kind", "counts_by_channel", "purchase_categories"):
+            published[name] = dict(sorted(published[name].items()))
+        return ProfileAggregates.model_construct(**published)
+
+    def to_state(self) -> dict[str, Any]:
+        """Return a JSON-ready snapshot (money as strings, times as ISO 8601, keys sorted)."""
+        state: dict[str, Any] = msgspec.to_builtins(self, order="deterministic")
+        return state
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> Tally:
-        """Rebuild from a snapshot written by to_state."""
-        return cls(
-            currency=state["currency"],
-            first_seen_at=decode_time(state.get("first_seen_at")),
-            last_seen_at=decode_time(state.get("last_seen_at")),
-            touchpoint_count=int(state.get("touchpoint_count", 0)),
-            counts_by_kind=dict(state.get("counts_by_kind", {})),
-            counts_by_channel=dict(state.get("counts_by_channel", {})),
-            inbound_count=int(state.get("inbound_count", 0)),
-            outbound_count=int(state.get("outbound_count", 0)),
-            purchase_count=int(state.get("purchase_count", 0)),
-            priced_purchase_count=int(state.get("priced_purchase_count", 0)),
-            purchase_days=set(state.get("purchase_days", [])),
-            first_purchase_at=decode_time(state.get("first_purchase_at")),
-            last_purchase_at=decode_time(state.get("last_purchase_at")),
-            total_spend=Decimal(state.get("total_spend", "0")),
-            spend_by_currency={
-                c: Decimal(a) for c, a in state.get("spend_by_currency", {}).items()
-            },
-            cost_to_serve=Decimal(state.get("cost_to_serve", "0")),
-            cost_by_currency={c: Decimal(a) for c, a in state.get("cost_by_currency", {}).items()},
-            categories=dict(state.get("categories", {})),
-            inbound_months={c: dict(m) for c, m in state.get("inbound_months", {}).items()},
-            cases={
-                case_id: CaseState(status, _required_time(at), event_id)
-                for case_id, (status, at, event_id) in state.get("cases", {}).items()
-            },
-        )
+        """Rebuild from a snapshot written by to_state (any layout)."""
+        tally = msgspec.convert(state, type=cls)
+        tally.assume_unknown_first_sale()
+        return tally
+
+    def assume_unknown_first_sale(self) -> None:
+        """Mark the first sale as unknown when a snapshot older than that figure has sales.
+
+        Its time is known (first_purchase_at), so later sales still cannot replace it and an
+        earlier one arriving late still can; only its amount stays unknown until a rebuild.
+        """
+        if self.first_sale is None and self.first_purchase_at is not None:
+            self.first_sale = FirstSale(self.first_purchase_at, "", None)
 
 
-def encode_time(value: datetime | None) -> str | None:
-    """Return a time as ISO 8601 for a snapshot."""
-    return value.isoformat() if value is not None else None
-
-
-def _required_time(value: str | None) -> datetime:
-    decoded = decode_time(value)
-    if decoded is None:
-        raise ValueError("a stored case has no time")
-    return decoded
+_ZERO_MONEY = Decimal(0)
+_CLOSED = CLOSED_CASE_STATUSES
+_CHANNEL_ORDER = {channel.value: index for index, channel in enumerate(Channel)}
 
 
 def decode_time(value: str | None) -> datetime | None:

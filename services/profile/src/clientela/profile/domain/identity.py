@@ -51,6 +51,9 @@ DEFAULT_BLOCKED: Mapping[str, tuple[str, ...]] = MappingProxyType(
 )
 
 _PATTERN_CHARS = frozenset("*?[")
+_BUILT_IN: tuple[str, ...] = tuple(kind.value for kind in IdentifierType)
+_EMAIL = IdentifierType.EMAIL.value
+_PHONE = IdentifierType.PHONE.value
 
 
 def fingerprint(key: IdentifierKey) -> str:
@@ -103,9 +106,9 @@ class IdentityRules:
     def normalize(self, id_type: str, value: str) -> str:
         """Return the canonical value, as ingest writes it (emails lowercased, phones E.164)."""
         value = value.strip()
-        if id_type == IdentifierType.EMAIL.value:
+        if id_type == _EMAIL:
             return value.lower()
-        if id_type == IdentifierType.PHONE.value and not _is_e164(value):
+        if id_type == _PHONE and not _is_e164(value):
             try:
                 number = phonenumbers.parse(value, self.default_region)
             except phonenumbers.NumberParseException:
@@ -126,11 +129,19 @@ class IdentityRules:
     def keys(self, identifiers: Identifiers) -> list[IdentifierKey]:
         """Return a touchpoint's usable identifiers: normalised, unblocked, strongest first."""
         found: dict[IdentifierKey, None] = {}
-        for id_type, value in identifiers.pairs():
+        # The built-in fields read directly (Identifiers.pairs walks the enum: slower).
+        pairs = [(t, v) for t in _BUILT_IN if (v := getattr(identifiers, t)) is not None]
+        if identifiers.extra:
+            pairs.extend(sorted(identifiers.extra.items()))
+        for id_type, value in pairs:
             key = (id_type, self.normalize(id_type, value))
             if key[1] and not self.is_blocked(key):
                 found[key] = None
-        return sorted(found, key=lambda k: self.rank(k[0]))
+        if len(found) < 2:
+            return list(found)
+        rank = self._rank
+        last = len(rank)
+        return sorted(found, key=lambda k: rank.get(k[0], last))
 
 
 @dataclass(frozen=True, slots=True)

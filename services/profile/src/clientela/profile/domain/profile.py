@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from clientela.profile.domain.aggregates import Tally, decode_time, encode_time
+import msgspec
+
+from clientela.profile.domain.aggregates import Tally, decode_time
 from clientela.profile.domain.policy import ProfilePolicy, Survivorship, TraitRules
 from clientela.shared.contracts import (
     Channel,
@@ -22,10 +24,11 @@ from clientela.shared.contracts import (
 )
 from clientela.shared.contracts.base import TraitValue
 
-STATE_SCHEMA = 2
-"""Version of the snapshot layout written by Profile.to_state."""
+STATE_SCHEMA = 3
+"""Version of the snapshot layout written by Profile.to_state (3: the first sale)."""
 
 # Which contact point makes which channel reachable.
+_CHANNELS: tuple[Channel, ...] = tuple(Channel)
 _CHANNELS_OF_IDENTIFIER: Mapping[str, tuple[Channel, ...]] = {
     IdentifierType.EMAIL.value: (Channel.EMAIL,),
     IdentifierType.PHONE.value: (Channel.PHONE, Channel.SMS),
@@ -89,13 +92,44 @@ def surviving_value(ledger: TraitLedger, rule: Survivorship, rules: TraitRules) 
     return max(ledger.values(), key=lambda o: (o.stamp.at, o.stamp.event_id))
 
 
-@dataclass(frozen=True, slots=True)
-class ConsentEntry:
+class ConsentEntry(msgspec.Struct, frozen=True):
     """A consent decision for one channel, when and through which system it was given."""
 
     status: ConsentStatus
-    stamp: Stamp
+    at: datetime
+    event_id: str
     source: str
+
+    @property
+    def stamp(self) -> Stamp:
+        """Return when the decision was stated."""
+        return Stamp(self.at, self.event_id)
+
+
+class TraitStatement(msgspec.Struct, frozen=True, array_like=True):
+    """A trait value as stored: who stated it, how often, and the latest statement."""
+
+    source: str
+    value: TraitValue
+    count: int
+    at: datetime
+    event_id: str
+
+
+class Snapshot(msgspec.Struct, kw_only=True):
+    """The stored JSON of a profile (layouts 2 and 3 decode into it; see Profile.from_state)."""
+
+    schema: int = STATE_SCHEMA
+    identifier_counts: dict[str, int] = msgspec.field(default_factory=dict)
+    visited_branch: bool = False
+    traits: dict[str, list[TraitStatement]] = msgspec.field(default_factory=dict)
+    consent: dict[Channel, ConsentEntry] = msgspec.field(default_factory=dict)
+    aggregates: Tally
+
+
+_SNAPSHOT_DECODER = msgspec.json.Decoder(Snapshot)
+_ENCODER = msgspec.json.Encoder()
+_SORTED_ENCODER = msgspec.json.Encoder(order="deterministic")
 
 
 def lifecycle_at(
@@ -162,12 +196,14 @@ class Profile:
         if touchpoint.email is not None and touchpoint.email.unsubscribed:
             decisions.setdefault(Channel.EMAIL, ConsentStatus.OPTED_OUT)
         for channel, status in decisions.items():
-            self.record_consent(channel, ConsentEntry(status, stamp, event.source))
+            self.record_consent(
+                channel, ConsentEntry(status, stamp.at, stamp.event_id, event.source)
+            )
 
     def record_consent(self, channel: Channel, entry: ConsentEntry) -> None:
         """Keep a consent decision unless a later one is held."""
         held = self.consent.get(channel)
-        if entry.stamp.supersedes(held.stamp if held else None):
+        if held is None or (entry.at, entry.event_id) > (held.at, held.event_id):
             self.consent[channel] = entry
 
     def _observe(self, name: str, source: str, observation: Observation) -> None:
@@ -199,16 +235,16 @@ class Profile:
         """Return the lifecycle stage as of now."""
         return lifecycle_at(self.tally.last_purchase_at, now, policy)
 
-    def reachable_channels(self) -> list[Channel]:
+    def reachable_channels(self, id_types: Iterable[str] | None = None) -> list[Channel]:
         """Return the channels the profile has a contact point for, in a stable order."""
         reachable = {
             channel
-            for id_type in self.identifier_types
+            for id_type in (self.identifier_types if id_types is None else id_types)
             for channel in _CHANNELS_OF_IDENTIFIER.get(id_type, ())
         }
         if self.visited_branch:
             reachable.add(Channel.BRANCH)
-        return [channel for channel in Channel if channel in reachable]
+        return [channel for channel in _CHANNELS if channel in reachable]
 
     def current_traits(self, rules: TraitRules | None = None) -> dict[str, TraitValue]:
         """Return the surviving trait values under the rules (cleared traits left out)."""
@@ -224,7 +260,7 @@ class Profile:
         """Return the latest consent decision per channel."""
         return {
             channel: ConsentState.model_construct(
-                status=entry.status, updated_at=entry.stamp.at, source=entry.source
+                status=entry.status, updated_at=entry.at, source=entry.source
             )
             for channel, entry in sorted(self.consent.items())
         }
@@ -234,46 +270,61 @@ class Profile:
         rank = (policy or ProfilePolicy()).identity.rank
         return sorted(self.identifier_types, key=lambda t: (rank(t), t))
 
+    def published(self, policy: ProfilePolicy) -> dict[str, Any]:
+        """Return the fields of ProfileChanged as plain values (the JSON the topic carries)."""
+        id_types = self.sorted_identifier_types(policy)
+        return {
+            "profile_id": self.profile_id,
+            "version": self.version,
+            "lifecycle": self.stage,
+            "created_at": self.created_at,
+            "identifier_types": id_types,
+            "reachable_channels": self.reachable_channels(id_types),
+            "consent": {
+                channel: {"status": e.status, "updated_at": e.at, "source": e.source}
+                for channel, e in self.consent.items()
+            },
+            "traits": self.current_traits(policy.traits) if self.traits else {},
+            "aggregates": self.tally.published(policy),
+        }
+
     def changed(self, policy: ProfilePolicy | None = None) -> ProfileChanged:
         """Return the profile's published state as of its last change: no identifier values."""
         policy = policy or ProfilePolicy()
         # Built without re-validation, like the aggregates (see Tally.to_contract).
-        return ProfileChanged.model_construct(
-            profile_id=self.profile_id,
-            version=self.version,
-            lifecycle=self.stage,
-            created_at=self.created_at,
-            identifier_types=self.sorted_identifier_types(policy),
-            reachable_channels=self.reachable_channels(),
-            consent=self.current_consent(),
-            traits=self.current_traits(policy.traits),
-            aggregates=self.tally.to_contract(policy),
+        published = self.published(policy)
+        published["consent"] = self.current_consent()
+        published["aggregates"] = self.tally.to_contract(policy)
+        return ProfileChanged.model_construct(**published)
+
+    def snapshot(self) -> Snapshot:
+        """Return what is stored of the profile besides its columns."""
+        return Snapshot(
+            identifier_counts=self.identifier_counts,
+            visited_branch=self.visited_branch,
+            traits={
+                name: [
+                    TraitStatement(source, o.value, o.count, o.stamp.at, o.stamp.event_id)
+                    for (source, _), o in sorted(ledger.items(), key=lambda item: item[0])
+                ]
+                for name, ledger in self.traits.items()
+            },
+            consent=self.consent,
+            aggregates=self.tally,
         )
 
     def to_state(self) -> dict[str, Any]:
-        """Return the JSON-ready snapshot stored with the profile."""
-        return {
-            "schema": STATE_SCHEMA,
-            "identifier_counts": dict(sorted(self.identifier_counts.items())),
-            "visited_branch": self.visited_branch,
-            "traits": {
-                name: [
-                    [source, o.value, o.count, encode_time(o.stamp.at), o.stamp.event_id]
-                    for (source, _), o in sorted(ledger.items(), key=lambda item: item[0])
-                ]
-                for name, ledger in sorted(self.traits.items())
-            },
-            "consent": {
-                channel.value: {
-                    "status": e.status.value,
-                    "at": encode_time(e.stamp.at),
-                    "event_id": e.stamp.event_id,
-                    "source": e.source,
-                }
-                for channel, e in sorted(self.consent.items())
-            },
-            "aggregates": self.tally.to_state(),
-        }
+        """Return the JSON-ready snapshot, keys and sets sorted (equal profiles, equal dicts)."""
+        state: dict[str, Any] = msgspec.to_builtins(self.snapshot(), order="deterministic")
+        return state
+
+    def to_json(self) -> bytes:
+        """Return the snapshot as JSON: what the store keeps."""
+        return _ENCODER.encode(self.snapshot())
+
+    def to_json_sorted(self) -> bytes:
+        """Return the snapshot as JSON with keys and sets sorted: equal profiles, equal bytes."""
+        return _SORTED_ENCODER.encode(self.snapshot())
 
     @classmethod
     def from_state(
@@ -283,43 +334,57 @@ class Profile:
         created_at: datetime,
         updated_at: datetime,
         lifecycle: str,
-        state: Mapping[str, Any],
+        state: Mapping[str, Any] | str | bytes,
     ) -> Profile:
         """Rebuild a profile from its stored columns and snapshot (older layouts upcast)."""
-        schema = state.get("schema", STATE_SCHEMA)
-        if schema > STATE_SCHEMA:
-            raise ValueError(f"profile state schema {schema} is newer than this code")
+        if isinstance(state, str | bytes):
+            try:
+                snapshot = _SNAPSHOT_DECODER.decode(state)
+            except msgspec.ValidationError:
+                snapshot = _from_layout_1(json.loads(state))
+        elif state.get("schema", STATE_SCHEMA) < 2:
+            snapshot = _from_layout_1(state)
+        else:
+            snapshot = msgspec.convert(state, type=Snapshot)
+        if snapshot.schema > STATE_SCHEMA:
+            raise ValueError(f"profile state schema {snapshot.schema} is newer than this code")
+        tally = snapshot.aggregates
+        tally.assume_unknown_first_sale()
         profile = cls(
             profile_id=profile_id,
             created_at=as_utc(created_at),
             updated_at=as_utc(updated_at),
-            tally=Tally.from_state(state["aggregates"]),
+            tally=tally,
             version=version,
-            consent={
-                Channel(channel): ConsentEntry(
-                    ConsentStatus(raw["status"]), _stamp(raw), raw["source"]
-                )
-                for channel, raw in state.get("consent", {}).items()
-            },
-            visited_branch=bool(state.get("visited_branch", False)),
+            identifier_counts=snapshot.identifier_counts,
+            consent=snapshot.consent,
+            visited_branch=snapshot.visited_branch,
             stage=Lifecycle(lifecycle),
         )
-        if schema < 2:
-            # Layout 1 kept types without counts and one latest value per trait.
-            profile.identifier_counts = dict.fromkeys(state.get("identifier_types", []), 1)
-            for name, raw in state.get("traits", {}).items():
-                profile._observe(name, "unknown", Observation(raw["value"], 1, _stamp(raw)))
-            return profile
-        profile.identifier_counts = dict(state.get("identifier_counts", {}))
-        for name, rows in state.get("traits", {}).items():
-            for source, value, count, at, event_id in rows:
-                stamp = _stamp({"at": at, "event_id": event_id})
-                profile._observe(name, source, Observation(value, count, stamp))
+        for name, rows in snapshot.traits.items():
+            for row in rows:
+                observation = Observation(row.value, row.count, Stamp(row.at, row.event_id))
+                profile._observe(name, row.source, observation)
         return profile
 
 
-def _stamp(raw: Mapping[str, Any]) -> Stamp:
+def _from_layout_1(state: Mapping[str, Any]) -> Snapshot:
+    """Upcast layout 1, which kept types without counts and one latest value per trait."""
+    return Snapshot(
+        schema=1,
+        identifier_counts=dict.fromkeys(state.get("identifier_types", []), 1),
+        visited_branch=bool(state.get("visited_branch", False)),
+        traits={
+            name: [TraitStatement("unknown", raw["value"], 1, *_stamp(raw))]
+            for name, raw in state.get("traits", {}).items()
+        },
+        consent=msgspec.convert(state.get("consent", {}), type=dict[Channel, ConsentEntry]),
+        aggregates=Tally.from_state(state["aggregates"]),
+    )
+
+
+def _stamp(raw: Mapping[str, Any]) -> tuple[datetime, str]:
     at = decode_time(raw["at"])
     if at is None:
         raise ValueError("a stored stamp has no time")
-    return Stamp(at, raw["event_id"])
+    return at, raw["event_id"]

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import weakref
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
+import msgspec
 from sqlalchemy import (
     ColumnElement,
     Engine,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     any_,
     bindparam,
     delete,
+    event,
     func,
     or_,
     select,
@@ -32,7 +34,9 @@ from clientela.profile.adapters.outbound import tables
 from clientela.profile.application.ports import (
     ConcurrentChangeError,
     ConsentUpdate,
+    EncodedEvent,
     ErasureReceipt,
+    LockedOwners,
     ProfileHistory,
 )
 from clientela.profile.domain.identity import (
@@ -44,7 +48,15 @@ from clientela.profile.domain.identity import (
 )
 from clientela.profile.domain.profile import Profile
 from clientela.shared import outbox as shared_outbox
-from clientela.shared.codec import OutgoingRecord
+from clientela.shared import tracing
+from clientela.shared.codec import (
+    HEADER_ACCEPTED_AT,
+    HEADER_CONTENT_TYPE,
+    HEADER_EVENT_ID,
+    HEADER_SCHEMA_VERSION,
+    HEADER_TYPE,
+    OutgoingRecord,
+)
 from clientela.shared.contracts import Channel, ConsentStatus, TopicSpec, TouchpointRecorded
 from clientela.shared.db import is_postgres, upsert_insert
 from clientela.shared.settings import KafkaSettings
@@ -77,7 +89,7 @@ def among(conn: AsyncConnection, column: Any, values: Sequence[str]) -> ColumnEl
     return column.in_(values)  # type: ignore[no-any-return]
 
 
-async def _asyncpg(conn: AsyncConnection) -> tuple[Any, str]:
+async def asyncpg_of(conn: AsyncConnection) -> tuple[Any, str]:
     """Return the asyncpg connection under conn (same transaction) and the service's schema."""
     raw = await conn.get_raw_connection()
     options = conn.sync_connection.get_execution_options() if conn.sync_connection else {}
@@ -85,8 +97,205 @@ async def _asyncpg(conn: AsyncConnection) -> tuple[Any, str]:
     return raw.driver_connection, schema
 
 
-def _quoted(schema: str, table: str) -> str:
+def quoted(schema: str, table: str) -> str:
+    """Return a schema-qualified table name for raw SQL."""
     return '"' + schema.replace('"', '""') + '"."' + table + '"'
+
+
+# The hot path on PostgreSQL: one statement per step, arrays as parameters (the statement is
+# prepared once and reused whatever the batch size), run on the asyncpg connection under the
+# SQLAlchemy one (same transaction). `{name}` is the schema-qualified table.
+_PG_SQL = {
+    # Inbox and timeline in one: ids seen for the first time and not on any timeline.
+    "claim_fresh": """
+        WITH claimed AS (
+            INSERT INTO {inbox} (event_id, processed_at)
+            SELECT e, $2 FROM unnest($1::text[]) AS e
+            ON CONFLICT (event_id) DO NOTHING
+            RETURNING event_id)
+        SELECT c.event_id FROM claimed c
+        WHERE NOT EXISTS (SELECT 1 FROM {touchpoints} t WHERE t.event_id = c.event_id)""",
+    # Owners of the keys (kind 0), their profiles locked in id order (kind 1), and the admin
+    # separations of those profiles (kind 2), in one round trip.
+    "lock_owners": """
+        WITH owned AS (
+            SELECT i.id_type, i.id_value, i.profile_id, p.version AS seen_version
+            FROM {identifiers} i
+            JOIN unnest($1::text[], $2::text[]) AS w(t, v) ON i.id_type = w.t AND i.id_value = w.v
+            LEFT JOIN {profiles} p ON p.profile_id = i.profile_id),
+        locked AS (
+            SELECT p.profile_id, p.version, p.created_at, p.updated_at, p.lifecycle,
+                   p.state::text AS state
+            FROM {profiles} p
+            WHERE p.profile_id IN (SELECT profile_id FROM owned)
+            ORDER BY p.profile_id
+            FOR UPDATE)
+        SELECT 0 AS kind, id_type AS a, id_value AS b, profile_id, seen_version AS version,
+               NULL::timestamptz AS created_at, NULL::timestamptz AS updated_at,
+               NULL::text AS lifecycle, NULL::text AS state
+        FROM owned
+        UNION ALL
+        SELECT 1, NULL, NULL, profile_id, version, created_at, updated_at, lifecycle, state
+        FROM locked
+        UNION ALL
+        SELECT 2, s.profile_a, s.profile_b, NULL, NULL, NULL, NULL, NULL, NULL
+        FROM {separations} s
+        WHERE s.profile_a IN (SELECT profile_id FROM locked)
+           OR s.profile_b IN (SELECT profile_id FROM locked)""",
+    # New identifiers (kind 0: those inserted), and the owners now (kind 1) of keys the batch
+    # saw unowned but did not claim (its profile's limit was reached): see attach().
+    "attach": """
+        WITH ins AS (
+            INSERT INTO {identifiers} (id_type, id_value, profile_id, created_at)
+            SELECT t, v, p, $4 FROM unnest($1::text[], $2::text[], $3::text[]) AS c(t, v, p)
+            ON CONFLICT (id_type, id_value) DO NOTHING
+            RETURNING id_type, id_value)
+        SELECT 0 AS kind, id_type, id_value FROM ins
+        UNION ALL
+        SELECT 1, i.id_type, i.id_value
+        FROM {identifiers} i
+        JOIN unnest($5::text[], $6::text[]) AS w(t, v) ON i.id_type = w.t AND i.id_value = w.v""",
+    "merge_away": """
+        WITH m AS (SELECT * FROM unnest($1::text[], $2::text[]) AS m(old, new)),
+        ids AS (
+            UPDATE {identifiers} i SET profile_id = m.new FROM m
+            WHERE i.profile_id = m.old RETURNING 1),
+        tps AS (
+            UPDATE {touchpoints} t SET profile_id = m.new FROM m
+            WHERE t.profile_id = m.old RETURNING 1),
+        cons AS (
+            UPDATE {consent_updates} c SET profile_id = m.new FROM m
+            WHERE c.profile_id = m.old RETURNING 1),
+        gone AS (DELETE FROM {profiles} p USING m WHERE p.profile_id = m.old RETURNING 1),
+        chained AS (
+            UPDATE {profile_forwards} f SET survivor_id = m.new FROM m
+            WHERE f.survivor_id = m.old RETURNING 1)
+        INSERT INTO {profile_forwards} (merged_id, survivor_id, merged_at)
+        SELECT old, new, $3 FROM m
+        ON CONFLICT (merged_id) DO UPDATE
+        SET survivor_id = EXCLUDED.survivor_id, merged_at = EXCLUDED.merged_at""",
+    "begin": "SELECT 1",
+    # Profiles this transaction locked are updated (no speculative insert); the others are
+    # inserted (new ones, or one recreated after a lost write).
+    "save_profiles": """
+        WITH u AS (
+            SELECT * FROM unnest($1::text[], $2::int[], $3::timestamptz[], $4::timestamptz[],
+                                 $5::text[], $6::text[], $7::bool[])
+                AS u(id, version, created_at, updated_at, lifecycle, state, stored)),
+        updated AS (
+            UPDATE {profiles} p SET version = u.version, created_at = u.created_at,
+                updated_at = u.updated_at, lifecycle = u.lifecycle, state = u.state::{state_type}
+            FROM u WHERE u.stored AND p.profile_id = u.id
+            RETURNING 1)
+        INSERT INTO {profiles} (profile_id, version, created_at, updated_at, lifecycle, state)
+        SELECT id, version, created_at, updated_at, lifecycle, state::{state_type} FROM u
+        WHERE NOT u.stored
+        ON CONFLICT (profile_id) DO UPDATE SET version = EXCLUDED.version,
+            created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at,
+            lifecycle = EXCLUDED.lifecycle, state = EXCLUDED.state""",
+}
+
+_TIMELINE_COLUMNS = [
+    "event_id",
+    "profile_id",
+    "occurred_at",
+    "kind",
+    "channel",
+    "direction",
+    "agent_id",
+    "payload",
+]
+_OUTBOX_COLUMNS = ["topic", "key", "value", "headers"]
+
+
+@dataclass(slots=True)
+class PgSession:
+    """The asyncpg connection under a SQLAlchemy one, with the statements for its schema."""
+
+    conn: AsyncConnection
+    driver: Any
+    schema: str
+    sql: dict[str, str] = field(default_factory=dict)
+    statements: int = 0
+    begun: bool = False
+    locked: set[str] = field(default_factory=set)
+
+    async def _begin(self, name: str, args: tuple[Any, ...]) -> list[Any] | None:
+        # SQLAlchemy sends BEGIN lazily, before its first statement; a statement sent to the
+        # driver first would run outside the transaction. So the first one goes through
+        # SQLAlchemy (BEGIN, then the statement) and the rest straight to the driver.
+        if self.begun:
+            return None
+        self.begun = True
+        result = await self.conn.exec_driver_sql(self.sql[name], args)
+        return list(result.all()) if result.returns_rows else []
+
+    async def fetch(self, name: str, *args: Any) -> list[Any]:
+        """Run a named statement; return its rows (indexable by position)."""
+        first = await self._begin(name, args)
+        if first is not None:
+            return first
+        self.statements += 1
+        return await self.driver.fetch(self.sql[name], *args)  # type: ignore[no-any-return]
+
+    async def execute(self, name: str, *args: Any) -> None:
+        """Run a named statement."""
+        if await self._begin(name, args) is None:
+            self.statements += 1
+            await self.driver.execute(self.sql[name], *args)
+
+    async def copy(self, table: str, columns: list[str], records: list[tuple[Any, ...]]) -> None:
+        """COPY rows into a table of the schema."""
+        if not self.begun:
+            await self._begin("begin", ())
+        self.statements += 1
+        await self.driver.copy_records_to_table(
+            table, schema_name=self.schema, columns=columns, records=records
+        )
+
+
+_SQL_BY_SCHEMA: dict[str, dict[str, str]] = {}
+_COUNTED_ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
+_STATEMENTS = "clientela_statements"
+
+
+def _count_statement(conn: Any, *_: Any) -> None:
+    conn.info[_STATEMENTS] = conn.info.get(_STATEMENTS, 0) + 1
+
+
+def count_statements(engine: AsyncEngine) -> None:
+    """Count the statements SQLAlchemy sends on the engine's connections (round trips)."""
+    if engine.sync_engine not in _COUNTED_ENGINES:
+        _COUNTED_ENGINES.add(engine.sync_engine)
+        event.listen(engine.sync_engine, "before_cursor_execute", _count_statement)
+
+
+async def _statements(driver: Any, schema: str) -> dict[str, str]:
+    found = _SQL_BY_SCHEMA.get(schema)
+    if found is None:
+        # Stores created before the snapshot column became json keep jsonb: cast to what is
+        # there (asked once per schema and process).
+        state_type = await driver.fetchval(
+            "SELECT data_type FROM information_schema.columns "
+            "WHERE table_schema = $1 AND table_name = 'profiles' AND column_name = 'state'",
+            schema,
+        )
+        names = {t.name: quoted(schema, t.name) for t in tables.metadata.sorted_tables}
+        names["state_type"] = "jsonb" if state_type == "jsonb" else "json"
+        found = {name: sql.format(**names) for name, sql in _PG_SQL.items()}
+        _SQL_BY_SCHEMA[schema] = found
+    return found
+
+
+async def pg_session(conn: AsyncConnection) -> PgSession:
+    """Return the asyncpg side of a PostgreSQL connection."""
+    driver, schema = await asyncpg_of(conn)
+    return PgSession(conn, driver, schema, await _statements(driver, schema))
+
+
+def _key_arrays(keys: Collection[IdentifierKey]) -> tuple[list[str], list[str]]:
+    ordered = sorted(keys)
+    return [k[0] for k in ordered], [k[1] for k in ordered]
 
 
 def profile_from_row(row: Row[Any]) -> Profile:
@@ -111,8 +320,9 @@ def _sqlstate(error: BaseException | None) -> str | None:
 class SqlIdentityGraph:
     """Identifier ownership, admin separations and refused merges."""
 
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: AsyncConnection, pg: PgSession | None = None) -> None:
         self._conn = conn
+        self._pg = pg
 
     async def owners(self, keys: Collection[IdentifierKey]) -> dict[IdentifierKey, str]:
         """Return the owner of each known identifier among keys."""
@@ -147,12 +357,33 @@ class SqlIdentityGraph:
             found.update({(r.id_type, r.id_value): r.profile_id for r in rows})
         return found
 
-    async def attach(self, claims: Sequence[IdentifierClaim]) -> set[IdentifierKey]:
-        """Insert new identifiers; return those another writer inserted first."""
+    async def attach(
+        self,
+        claims: Sequence[IdentifierClaim],
+        recheck: Collection[IdentifierKey] = (),
+    ) -> set[IdentifierKey]:
+        """Insert new identifiers; return those another writer inserted first, and those
+        among recheck (seen unowned, not claimed) that another writer attached meanwhile."""
+        wanted = {(c.id_type, c.id_value) for c in claims}
+        now = datetime.now(UTC)
+        if self._pg is not None:
+            if not claims and not recheck:
+                return set()
+            rows = await self._pg.fetch(
+                "attach",
+                [c.id_type for c in claims],
+                [c.id_value for c in claims],
+                [c.profile_id for c in claims],
+                now,
+                *_key_arrays(recheck),
+            )
+            inserted = {(r[1], r[2]) for r in rows if r[0] == 0}
+            taken = {(r[1], r[2]) for r in rows if r[0] == 1}
+            return (wanted - inserted) | taken
+        # SQLite: the service's writers are serialised, so nothing can be attached meanwhile.
         if not claims:
             return set()
         t = tables.identifiers
-        now = datetime.now(UTC)
         stmt = (
             upsert_insert(self._conn)(t)
             .on_conflict_do_nothing(index_elements=["id_type", "id_value"])
@@ -170,8 +401,7 @@ class SqlIdentityGraph:
                 for c in claims
             ],
         )
-        inserted = {(r.id_type, r.id_value) for r in result}
-        return {(c.id_type, c.id_value) for c in claims} - inserted
+        return wanted - {(r.id_type, r.id_value) for r in result}
 
     async def of_profiles(self, profile_ids: Collection[str]) -> dict[str, list[IdentifierKey]]:
         """Return the identifiers each profile owns."""
@@ -266,8 +496,9 @@ class SqlIdentityGraph:
 class SqlProfileRepository:
     """Profiles (state as a JSON snapshot), forwards of merged ids, erasure receipts."""
 
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: AsyncConnection, pg: PgSession | None = None) -> None:
         self._conn = conn
+        self._pg = pg
 
     async def lock(self, profile_ids: Collection[str]) -> dict[str, Profile]:
         """Return the stored profiles among the ids, rows locked in id order (PostgreSQL)."""
@@ -286,23 +517,17 @@ class SqlProfileRepository:
         if not profiles:
             return
         ordered = sorted(profiles, key=lambda p: p.profile_id)
-        if is_postgres(self._conn):
+        if self._pg is not None:
             # One statement over arrays: a fixed, prepared statement whatever the batch size.
-            driver, schema = await _asyncpg(self._conn)
-            await driver.execute(
-                f"INSERT INTO {_quoted(schema, 'profiles')} "
-                "(profile_id, version, created_at, updated_at, lifecycle, state) "
-                "SELECT * FROM unnest($1::text[], $2::int[], $3::timestamptz[], "
-                "$4::timestamptz[], $5::text[], $6::jsonb[]) "
-                "ON CONFLICT (profile_id) DO UPDATE SET version = EXCLUDED.version, "
-                "created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at, "
-                "lifecycle = EXCLUDED.lifecycle, state = EXCLUDED.state",
+            await self._pg.execute(
+                "save_profiles",
                 [p.profile_id for p in ordered],
                 [p.version for p in ordered],
                 [p.created_at for p in ordered],
                 [p.updated_at for p in ordered],
                 [p.stage.value for p in ordered],
-                [json.dumps(p.to_state(), separators=(",", ":")) for p in ordered],
+                [p.to_json().decode() for p in ordered],
+                [p.profile_id in self._pg.locked for p in ordered],
             )
             return
         t = tables.profiles
@@ -326,7 +551,7 @@ class SqlProfileRepository:
                     "created_at": p.created_at,
                     "updated_at": p.updated_at,
                     "lifecycle": p.stage.value,
-                    "state": p.to_state(),
+                    "state": msgspec.json.decode(p.to_json()),
                 }
                 for p in ordered
             ],
@@ -425,8 +650,9 @@ def receipt_from_row(row: Row[Any]) -> ErasureReceipt:
 class SqlTimeline:
     """Touchpoints (the full event, basis of rebuilds) and consent stated through the API."""
 
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: AsyncConnection, pg: PgSession | None = None) -> None:
         self._conn = conn
+        self._pg = pg
 
     async def known(self, event_ids: Collection[str]) -> set[str]:
         """Return the ids among event_ids already stored."""
@@ -444,25 +670,14 @@ class SqlTimeline:
         if not entries:
             return
         ordered = sorted(entries, key=lambda e: e[1].event_id)
-        if is_postgres(self._conn):
+        if self._pg is not None:
             # COPY is several times cheaper per row than INSERT. Rows here are new (the inbox
-            # and known() filtered repeats); a concurrent duplicate raises a unique violation,
+            # and timeline filtered repeats); a concurrent duplicate raises a unique violation,
             # which retries the batch, and the retry then finds it known.
-            driver, schema = await _asyncpg(self._conn)
-            await driver.copy_records_to_table(
+            await self._pg.copy(
                 "touchpoints",
-                schema_name=schema,
-                columns=[
-                    "event_id",
-                    "profile_id",
-                    "occurred_at",
-                    "kind",
-                    "channel",
-                    "direction",
-                    "agent_id",
-                    "payload",
-                ],
-                records=[
+                _TIMELINE_COLUMNS,
+                [
                     (
                         event.event_id,
                         profile_id,
@@ -596,6 +811,10 @@ class SqlUnitOfWork(shared_outbox.SqlTransaction):
         self._identities: SqlIdentityGraph | None = None
         self._profiles: SqlProfileRepository | None = None
         self._timeline: SqlTimeline | None = None
+        self._pg: PgSession | None = None
+        self.round_trips = 0
+        """Round trips to the database of the last transaction (BEGIN and COMMIT included)."""
+        count_statements(engine)
 
     @staticmethod
     def _open(part: T | None) -> T:
@@ -624,14 +843,21 @@ class SqlUnitOfWork(shared_outbox.SqlTransaction):
         self._timeline = SqlTimeline(conn)
 
     def _closed(self) -> None:
-        self._identities = self._profiles = self._timeline = None
+        self._identities = self._profiles = self._timeline = self._pg = None
 
     async def __aenter__(self) -> Self:
         """Begin the transaction (on SQLite, after the service's other writers finished)."""
         if self._writer_lock is not None:
             await self._writer_lock.acquire()
         try:
-            return await super().__aenter__()
+            await super().__aenter__()
+            self.connection.info[_STATEMENTS] = 0
+            if is_postgres(self.connection):
+                pg = self._pg = await pg_session(self.connection)
+                self._identities = SqlIdentityGraph(self.connection, pg)
+                self._profiles = SqlProfileRepository(self.connection, pg)
+                self._timeline = SqlTimeline(self.connection, pg)
+            return self
         except BaseException:
             if self._writer_lock is not None:
                 self._writer_lock.release()
@@ -644,6 +870,11 @@ class SqlUnitOfWork(shared_outbox.SqlTransaction):
         tb: TracebackType | None,
     ) -> None:
         """Roll back what was not committed; report a lost race as ConcurrentChangeError."""
+        if self._conn is not None:
+            statements = self._conn.info.pop(_STATEMENTS, 0)
+            raw = self._pg.statements if self._pg is not None else 0
+            # BEGIN goes with the first statement; COMMIT (or ROLLBACK) closes.
+            self.round_trips = statements + raw + (2 if statements + raw else 0)
         try:
             await super().__aexit__(exc_type, exc, tb)
         finally:
@@ -653,10 +884,115 @@ class SqlUnitOfWork(shared_outbox.SqlTransaction):
         if state in _RACE_SQLSTATES:
             raise ConcurrentChangeError(f"database reported a race ({state})") from exc
 
+    async def claim_fresh(self, event_ids: Sequence[str]) -> set[str]:
+        """Record event ids as processed; return those neither processed nor on a timeline."""
+        unique = sorted(set(event_ids))
+        if not unique:
+            return set()
+        if self._pg is not None:
+            rows = await self._pg.fetch("claim_fresh", unique, datetime.now(UTC))
+            return {r[0] for r in rows}
+        fresh = await self.claim_new(unique)
+        return fresh - await self.timeline.known(fresh) if fresh else fresh
+
+    async def lock_owners(self, keys: Collection[IdentifierKey]) -> LockedOwners:
+        """Read the owners of keys and lock their profiles in id order, in one round trip."""
+        if self._pg is not None:
+            return await self._lock_owners_pg(self._pg, keys)
+        owners = await self.identities.owners(keys)
+        profiles = await self.profiles.lock(set(owners.values()))
+        separated = await self.identities.separated(profiles) if profiles else set()
+        # SQLite: writers are serialised, nothing changes between the read and the lock.
+        return LockedOwners(owners, profiles, separated)
+
+    @staticmethod
+    async def _lock_owners_pg(pg: PgSession, keys: Collection[IdentifierKey]) -> LockedOwners:
+        owners = {}
+        seen_versions: dict[str, int | None] = {}
+        profiles: dict[str, Profile] = {}
+        separated: set[tuple[str, str]] = set()
+        for r in await pg.fetch("lock_owners", *_key_arrays(keys)):
+            kind = r[0]
+            if kind == 0:
+                owners[(r[1], r[2])] = r[3]
+                seen_versions[r[3]] = r[4]
+            elif kind == 1:
+                profiles[r[3]] = Profile.from_state(r[3], r[4], r[5], r[6], r[7], r[8])
+            else:
+                separated.add((r[1], r[2]))
+        pg.locked.update(profiles)
+        # A profile locked in a newer version than the owners were read with was changed by
+        # a writer that committed meanwhile: it may have moved identifiers away.
+        stale = any(seen_versions.get(pid) != p.version for pid, p in profiles.items())
+        return LockedOwners(owners, profiles, separated, stale)
+
+    async def merge_away(self, moves: Mapping[str, str], at: datetime) -> None:
+        """Move identifiers, touchpoints and consent decisions to survivors; forward merged
+        ids; delete the merged profiles."""
+        if not moves:
+            return
+        if self._pg is not None:
+            ordered = sorted(moves.items())
+            await self._pg.execute(
+                "merge_away", [old for old, _ in ordered], [new for _, new in ordered], at
+            )
+            return
+        await self.identities.reassign_profiles(moves)
+        await self.timeline.reassign_profiles(moves)
+        await self.profiles.delete(sorted(moves))
+        await self.profiles.forward(moves, at)
+
+    async def stage_encoded(self, events: Sequence[EncodedEvent]) -> None:
+        """Queue events already encoded in the outbox (one COPY on PostgreSQL)."""
+        if not events:
+            return
+        names: dict[str, str] = {}
+        rows = []
+        for e in events:
+            topic = names.get(e.topic.name)
+            if topic is None:
+                topic = names[e.topic.name] = self._kafka.topic(e.topic)
+            headers = _header_pairs(e, topic) if e.value is not None else []
+            rows.append((topic, e.key.encode(), e.value, headers))
+        if self._pg is not None:
+            # The outbox keeps headers as JSON pairs of latin-1 text (see shared.outbox).
+            await self._pg.copy(
+                "outbox",
+                _OUTBOX_COLUMNS,
+                [(t, k, v, _HEADERS_ENCODER.encode(h).decode()) for t, k, v, h in rows],
+            )
+        else:
+            records = [
+                OutgoingRecord(t, k, v, [(name, text.encode("latin-1")) for name, text in h])
+                for t, k, v, h in rows
+            ]
+            await shared_outbox.stage(self.connection, tables.outbox, records)
+        # The base class counts what it staged to decide whether a commit wakes the relay.
+        self._staged += len(rows)
+
     async def stage_tombstones(self, topic: TopicSpec, keys: Sequence[str]) -> None:
         """Queue null-valued records under the keys: deletions on a compacted topic."""
         name = self._kafka.topic(topic)
         records = [OutgoingRecord(topic=name, key=key.encode(), value=None) for key in keys]
         await shared_outbox.stage(self.connection, tables.outbox, records)
-        # The base class counts what it staged to decide whether a commit wakes the relay.
         self._staged += len(records)
+
+
+_HEADERS_ENCODER = msgspec.json.Encoder()
+_JSON = "application/json"
+
+
+def _header_pairs(event: EncodedEvent, topic: str) -> list[tuple[str, str]]:
+    """Return the headers shared.codec.to_record gives an event, for one already encoded."""
+    headers = [
+        (HEADER_CONTENT_TYPE, _JSON),
+        (HEADER_TYPE, event.event_type),
+        (HEADER_SCHEMA_VERSION, str(event.schema_version)),
+        (HEADER_EVENT_ID, event.event_id),
+    ]
+    if event.accepted_at_ms is not None:
+        headers.append((HEADER_ACCEPTED_AT, str(event.accepted_at_ms)))
+    trace = tracing.derived(event.causation_id, topic=topic, linked_causes=event.linked_causes)
+    if trace is not None:
+        headers += [(name, value.decode("latin-1")) for name, value in trace.headers()]
+    return headers

@@ -25,7 +25,9 @@ profiles = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
     Column("lifecycle", String(16), nullable=False),
-    Column("state", _json(), nullable=False),
+    # json, not jsonb: the snapshot is only ever read whole, and jsonb costs about twice the
+    # server CPU to write and to read back as text (measured: docs/adr/0011).
+    Column("state", JSON, nullable=False),
 )
 
 identifiers = Table(
@@ -43,12 +45,15 @@ touchpoints = Table(
     Column("event_id", String(128), primary_key=True),
     # Indexed through ix_touchpoints_timeline, whose leading column it is.
     Column("profile_id", String(64), nullable=False),
-    Column("occurred_at", UtcDateTime, nullable=False, index=True),
+    # No index of its own: every query reads one profile's timeline (the index below), and
+    # each index costs an insert per touchpoint on the hot path.
+    Column("occurred_at", UtcDateTime, nullable=False),
     Column("kind", String(32), nullable=False),
     Column("channel", String(16), nullable=False),
     Column("direction", String(16), nullable=False),
     Column("agent_id", String(256), nullable=True),
-    Column("payload", _json(), nullable=False),
+    # json for the same reason as profiles.state: written once per touchpoint, read whole.
+    Column("payload", JSON, nullable=False),
     # Serves the timeline: one profile, newest first, keyset-paginated.
     Index("ix_touchpoints_timeline", "profile_id", "occurred_at", "event_id"),
 )
