@@ -43,7 +43,11 @@ async def trace_on_topic(
             while True:
                 batch = await consumer.getmany(timeout_ms=500)
                 for record in (r for rs in batch.values() for r in rs if r.value is not None):
-                    if match(json.loads(record.value)):
+                    try:
+                        event = json.loads(record.value)
+                    except ValueError:
+                        continue  # other tests put poison records on the shared topics
+                    if isinstance(event, dict) and match(event):
                         carried = TraceContext.from_headers(list(record.headers))
                         return carried.trace_id if carried is not None else None
     finally:

@@ -15,7 +15,7 @@ from clientela.profile.adapters.outbound.sql_unit_of_work import SqlUnitOfWork
 from clientela.profile.application.admin import erase_profile
 from clientela.profile.application.handle_touchpoints import handle_touchpoints
 from clientela.profile.application.ports import ReceivedTouchpoint
-from clientela.shared.db import create_engine, create_tables
+from clientela.shared.db import create_engine
 from clientela.shared.settings import DatabaseSettings, KafkaSettings
 
 KAFKA = KafkaSettings(topic_prefix="itest.")
@@ -26,7 +26,6 @@ PEOPLE = 40
 async def engines(database_settings: DatabaseSettings) -> AsyncIterator[list[AsyncEngine]]:
     """One engine per instance: separate pools, as separate processes would have."""
     engines = [create_engine(database_settings, "profile") for _ in range(3)]
-    await create_tables(engines[0], tables.metadata, "profile", database_settings)
     yield engines
     for engine in engines:
         await engine.dispose()

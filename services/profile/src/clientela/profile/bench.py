@@ -37,9 +37,11 @@ from clientela.profile.application.handle_touchpoints import BatchOutcome, handl
 from clientela.profile.application.ports import ReceivedTouchpoint
 from clientela.profile.application.queries import golden_record_by_identifier
 from clientela.profile.domain.policy import ProfilePolicy
+from clientela.profile.migrations import MIGRATIONS
 from clientela.shared.codec import decode_event
 from clientela.shared.contracts import TouchpointRecorded
-from clientela.shared.db import create_engine, create_tables
+from clientela.shared.db import create_engine
+from clientela.shared.migrations import upgrade
 from clientela.shared.settings import DatabaseSettings, KafkaSettings
 
 DEFAULT_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -280,7 +282,7 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     engine = create_engine(settings, "profile")
     policy = ProfilePolicy()
     try:
-        await create_tables(engine, tables.metadata, "profile", settings)
+        await upgrade(settings, MIGRATIONS, engine=engine)
         print(f"generating {args.touchpoints} touchpoints of {args.people} people ...")
         warm_count = max(args.batch, args.touchpoints // 10)
         items = generate(args.touchpoints + warm_count, args.people, seed=args.seed)

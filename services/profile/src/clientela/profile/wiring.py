@@ -21,11 +21,13 @@ from clientela.profile.adapters.outbound.sql_reader import SqlProfileReader
 from clientela.profile.adapters.outbound.sql_unit_of_work import SqlUnitOfWork
 from clientela.profile.config import ProfileSettings
 from clientela.profile.domain.policy import ProfilePolicy
+from clientela.profile.migrations import MIGRATIONS
 from clientela.shared import http as shared_http
 from clientela.shared.auth import KeyRing
 from clientela.shared.contracts import ALL_TOPICS, utc_now
-from clientela.shared.db import create_engine, create_tables
+from clientela.shared.db import create_engine
 from clientela.shared.kafka import KafkaPublisher, ensure_topics, make_broker
+from clientela.shared.migrations import prepare
 from clientela.shared.outbox import OutboxRelay
 
 SERVICE = ProfileSettings.service_name
@@ -72,7 +74,8 @@ async def build(
     async with AsyncExitStack() as stack:
         engine = create_engine(settings.database, SERVICE)
         stack.push_async_callback(engine.dispose)
-        await create_tables(engine, tables.metadata, SERVICE, settings.database)
+        # SQLite (embedded) is migrated here; PostgreSQL must be at head (`migrate` ran).
+        await prepare(engine, settings.database, MIGRATIONS)
         if settings.kafka.create_topics:
             await ensure_topics(settings.kafka, ALL_TOPICS)
         publisher = publisher or KafkaPublisher(settings.kafka)
@@ -139,6 +142,7 @@ def create_app(
         description="Identity graph, golden record, timeline, aggregates and consent.",
         lifespan=lifespan,
         readiness=readiness,
+        auth=settings.auth,
     )
     keyring = KeyRing.from_settings(settings.auth)
     app.include_router(profile_router(keyring))
