@@ -160,8 +160,14 @@ def test_public_events_round_trip() -> None:
     assert decode_event(CampaignMessageEvent, encode_event(message)) == message
 
 
-def test_derived_ids_are_deterministic() -> None:
+def test_derived_ids_are_deterministic_uuid5() -> None:
+    import uuid
+
+    from clientela.shared.contracts.base import EVENT_ID_NAMESPACE
+
     assert derived_event_id("a", "b") == derived_event_id("a", "b")
+    for parts in (("a", "b"), ("tier.changed", "p-1", "7"), ("é", "")):
+        assert derived_event_id(*parts) == str(uuid.uuid5(EVENT_ID_NAMESPACE, "\x1f".join(parts)))
     assert derived_event_id("a", "b") != derived_event_id("ab")
 
 

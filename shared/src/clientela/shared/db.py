@@ -50,7 +50,7 @@ def create_engine(settings: DatabaseSettings, service: str) -> AsyncEngine:
         url,
         echo=settings.echo,
         pool_size=settings.pool_size,
-        pool_pre_ping=True,
+        pool_pre_ping=settings.pool_pre_ping,
     )
     # Tables are declared without a schema; each service maps them into its own schema.
     return engine.execution_options(schema_translate_map={None: settings.resolved_schema(service)})

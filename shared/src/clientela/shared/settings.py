@@ -55,6 +55,9 @@ class DatabaseSettings(BaseSettings):
     schema_prefix: str = Field(default="", description="Prepended to the service name.")
     data_dir: Path = Path(".clientela/data")
     pool_size: int = Field(default=10, ge=1)
+    pool_pre_ping: bool = Field(
+        default=True, description="Check each pooled connection before use (one round trip)."
+    )
     echo: bool = False
 
     def resolved_url(self, service: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -39,9 +40,18 @@ def new_event_id() -> str:
     return str(uuid.uuid4())
 
 
+_NAMESPACE_BYTES = EVENT_ID_NAMESPACE.bytes
+
+
 def derived_event_id(*parts: str) -> str:
-    """Return a deterministic event id for an event derived from the given causes."""
-    return str(uuid.uuid5(EVENT_ID_NAMESPACE, "\x1f".join(parts)))
+    """Return a deterministic event id for an event derived from the given causes (UUIDv5)."""
+    # Same value as uuid.uuid5(EVENT_ID_NAMESPACE, ...) at half the cost: it runs once per
+    # derived event on every hot path.
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + "\x1f".join(parts).encode()).digest()[:16])  # noqa: S324
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 class Contract(BaseModel):
