@@ -74,6 +74,7 @@ class Observation:
     lookup_misses: int = 0
     last_output_at: float = 0.0
     rss_mb: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    cpu_s: dict[str, float] = field(default_factory=dict)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -235,14 +236,45 @@ async def look_up(
             await asyncio.sleep(max(0.0, 1 / rate - elapsed / 1000))
 
 
+def _cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
 async def sample_memory(platform: Platform, seen: Observation, stop: asyncio.Event) -> None:
-    """Record each service's resident memory once a second."""
+    """Record each service's resident memory once a second, and its CPU time over the run."""
     processes = {name: psutil.Process(pid) for name, pid in platform.pids().items()}
+    started = {name: _cpu_seconds(p) for name, p in processes.items()}
+    servers_at_start = _server_cpu()
     while not stop.is_set():
         for name, process in processes.items():
             with contextlib.suppress(psutil.Error):
                 seen.rss_mb[name].append(process.memory_info().rss / 2**20)
+                seen.cpu_s[name] = _cpu_seconds(process) - started[name]
+        now = _server_cpu()
+        for name, seconds in now.items():
+            seen.cpu_s[name] = seconds - servers_at_start.get(name, 0.0)
         await asyncio.sleep(1)
+
+
+def _server_cpu() -> dict[str, float]:
+    """Return CPU seconds of the servers on this host (every PostgreSQL backend, Redis, broker)."""
+    totals: dict[str, float] = defaultdict(float)
+    for process in psutil.process_iter(["name"]):
+        name = (process.info.get("name") or "").lower()
+        group = (
+            "postgres"
+            if name.startswith("postgres")
+            else "redis"
+            if "redis" in name
+            else "broker"
+            if "tansu" in name
+            else None
+        )
+        if group is not None:
+            with contextlib.suppress(psutil.Error):
+                totals[group] += _cpu_seconds(process)
+    return totals
 
 
 async def lag(bootstrap: str, prefix: str) -> int:
@@ -364,6 +396,9 @@ def summarise(
             result[f"{service}_rss_start_mb"] = round(samples[0], 1)
             result[f"{service}_rss_max_mb"] = round(max(samples), 1)
             result[f"{service}_rss_end_mb"] = round(samples[-1], 1)
+    for service, seconds in seen.cpu_s.items():
+        # CPU per accepted touchpoint shows where the pipeline's cost sits.
+        result[f"{service}_cpu_us_per_event"] = round(seconds / config.events * 1e6, 1)
     return result
 
 
