@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -121,7 +123,60 @@ def test_dead_letters_can_be_listed_inspected_and_replayed(
     assert dry["would_replay"] >= 1
 
 
-def test_campaigns_can_be_listed(cli_env: Platform, capsys: pytest.CaptureFixture[str]) -> None:
+def test_campaigns_can_be_listed_and_reported(
+    cli_env: Platform, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, campaigns = cli_json(capsys, "campaign", "list")
     assert code == 0
     assert "e2e-welcome" in json.dumps(campaigns)
+    code, report = cli_json(capsys, "campaign", "report", "e2e-welcome")
+    assert code == 0
+    assert report["stats"]["campaign_id"] == "e2e-welcome"
+    assert report["roi"]["campaign_id"] == "e2e-welcome"
+    assert run(["campaign", "report", "no-such-campaign"]) == 3
+
+
+def test_a_replayed_file_feeds_a_profile_an_admin_can_split(
+    cli_env: Platform, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    customer = f"C-{uuid.uuid4().hex[:10]}"
+    email = f"{customer.lower()}@split.test"
+    lines = [
+        {
+            "event_id": f"{customer}-1",
+            "kind": "web_visit",
+            "channel": "web",
+            "direction": "inbound",
+            "identifiers": {"customer_id": customer, "email": email},
+            "web_visit": {"page_views": 1},
+        },
+        {
+            "event_id": f"{customer}-2",
+            "kind": "web_visit",
+            "channel": "web",
+            "direction": "inbound",
+            "identifiers": {"customer_id": customer, "device_id": f"{customer}-device"},
+            "web_visit": {"page_views": 2},
+        },
+    ]
+    feed = tmp_path / "touchpoints.jsonl"
+    feed.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    code, counts = cli_json(capsys, "replay", str(feed))
+    assert code == 0
+    assert counts["accepted"] == 2
+    profile = wait_for_profile(capsys, "customer_id", customer)
+    code, split = cli_json(
+        capsys,
+        "profile",
+        "split",
+        profile["profile_id"],
+        "email",
+        email,
+        "--reason",
+        "wrongly linked",
+    )
+    assert code == 0, split
+    assert split["new_profile_id"] != profile["profile_id"]
+    code, moved = cli_json(capsys, "profile", "lookup", "email", email)
+    assert code == 0
+    assert moved["profile_id"] == split["new_profile_id"]

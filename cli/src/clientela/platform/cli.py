@@ -138,7 +138,9 @@ def _profile_timeline(args: argparse.Namespace) -> Any:
 
 
 def _profile_split(args: argparse.Namespace) -> Any:
-    body = {"identifier_type": args.identifier_type, "value": args.value}
+    body: dict[str, Any] = {"identifiers": [{"type": args.identifier_type, "value": args.value}]}
+    if args.reason:
+        body["reason"] = args.reason
     return Api("profile", "admin").request(
         "POST", f"/v1/profiles/{quote(args.profile_id)}/split", json=body
     )
@@ -163,7 +165,12 @@ def _campaign_create(args: argparse.Namespace) -> Any:
 
 
 def _campaign_report(args: argparse.Namespace) -> Any:
-    return Api("campaign").request("GET", f"/v1/campaigns/{quote(args.campaign_id)}/stats")
+    api = Api("campaign")
+    campaign = quote(args.campaign_id)
+    return {
+        "stats": api.request("GET", f"/v1/campaigns/{campaign}/stats"),
+        "roi": api.request("GET", f"/v1/campaigns/{campaign}/roi"),
+    }
 
 
 def parser() -> argparse.ArgumentParser:
@@ -212,6 +219,7 @@ def parser() -> argparse.ArgumentParser:
     split.add_argument("profile_id")
     split.add_argument("identifier_type")
     split.add_argument("value")
+    split.add_argument("--reason", help="why (kept with the split)")
     erase = command(pcmd, "erase", _profile_erase, "erase a person's data (admin)")
     erase.add_argument("profile_id")
     erase.add_argument("--yes", action="store_true")
@@ -222,7 +230,9 @@ def parser() -> argparse.ArgumentParser:
     command(
         ccmd, "create", _campaign_create, "create from a TOML or JSON file (admin)"
     ).add_argument("file")
-    command(ccmd, "report", _campaign_report, "a campaign's results").add_argument("campaign_id")
+    command(
+        ccmd, "report", _campaign_report, "a campaign's results: outcomes, uplift, ROI"
+    ).add_argument("campaign_id")
 
     letters = commands.add_parser("dlq", help="dead-letter topics")
     dcmd = letters.add_subparsers(dest="action", required=True)
