@@ -5,7 +5,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PYTEST_ARGS ?=
 
 .PHONY: help setup run test test-fast lint typecheck fmt contracts contracts-check broker clean \
-	up down logs bench bench-ingest bench-profile bench-scoring eval-scoring bench-campaign
+	test-faults up down logs bench bench-ingest bench-profile bench-scoring eval-scoring bench-campaign
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -23,6 +23,9 @@ run: setup ## Run the embedded platform (broker, SQLite, in-process cache, 4 ser
 
 test: setup lint typecheck contracts-check ## Lint, typecheck, and run every test suite
 	$(UV) run pytest $(PYTEST_ARGS)
+
+test-faults: setup ## Full-size fault runs: crash (30k touchpoints, many kills) and soak
+	CLIENTELA_FAULTS_FULL=1 $(UV) run pytest -m faults tests/reliability $(PYTEST_ARGS)
 
 test-fast: setup ## Unit tests only
 	$(UV) run pytest -m "not e2e" $(PYTEST_ARGS) shared/tests/unit services/*/tests/unit console/tests/unit
