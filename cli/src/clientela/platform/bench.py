@@ -396,10 +396,25 @@ def summarise(
             result[f"{service}_rss_start_mb"] = round(samples[0], 1)
             result[f"{service}_rss_max_mb"] = round(max(samples), 1)
             result[f"{service}_rss_end_mb"] = round(samples[-1], 1)
+            # Warm-up growth (caches, pools) is expected; flat memory means no slope after it.
+            result[f"{service}_rss_slope_second_half_mb_per_min"] = round(
+                rss_slope_mb_per_min(samples[len(samples) // 2 :]), 2
+            )
     for service, seconds in seen.cpu_s.items():
         # CPU per accepted touchpoint shows where the pipeline's cost sits.
         result[f"{service}_cpu_us_per_event"] = round(seconds / config.events * 1e6, 1)
     return result
+
+
+def rss_slope_mb_per_min(samples: list[float]) -> float:
+    """Least-squares slope of once-a-second RSS samples, in MB per minute."""
+    if len(samples) < 2:
+        return 0.0
+    mean_x = (len(samples) - 1) / 2
+    mean_y = sum(samples) / len(samples)
+    spread = sum((x - mean_x) ** 2 for x in range(len(samples)))
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in enumerate(samples)) / spread
+    return slope * 60
 
 
 def chart(seen_result: dict[str, Any], seen: Observation, path: Path) -> None:
