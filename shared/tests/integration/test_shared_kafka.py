@@ -1,4 +1,4 @@
-"""Batch subscribers on a real broker: failed batches come back; bad records dead-letter."""
+"""Publishers and batch subscribers on a real broker: acks, order, redelivery, dead letters."""
 
 from __future__ import annotations
 
@@ -6,14 +6,23 @@ import asyncio
 import json
 import uuid
 
+import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from clientela.shared.codec import OutgoingRecord, to_record
 from clientela.shared.consumer import BatchProcessor, Incoming, RetryPolicy
-from clientela.shared.contracts import Envelope, TouchpointRecorded, topics
-from clientela.shared.embedded_broker import EmbeddedBroker, port_is_free
+from clientela.shared.contracts import (
+    CleanupPolicy,
+    Envelope,
+    TopicSpec,
+    TouchpointRecorded,
+    topics,
+)
+from clientela.shared.embedded_broker import EmbeddedBroker, free_port, port_is_free
 from clientela.shared.kafka import (
     KafkaPublisher,
+    ProducerClient,
+    PublishError,
     RecordBatch,
     ensure_topics,
     make_broker,
@@ -106,3 +115,103 @@ def test_embedded_broker_starts_on_a_free_port_and_stops() -> None:
         assert not port_is_free(host, int(port))
     assert not broker.running
     assert port_is_free(host, int(port))
+
+
+@pytest.mark.parametrize("client", ["aiokafka", "confluent"])
+async def test_each_client_delivers_rows_in_order_with_headers_and_tombstones(
+    kafka_settings: KafkaSettings, client: ProducerClient
+) -> None:
+    topic = f"{kafka_settings.topic_prefix}pub-{uuid.uuid4().hex[:6]}"
+    publisher = KafkaPublisher(kafka_settings, client=client)
+    assert publisher.client == client
+    await publisher.start()
+    try:
+        assert await publisher.ready()
+        await publisher.publish_rows(
+            [(topic, b"k", f"{i}".encode(), [("n", str(i).encode())]) for i in range(300)]
+        )
+        await publisher.publish([OutgoingRecord(topic, b"k", None, [("h", b"\x00\xff")])])
+        await publisher.publish([])
+    finally:
+        await publisher.stop()
+    assert not await publisher.ready()
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=kafka_settings.bootstrap_servers, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        seen: list[tuple[bytes | None, tuple[tuple[str, bytes], ...]]] = []
+        async with asyncio.timeout(20):
+            while len(seen) < 301:
+                batch = await consumer.getmany(timeout_ms=500)
+                seen.extend((r.value, tuple(r.headers)) for rs in batch.values() for r in rs)
+    finally:
+        await consumer.stop()
+    assert seen == [(f"{i}".encode(), (("n", str(i).encode()),)) for i in range(300)] + [
+        (None, (("h", b"\x00\xff"),))
+    ]
+
+
+@pytest.mark.parametrize("client", ["aiokafka", "confluent"])
+async def test_a_publisher_not_started_refuses_to_publish(
+    kafka_settings: KafkaSettings, client: ProducerClient
+) -> None:
+    publisher = KafkaPublisher(kafka_settings, client=client)
+    assert not await publisher.ready()
+    with pytest.raises(PublishError, match="not started"):
+        await publisher.publish([OutgoingRecord("t", b"k", b"v")])
+
+
+async def test_confluent_reports_records_a_broker_never_acknowledged() -> None:
+    silent = KafkaSettings(
+        bootstrap_servers=f"127.0.0.1:{free_port()}", request_timeout_ms=1_000, linger_ms=0
+    )
+    publisher = KafkaPublisher(silent, client="confluent")
+    await publisher.start()
+    try:
+        assert not await publisher.ready()
+        with pytest.raises(PublishError, match="acknowledge"):
+            await publisher.publish_rows([("t", b"k", b"v", []), ("t", b"k", b"w", [])])
+    finally:
+        await publisher.stop()
+
+
+def test_the_client_is_chosen_by_setting(
+    kafka_settings: KafkaSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CLIENTELA_KAFKA_PRODUCER", raising=False)
+    assert KafkaPublisher(kafka_settings).client == "confluent"
+    monkeypatch.setenv("CLIENTELA_KAFKA_PRODUCER", "aiokafka")
+    assert KafkaPublisher(kafka_settings).client == "aiokafka"
+    assert KafkaPublisher(kafka_settings, client="confluent").client == "confluent"
+
+
+async def test_both_clients_put_a_key_on_the_same_partition(kafka_settings: KafkaSettings) -> None:
+    spec = TopicSpec(f"part-{uuid.uuid4().hex[:6]}", "k", 6, CleanupPolicy.COMPACT, None, "test")
+    await ensure_topics(kafka_settings, [spec])
+    topic = kafka_settings.topic(spec)
+    keys = [f"customer-{i}".encode() for i in range(40)]
+    for client in ("aiokafka", "confluent"):
+        publisher = KafkaPublisher(kafka_settings, client=client)
+        await publisher.start()
+        try:
+            await publisher.publish_rows([(topic, k, client.encode(), []) for k in keys])
+        finally:
+            await publisher.stop()
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=kafka_settings.bootstrap_servers, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    placed: dict[bytes, dict[bytes | None, int]] = {}
+    try:
+        async with asyncio.timeout(20):
+            while sum(len(p) for p in placed.values()) < 2 * len(keys):
+                batch = await consumer.getmany(timeout_ms=500)
+                for records in batch.values():
+                    for r in records:
+                        assert r.key is not None
+                        placed.setdefault(r.key, {})[r.value] = r.partition
+    finally:
+        await consumer.stop()
+    assert all(p[b"aiokafka"] == p[b"confluent"] for p in placed.values())
+    assert len({p[b"aiokafka"] for p in placed.values()}) > 1

@@ -4,18 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+import zlib
 from collections.abc import AsyncIterator
 
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from prometheus_client import REGISTRY
-from sqlalchemy import Column, MetaData, String, Table
+from sqlalchemy import Column, MetaData, String, Table, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from clientela.shared.codec import OutgoingRecord
-from clientela.shared.db import create_engine, create_tables
-from clientela.shared.kafka import KafkaPublisher
-from clientela.shared.outbox import OutboxRelay, claim_new, inbox_table, outbox_table, stage
+from clientela.shared.codec import OutgoingEvent, OutgoingRecord
+from clientela.shared.contracts import TouchpointRecorded, topics
+from clientela.shared.db import create_engine, create_tables, is_postgres
+from clientela.shared.kafka import KafkaPublisher, PublishError
+from clientela.shared.outbox import (
+    OutboxRelay,
+    SqlTransaction,
+    claim_new,
+    inbox_table,
+    outbox_table,
+    stage,
+)
 from clientela.shared.settings import DatabaseSettings, KafkaSettings
 
 metadata = MetaData()
@@ -33,13 +42,68 @@ async def engine(database_settings: DatabaseSettings) -> AsyncIterator[AsyncEngi
     await built.dispose()
 
 
-@pytest.fixture(scope="module")
-async def publisher(kafka_settings: KafkaSettings) -> AsyncIterator[KafkaPublisher]:
-    """Return a started publisher."""
-    built = KafkaPublisher(kafka_settings)
+@pytest.fixture(scope="module", params=["aiokafka", "confluent"])
+async def publisher(
+    request: pytest.FixtureRequest, kafka_settings: KafkaSettings
+) -> AsyncIterator[KafkaPublisher]:
+    """Return a started publisher of each client."""
+    built = KafkaPublisher(kafka_settings, client=request.param)
     await built.start()
     yield built
     await built.stop()
+
+
+def a_topic(kafka_settings: KafkaSettings) -> str:
+    """Return a topic name private to one test."""
+    return f"{kafka_settings.topic_prefix}outbox-{uuid.uuid4().hex[:6]}"
+
+
+Record = ConsumerRecord[bytes | None, bytes | None]
+
+
+def a_relay(
+    engine: AsyncEngine,
+    publisher: KafkaPublisher,
+    *,
+    batch_size: int = 500,
+    idle_interval_s: float = 0.2,
+    pending_sample_s: float = 5.0,
+) -> OutboxRelay:
+    """Return a relay with a name private to one test."""
+    name = f"sharedtest-{uuid.uuid4().hex[:6]}"
+    return OutboxRelay(
+        engine,
+        outbox,
+        inbox,
+        publisher,
+        name=name,
+        batch_size=batch_size,
+        idle_interval_s=idle_interval_s,
+        pending_sample_s=pending_sample_s,
+    )
+
+
+async def consume(kafka_settings: KafkaSettings, topic: str, count: int) -> list[Record]:
+    """Read `count` records of a topic from the start (all partitions, in arrival order)."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=kafka_settings.bootstrap_servers, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        seen: list[Record] = []
+        async with asyncio.timeout(20):
+            while len(seen) < count:
+                batch = await consumer.getmany(timeout_ms=500)
+                seen.extend(r for rs in batch.values() for r in rs)
+        return seen
+    finally:
+        await consumer.stop()
+
+
+async def outbox_values(engine: AsyncEngine) -> list[bytes | None]:
+    """Return the values waiting in the outbox, in id order."""
+    async with engine.connect() as conn:
+        return list((await conn.scalars(select(outbox.c.value).order_by(outbox.c.id))).all())
 
 
 async def test_inbox_claims_each_event_id_once(engine: AsyncEngine) -> None:
@@ -47,6 +111,12 @@ async def test_inbox_claims_each_event_id_once(engine: AsyncEngine) -> None:
         assert await claim_new(conn, inbox, ["e1", "e2", "e1"]) == {"e1", "e2"}
     async with engine.begin() as conn:
         assert await claim_new(conn, inbox, ["e2", "e3"]) == {"e3"}
+        # Now inside a begun transaction (on PostgreSQL: straight on the driver).
+        assert await claim_new(conn, inbox, ["e3", "e4", "e4"]) == {"e4"}
+        assert await claim_new(conn, inbox, []) == set()
+    async with engine.connect() as conn:
+        stored = (await conn.scalars(select(inbox.c.event_id))).all()
+    assert sorted(stored) == ["e1", "e2", "e3", "e4"]
 
 
 async def test_a_rolled_back_transaction_leaves_no_state_no_claim_and_no_event(
@@ -54,6 +124,7 @@ async def test_a_rolled_back_transaction_leaves_no_state_no_claim_and_no_event(
 ) -> None:
     async def crash_mid_transaction() -> None:
         async with engine.begin() as conn:
+            await stage(conn, outbox, [OutgoingRecord("t", b"k", b"first")])
             await claim_new(conn, inbox, ["e9"])
             await conn.execute(things.insert(), [{"id": "t9"}])
             await stage(conn, outbox, [OutgoingRecord("t", b"k", b"v")])
@@ -67,71 +138,163 @@ async def test_a_rolled_back_transaction_leaves_no_state_no_claim_and_no_event(
         assert (await conn.execute(outbox.select())).all() == []
 
 
+async def test_staged_records_keep_their_order_bytes_and_headers(engine: AsyncEngine) -> None:
+    odd = [("h", b'\x00\xff\xe9 "quoted" \\ end'), ("empty", b"")]
+    async with engine.begin() as conn:
+        # First statement of the transaction, then later ones (on PostgreSQL: COPY).
+        await stage(conn, outbox, [OutgoingRecord("t", b"k", b"0", odd)])
+        await stage(conn, outbox, [OutgoingRecord("t", b"k", f"{i}".encode()) for i in (1, 2)])
+        await stage(conn, outbox, [OutgoingRecord("t", None, None), OutgoingRecord("u", b"", b"")])
+    async with engine.connect() as conn:
+        rows = (await conn.execute(outbox.select().order_by(outbox.c.id))).all()
+    assert [(r.topic, r.key, r.value) for r in rows] == [
+        ("t", b"k", b"0"),
+        ("t", b"k", b"1"),
+        ("t", b"k", b"2"),
+        ("t", None, None),
+        ("u", b"", b""),
+    ]
+    assert [[k, v.encode("latin-1")] for k, v in rows[0].headers] == [list(h) for h in odd]
+    assert [r.headers for r in rows[1:]] == [[], [], [], []]
+
+
 async def test_relay_publishes_in_order_and_empties_the_outbox(
     engine: AsyncEngine, publisher: KafkaPublisher, kafka_settings: KafkaSettings
 ) -> None:
-    topic = f"{kafka_settings.topic_prefix}outbox-{uuid.uuid4().hex[:6]}"
+    topic = a_topic(kafka_settings)
     records = [
         OutgoingRecord(topic, b"same-key", f"v{i}".encode(), [("h", str(i).encode())])
         for i in range(1200)
     ]
     async with engine.begin() as conn:
-        await stage(conn, outbox, records)
-    name = f"sharedtest-{uuid.uuid4().hex[:6]}"
-    relay = OutboxRelay(engine, outbox, inbox, publisher, name=name, batch_size=500)
+        await stage(conn, outbox, records[:700])
+        await stage(conn, outbox, records[700:])
+    relay = a_relay(engine, publisher, batch_size=500)
     assert await relay.pending() == 1200
     assert [await relay.relay_once() for _ in range(4)] == [500, 500, 200, 0]
     assert await relay.pending() == 0
-    assert REGISTRY.get_sample_value("clientela_outbox_published_total", {"relay": name}) == 1200
-
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=kafka_settings.bootstrap_servers, auto_offset_reset="earliest"
+    published = REGISTRY.get_sample_value(
+        "clientela_outbox_published_total", {"relay": relay._name}
     )
-    await consumer.start()
-    try:
-        seen: list[bytes] = []
-        async with asyncio.timeout(20):
-            while len(seen) < 1200:
-                batch = await consumer.getmany(timeout_ms=500)
-                seen.extend(r.value for rs in batch.values() for r in rs)
-        assert seen == [f"v{i}".encode() for i in range(1200)]
-    finally:
-        await consumer.stop()
+    assert published == 1200
+
+    seen = await consume(kafka_settings, topic, 1200)
+    assert [r.value for r in seen] == [f"v{i}".encode() for i in range(1200)]
+    assert [r.headers for r in seen[:2]] == [(("h", b"0"),), (("h", b"1"),)]
 
 
-async def test_relay_loop_wakes_on_demand(
+async def test_relay_publishes_tombstones_and_odd_header_bytes(
     engine: AsyncEngine, publisher: KafkaPublisher, kafka_settings: KafkaSettings
 ) -> None:
-    topic = f"{kafka_settings.topic_prefix}outbox-{uuid.uuid4().hex[:6]}"
-    name = f"sharedtest-{uuid.uuid4().hex[:6]}"
-    relay = OutboxRelay(
-        engine, outbox, inbox, publisher, name=name, idle_interval_s=30, pending_sample_s=0
-    )
+    topic = a_topic(kafka_settings)
+    odd = [("h", b"\x00\xff\xe9")]
+    async with engine.begin() as conn:
+        await stage(conn, outbox, [OutgoingRecord(topic, b"k", b"v", odd)])
+        await stage(conn, outbox, [OutgoingRecord(topic, b"k", None)])
+    assert await a_relay(engine, publisher).relay_once() == 2
+    seen = await consume(kafka_settings, topic, 2)
+    assert [(r.key, r.value, list(r.headers)) for r in seen] == [
+        (b"k", b"v", odd),
+        (b"k", None, []),
+    ]
+
+
+async def test_a_failed_publish_keeps_the_rows_for_the_next_round(
+    engine: AsyncEngine, publisher: KafkaPublisher, kafka_settings: KafkaSettings
+) -> None:
+    topic = a_topic(kafka_settings)
+    async with engine.begin() as conn:
+        await stage(conn, outbox, [OutgoingRecord(topic, b"k", f"{i}".encode()) for i in range(3)])
+    stopped = KafkaPublisher(kafka_settings, client=publisher.client)  # never started
+    with pytest.raises(PublishError):
+        await a_relay(engine, stopped).relay_once()
+    assert await outbox_values(engine) == [b"0", b"1", b"2"]
+    assert await a_relay(engine, publisher).relay_once() == 3
+    assert [r.value for r in await consume(kafka_settings, topic, 3)] == [b"0", b"1", b"2"]
+
+
+async def test_a_relay_cancelled_mid_publish_keeps_the_rows(
+    engine: AsyncEngine, publisher: KafkaPublisher, kafka_settings: KafkaSettings
+) -> None:
+    topic = a_topic(kafka_settings)
+    async with engine.begin() as conn:
+        await stage(conn, outbox, [OutgoingRecord(topic, b"k", b"x")])
+    relay = a_relay(engine, publisher, idle_interval_s=30)
+    started = asyncio.Event()
+
+    class Hanging:
+        """A broker that never acknowledges (the process dies before the acks)."""
+
+        async def publish_rows(self, rows: object) -> None:
+            started.set()
+            await asyncio.Event().wait()
+
+    relay._publisher = Hanging()  # type: ignore[assignment]
+    task = asyncio.create_task(relay.run())
+    await asyncio.wait_for(started.wait(), 10)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await outbox_values(engine) == [b"x"]
+    # The kept connection went back (or was dropped): nothing stays checked out.
+    assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    relay._publisher = publisher
+    assert await relay.relay_once() == 1
+    assert await outbox_values(engine) == []
+
+
+async def test_one_relay_per_service_publishes_at_a_time(
+    engine: AsyncEngine, publisher: KafkaPublisher, kafka_settings: KafkaSettings
+) -> None:
+    if not is_postgres(engine):
+        pytest.skip("the advisory lock is PostgreSQL's; SQLite has one writer anyway")
+    topic = a_topic(kafka_settings)
+    async with engine.begin() as conn:
+        await stage(conn, outbox, [OutgoingRecord(topic, b"k", b"x")])
+    relay = a_relay(engine, publisher)
+    # Another replica of the same service holds the lock mid-batch.
+    async with engine.begin() as other:
+        lock = zlib.crc32(f"clientela-outbox-{relay._name}".encode())
+        assert await other.scalar(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": lock})
+        assert await relay.relay_once() == 0
+        assert await outbox_values(engine) == [b"x"]
+    assert await relay.relay_once() == 1
+
+
+async def test_relay_loop_wakes_on_demand_and_returns_its_connection(
+    engine: AsyncEngine, publisher: KafkaPublisher, kafka_settings: KafkaSettings
+) -> None:
+    topic = a_topic(kafka_settings)
+    relay = a_relay(engine, publisher, idle_interval_s=30, pending_sample_s=0)
     task = asyncio.create_task(relay.run())
     try:
-        await asyncio.sleep(0.2)
-        async with engine.begin() as conn:
-            await stage(conn, outbox, [OutgoingRecord(topic, None, b"x")])
-        relay.wake()
-        async with asyncio.timeout(10):
-            while await relay.pending():
-                await asyncio.sleep(0.05)
+        for round_ in range(2):
+            await asyncio.sleep(0.2)
+            async with engine.begin() as conn:
+                await stage(conn, outbox, [OutgoingRecord(topic, b"k", f"{round_}".encode())])
+            relay.wake()
+            async with asyncio.timeout(10):
+                while await relay.pending():
+                    await asyncio.sleep(0.05)
+        # Beside the loop, a caller may drain too (e.g. before the process exits).
+        assert await relay.relay_once() == 0
     finally:
         task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
     # The relay samples what waits after each round: nothing, once it has published.
-    assert REGISTRY.get_sample_value("clientela_outbox_pending", {"relay": name}) == 0
-    assert REGISTRY.get_sample_value("clientela_outbox_published_total", {"relay": name}) == 1
+    assert REGISTRY.get_sample_value("clientela_outbox_pending", {"relay": relay._name}) == 0
+    published = REGISTRY.get_sample_value(
+        "clientela_outbox_published_total", {"relay": relay._name}
+    )
+    assert published == 2
+    assert [r.value for r in await consume(kafka_settings, topic, 2)] == [b"0", b"1"]
 
 
-async def test_unit_of_work_commits_state_claims_and_events_together(
-    engine: AsyncEngine, kafka_settings: KafkaSettings
-) -> None:
-    from clientela.shared.codec import OutgoingEvent
-    from clientela.shared.contracts import TouchpointRecorded, topics
-    from clientela.shared.outbox import SqlTransaction
-
-    woken: list[bool] = []
-    event = TouchpointRecorded.model_validate(
+def touchpoint() -> TouchpointRecorded:
+    """Return a small valid event."""
+    return TouchpointRecorded.model_validate(
         {
             "source": "t",
             "data": {
@@ -143,6 +306,13 @@ async def test_unit_of_work_commits_state_claims_and_events_together(
             },
         }
     )
+
+
+async def test_unit_of_work_commits_state_claims_and_events_together(
+    engine: AsyncEngine, kafka_settings: KafkaSettings
+) -> None:
+    woken: list[bool] = []
+    event = touchpoint()
 
     def uow() -> SqlTransaction:
         return SqlTransaction(
@@ -169,3 +339,36 @@ async def test_unit_of_work_commits_state_claims_and_events_together(
         assert (await conn.execute(things.select())).scalars().all() == ["kept"]
     async with uow() as third:
         assert await third.claim_new(["u2"]) == {"u2"}
+    async with uow() as nothing_staged:
+        await nothing_staged.commit()
+    assert woken == [True]
+
+
+async def test_unit_of_work_stages_tombstones_and_built_records(
+    engine: AsyncEngine, kafka_settings: KafkaSettings
+) -> None:
+    woken: list[bool] = []
+    uow = SqlTransaction(
+        engine,
+        inbox=inbox,
+        outbox=outbox,
+        kafka=kafka_settings,
+        on_staged_commit=lambda: woken.append(True),
+    )
+    async with uow:
+        await uow.stage_tombstones(topics.PROFILES, ["p1", "p2"])
+        await uow.stage_records([OutgoingRecord("raw", b"k", b"v", [("h", b"1")])])
+        await uow.commit()
+    assert woken == [True]
+    async with uow:  # a subclass that wrote outbox rows by its own means
+        uow.count_staged(1)
+        await uow.commit()
+    assert woken == [True, True]
+    async with engine.connect() as conn:
+        rows = (await conn.execute(outbox.select().order_by(outbox.c.id))).all()
+    profiles = kafka_settings.topic(topics.PROFILES)
+    assert [(r.topic, r.key, r.value, r.headers) for r in rows] == [
+        (profiles, b"p1", None, []),
+        (profiles, b"p2", None, []),
+        ("raw", b"k", b"v", [["h", "1"]]),
+    ]

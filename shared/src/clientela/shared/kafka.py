@@ -1,4 +1,4 @@
-"""Thin Kafka plumbing: a batch publisher, topic creation, and batch subscribers."""
+"""Thin Kafka plumbing: batch publishers, topic creation, and batch subscribers."""
 
 from __future__ import annotations
 
@@ -6,15 +6,17 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, Literal, Protocol
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from clientela.shared.codec import OutgoingRecord
+from clientela.shared.codec import Headers, OutgoingRecord
 from clientela.shared.contracts import TopicSpec
 from clientela.shared.settings import KafkaSettings
 
@@ -28,8 +30,48 @@ class PublishError(Exception):
     """The broker did not acknowledge every record of a batch."""
 
 
-class KafkaPublisher:
-    """Produces batches of records and returns once the broker acknowledged all of them."""
+# (topic, key, value, headers): what a publisher sends, without an intermediate object.
+Row = tuple[str, bytes | None, bytes | None, Headers]
+ProducerClient = Literal["aiokafka", "confluent"]
+
+
+class ProducerSettings(BaseSettings):
+    """Which Kafka client publishes (env CLIENTELA_KAFKA_PRODUCER)."""
+
+    model_config = SettingsConfigDict(env_prefix="CLIENTELA_KAFKA_", extra="ignore")
+
+    producer: ProducerClient = Field(
+        default="confluent",
+        description="confluent (librdkafka, a fraction of aiokafka's CPU per record) or aiokafka.",
+    )
+
+
+class RecordPublisher(Protocol):
+    """Produces batches and returns once the broker acknowledged all of them."""
+
+    async def start(self) -> None:
+        """Connect."""
+        ...
+
+    async def stop(self) -> None:
+        """Flush and disconnect."""
+        ...
+
+    async def publish(self, records: Sequence[OutgoingRecord]) -> None:
+        """Publish the records; raise PublishError unless all are acknowledged."""
+        ...
+
+    async def publish_rows(self, rows: Sequence[Row]) -> None:
+        """Publish (topic, key, value, headers) rows; raise PublishError unless all are acked."""
+        ...
+
+    async def ready(self) -> bool:
+        """Return whether the broker answers."""
+        ...
+
+
+class AiokafkaPublisher:
+    """Produces batches of records with aiokafka and returns once the broker acked them all."""
 
     def __init__(self, settings: KafkaSettings) -> None:
         self._settings = settings
@@ -57,14 +99,20 @@ class KafkaPublisher:
 
     async def publish(self, records: Sequence[OutgoingRecord]) -> None:
         """Send every record, then await every acknowledgement; raise PublishError on failure."""
-        if not records:
+        await self.publish_rows([(r.topic, r.key, r.value, r.headers) for r in records])
+
+    async def publish_rows(self, rows: Sequence[Row]) -> None:
+        """Publish (topic, key, value, headers) rows; return once all are acknowledged."""
+        if not rows:
             return
         producer = self._producer
         if producer is None:
             raise PublishError("publisher is not started")
+        send = producer.send
         try:
             futures = [
-                await producer.send(r.topic, r.value, key=r.key, headers=r.headers) for r in records
+                await send(topic, value, key=key, headers=headers)
+                for topic, key, value, headers in rows
             ]
             await asyncio.gather(*futures)
         except (KafkaError, OSError) as exc:
@@ -80,6 +128,44 @@ class KafkaPublisher:
         except (KafkaError, OSError, TimeoutError):
             return False
         return True
+
+
+class KafkaPublisher:
+    """Produces batches with the configured client and returns once all are acknowledged.
+
+    The client is `client` when given, else CLIENTELA_KAFKA_PRODUCER (confluent by default).
+    """
+
+    def __init__(self, settings: KafkaSettings, *, client: ProducerClient | None = None) -> None:
+        self.client: ProducerClient = client or ProducerSettings().producer
+        self._impl: RecordPublisher
+        if self.client == "confluent":
+            # Imported on demand: librdkafka loads only in processes that use it.
+            from clientela.shared.confluent import ConfluentPublisher
+
+            self._impl = ConfluentPublisher(settings)
+        else:
+            self._impl = AiokafkaPublisher(settings)
+
+    async def start(self) -> None:
+        """Connect the producer."""
+        await self._impl.start()
+
+    async def stop(self) -> None:
+        """Flush and disconnect the producer."""
+        await self._impl.stop()
+
+    async def publish(self, records: Sequence[OutgoingRecord]) -> None:
+        """Send every record, then await every acknowledgement; raise PublishError on failure."""
+        await self._impl.publish(records)
+
+    async def publish_rows(self, rows: Sequence[Row]) -> None:
+        """Publish (topic, key, value, headers) rows; return once all are acknowledged."""
+        await self._impl.publish_rows(rows)
+
+    async def ready(self) -> bool:
+        """Return whether the broker answers a metadata request."""
+        return await self._impl.ready()
 
 
 async def ensure_topics(settings: KafkaSettings, specs: Iterable[TopicSpec]) -> None:

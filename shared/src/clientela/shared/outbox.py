@@ -6,11 +6,13 @@ import asyncio
 import contextlib
 import logging
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from operator import itemgetter
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
+import msgspec
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -23,17 +25,92 @@ from sqlalchemy import (
     delete,
     func,
     select,
-    text,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 
 from clientela.shared import metrics
-from clientela.shared.codec import OutgoingEvent, OutgoingRecord, to_record
+from clientela.shared.codec import Headers, OutgoingEvent, OutgoingRecord, to_record
+from clientela.shared.contracts import TopicSpec
 from clientela.shared.db import UtcDateTime, is_postgres, upsert_insert
-from clientela.shared.kafka import KafkaPublisher
+from clientela.shared.kafka import PublishError, RecordPublisher, Row
 from clientela.shared.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
+
+# The outbox keeps headers as a JSON array of [name, value] pairs, the value as latin-1 text
+# (any bytes survive the round trip); services that COPY into the outbox write the same.
+_encode_json = msgspec.json.Encoder().encode
+_decode_header_pairs = msgspec.json.Decoder(list[tuple[str, str]]).decode
+
+# PostgreSQL: one statement per step, the batch as array parameters, so a batch costs one
+# round trip and one prepared statement whatever its size. `{table}` is schema-qualified.
+_PG_SQL = {
+    "claim": (
+        "INSERT INTO {table} (event_id, processed_at) "
+        "SELECT e, $2::timestamptz FROM unnest($1::text[]) AS e "
+        "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+    ),
+    # Ids follow the order of the arrays, so a key's records keep their order in the relay.
+    "stage": (
+        "INSERT INTO {table} (topic, key, value, headers) "
+        "SELECT t, k, v, h::json "
+        "FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::text[]) "
+        "WITH ORDINALITY AS r(t, k, v, h, n) ORDER BY n"
+    ),
+    # Claim a batch: take the relay's advisory lock (evaluated once, as an init plan), then
+    # delete the oldest rows by primary key and return them. The caller publishes before it
+    # commits, so a failed publish or a crash rolls the rows back: at least once, in id order.
+    "relay": (
+        "DELETE FROM {table} WHERE id = ANY(ARRAY("
+        "SELECT id FROM {table} WHERE (SELECT pg_try_advisory_xact_lock($1::bigint)) "
+        "ORDER BY id LIMIT $2)) "
+        "RETURNING id, topic, key, value, headers::text"
+    ),
+}
+_PG_SQL_CACHE: dict[tuple[str, str | None, str], str] = {}
+_ID = itemgetter(0)
+_STAGED_COLUMNS = ["topic", "key", "value", "headers"]
+
+
+def _schema(table: Table, options: Mapping[str, Any]) -> str | None:
+    """Return the schema the connection maps the table to (None: the search path)."""
+    translate = options.get("schema_translate_map") or {}
+    schema: str | None = translate.get(table.schema, table.schema)
+    return schema
+
+
+def _pg_sql(name: str, table: Table, options: Mapping[str, Any]) -> str:
+    """Return a hot-path statement for the table in the schema the connection maps it to."""
+    schema = _schema(table, options)
+    cache_key = (name, schema, table.name)
+    sql = _PG_SQL_CACHE.get(cache_key)
+    if sql is None:
+        quoted = '"' + table.name.replace('"', '""') + '"'
+        if schema:
+            quoted = '"' + schema.replace('"', '""') + '".' + quoted
+        sql = _PG_SQL_CACHE[cache_key] = _PG_SQL[name].format(table=quoted)
+    return sql
+
+
+def _options(conn: AsyncConnection) -> Mapping[str, Any]:
+    sync = conn.sync_connection
+    return sync.get_execution_options() if sync is not None else {}
+
+
+async def _driver_in_transaction(conn: AsyncConnection) -> Any | None:
+    """Return the asyncpg connection under conn once its transaction has begun, else None."""
+    # SQLAlchemy sends BEGIN with its first statement: a statement sent straight to the
+    # driver before that would run outside the transaction, so it goes through SQLAlchemy.
+    driver = (await conn.get_raw_connection()).driver_connection
+    return driver if driver is not None and driver.is_in_transaction() else None
+
+
+def _stored_headers(headers: Headers) -> list[list[str]]:
+    return [[k, v.decode("latin-1")] for k, v in headers]
+
+
+def _wire_headers(stored: str) -> list[tuple[str, bytes]]:
+    return [(k, v.encode("latin-1")) for k, v in _decode_header_pairs(stored)]
 
 
 def outbox_table(metadata: MetaData) -> Table:
@@ -73,6 +150,13 @@ async def claim_new(conn: AsyncConnection, inbox: Table, event_ids: Sequence[str
         return set()
     now = datetime.now(UTC)
     unique = list(dict.fromkeys(event_ids))
+    if is_postgres(conn):
+        sql = _pg_sql("claim", inbox, _options(conn))
+        driver = await _driver_in_transaction(conn)
+        if driver is not None:
+            return {row[0] for row in await driver.fetch(sql, unique, now)}
+        result = await conn.exec_driver_sql(sql, (unique, now))
+        return {row[0] for row in result}
     stmt = (
         upsert_insert(conn)(inbox)
         .on_conflict_do_nothing(index_elements=["event_id"])
@@ -86,6 +170,32 @@ async def stage(conn: AsyncConnection, outbox: Table, records: Sequence[Outgoing
     """Add records to the outbox inside the caller's transaction."""
     if not records:
         return
+    if is_postgres(conn):
+        options = _options(conn)
+        driver = await _driver_in_transaction(conn)
+        if driver is not None:
+            # COPY encodes rows without the per-element checks of array parameters: the
+            # cheapest way in, in order.
+            await driver.copy_records_to_table(
+                outbox.name,
+                schema_name=_schema(outbox, options),
+                columns=_STAGED_COLUMNS,
+                records=[
+                    (r.topic, r.key, r.value, _encode_json(_stored_headers(r.headers)).decode())
+                    for r in records
+                ],
+            )
+            return
+        await conn.exec_driver_sql(
+            _pg_sql("stage", outbox, options),
+            (
+                [r.topic for r in records],
+                [r.key for r in records],
+                [r.value for r in records],
+                [_encode_json(_stored_headers(r.headers)).decode() for r in records],
+            ),
+        )
+        return
     await conn.execute(
         outbox.insert(),
         [
@@ -93,7 +203,7 @@ async def stage(conn: AsyncConnection, outbox: Table, records: Sequence[Outgoing
                 "topic": r.topic,
                 "key": r.key,
                 "value": r.value,
-                "headers": [[k, v.decode("latin-1")] for k, v in r.headers],
+                "headers": _stored_headers(r.headers),
             }
             for r in records
         ],
@@ -183,8 +293,23 @@ class SqlTransaction:
             )
             for e in events
         ]
+        await self.stage_records(records)
+
+    async def stage_records(self, records: Sequence[OutgoingRecord]) -> None:
+        """Queue records already built, to be published once this transaction commits."""
         await stage(self.connection, self._outbox_table, records)
-        self._staged += len(records)
+        self.count_staged(len(records))
+
+    def count_staged(self, count: int) -> None:
+        """Count records a subclass wrote to the outbox itself, so the commit wakes the relay."""
+        self._staged += count
+
+    async def stage_tombstones(self, topic: TopicSpec, keys: Sequence[str]) -> None:
+        """Queue null-valued records under the keys: deletions on a compacted topic."""
+        name = self._kafka.topic(topic)
+        await self.stage_records(
+            [OutgoingRecord(topic=name, key=key.encode(), value=None) for key in keys]
+        )
 
     async def commit(self) -> None:
         """Commit; wake the relay when events were staged."""
@@ -196,14 +321,18 @@ class SqlTransaction:
 
 
 class OutboxRelay:
-    """Publishes outbox rows in order and deletes them once the broker acknowledged them."""
+    """Publishes outbox rows in order and deletes them once the broker acknowledged them.
+
+    On PostgreSQL the relay keeps one connection and spends three round trips per batch
+    (BEGIN, claim, COMMIT); on SQLite it reads, publishes, then deletes what it published.
+    """
 
     def __init__(
         self,
         engine: AsyncEngine,
         outbox: Table,
         inbox: Table | None,
-        publisher: KafkaPublisher,
+        publisher: RecordPublisher,
         *,
         name: str,
         batch_size: int = 500,
@@ -225,6 +354,12 @@ class OutboxRelay:
         self._last_prune = 0.0
         self._pending_sample_s = pending_sample_s
         self._last_sample = float("-inf")
+        self._held: AsyncConnection | None = None
+        self._running = False
+        # relay_once may be called beside run() (e.g. draining before exit): one at a time on
+        # the kept connection.
+        self._turn = asyncio.Lock()
+        self._published = metrics.outbox_published.labels(name)
 
     def wake(self) -> None:
         """Ask the relay to look at the outbox now (called after a commit that staged events)."""
@@ -233,67 +368,111 @@ class OutboxRelay:
     async def run(self) -> None:
         """Relay until cancelled; transient failures are logged and retried with backoff."""
         delay = self._idle
-        while True:
-            try:
-                sent = await self.relay_once()
-                await self._maybe_prune()
-                await self._maybe_sample_pending()
-                delay = self._idle
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                metrics.outbox_relay_failures.labels(self._name).inc()
-                log.exception("outbox relay failed; retrying in %.1fs", delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
-                continue
-            if sent < self._batch:
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=self._idle)
+        self._running = True
+        try:
+            while True:
+                try:
+                    sent = await self.relay_once()
+                    await self._maybe_prune()
+                    await self._maybe_sample_pending()
+                    delay = self._idle
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    metrics.outbox_relay_failures.labels(self._name).inc()
+                    log.exception("outbox relay failed; retrying in %.1fs", delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 10.0)
+                    continue
+                if sent < self._batch:
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), timeout=self._idle)
+        finally:
+            self._running = False
+            await self.close()
+
+    async def close(self) -> None:
+        """Give back the connection the relay keeps between batches while it runs."""
+        async with self._turn:
+            held, self._held = self._held, None
+            if held is not None:
+                await held.close()
 
     async def relay_once(self) -> int:
         """Publish one batch of outbox rows; return how many were published."""
+        async with self._turn:
+            if is_postgres(self._engine):
+                sent = await self._relay_postgres()
+            else:
+                sent = await self._relay_sql()
+        if sent:
+            self._published.inc(sent)
+        return sent
+
+    async def _relay_postgres(self) -> int:
+        conn = self._held or await self._engine.connect()
+        self._held = None
+        try:
+            sent = await self._claim_and_publish(conn)
+        except PublishError:
+            await self._release(conn)  # rolled back; the connection is sound
+            raise
+        except BaseException:
+            # The connection may be broken or mid-transaction: drop it, and with it the lock.
+            with contextlib.suppress(Exception):
+                await conn.invalidate()
+            raise
+        await self._release(conn)
+        return sent
+
+    async def _release(self, conn: AsyncConnection) -> None:
+        # While run() loops the connection is kept: no pool checkout (and ping) per batch.
+        if self._running:
+            self._held = conn
+        else:
+            await conn.close()
+
+    async def _claim_and_publish(self, conn: AsyncConnection) -> int:
+        # Straight on the driver: SQLAlchemy sees no statement, so it never opens a
+        # transaction of its own on this connection.
+        driver = (await conn.get_raw_connection()).driver_connection
+        if driver is None:
+            raise RuntimeError("the relay's connection is closed")
+        sql = _pg_sql("relay", self._outbox, _options(conn))
+        async with driver.transaction():
+            claimed = await driver.fetch(sql, self._lock_key, self._batch)
+            if not claimed:
+                return 0
+            claimed.sort(key=_ID)
+            rows: list[Row] = [(r[1], r[2], r[3], _wire_headers(r[4])) for r in claimed]
+            await self._publisher.publish_rows(rows)
+        return len(claimed)
+
+    async def _relay_sql(self) -> int:
+        # SQLite: read, publish, then delete, so the write lock is held only for the delete.
+        outbox = self._outbox
         async with self._engine.begin() as conn:
-            if is_postgres(conn):
-                locked = await conn.scalar(
-                    text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": self._lock_key}
-                )
-                if not locked:
-                    return 0
-            rows = (
+            found = (
                 await conn.execute(
                     select(
-                        self._outbox.c.id,
-                        self._outbox.c.topic,
-                        self._outbox.c.key,
-                        self._outbox.c.value,
-                        self._outbox.c.headers,
+                        outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.value, outbox.c.headers
                     )
-                    .order_by(self._outbox.c.id)
+                    .order_by(outbox.c.id)
                     .limit(self._batch)
                 )
             ).all()
-            if not rows:
+            if not found:
                 return 0
-            await self._publisher.publish(
-                [
-                    OutgoingRecord(
-                        topic=row.topic,
-                        key=row.key,
-                        value=row.value,
-                        headers=[(k, v.encode("latin-1")) for k, v in row.headers],
-                    )
-                    for row in rows
-                ]
-            )
+            rows: list[Row] = [
+                (r.topic, r.key, r.value, [(k, v.encode("latin-1")) for k, v in r.headers])
+                for r in found
+            ]
+            await self._publisher.publish_rows(rows)
             # Delete exactly the rows published: a row with a lower id may commit late and
             # must not be swept away unpublished.
-            await conn.execute(
-                delete(self._outbox).where(self._outbox.c.id.in_([row.id for row in rows]))
-            )
-        metrics.outbox_published.labels(self._name).inc(len(rows))
-        return len(rows)
+            await conn.execute(delete(outbox).where(outbox.c.id.in_([r.id for r in found])))
+        return len(found)
 
     async def pending(self) -> int:
         """Return how many events wait in the outbox."""

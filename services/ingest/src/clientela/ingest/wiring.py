@@ -20,7 +20,6 @@ from clientela.ingest.adapters.inbound.http import (
 from clientela.ingest.adapters.inbound.raw_topic import RawTopicHandler
 from clientela.ingest.adapters.metrics import IngestMetrics, MeasuredPublisher
 from clientela.ingest.adapters.outbound.cache_deduplicator import CacheDeduplicator
-from clientela.ingest.adapters.outbound.confluent_publisher import ConfluentPublisher
 from clientela.ingest.adapters.outbound.kafka_publisher import (
     KafkaDeadLetterPublisher,
     KafkaTouchpointPublisher,
@@ -32,6 +31,7 @@ from clientela.ingest.config import IngestSettings
 from clientela.ingest.domain.rate_limit import RateLimiter
 from clientela.shared.auth import KeyRing
 from clientela.shared.cache import Cache, make_cache
+from clientela.shared.confluent import ConfluentPublisher
 from clientela.shared.contracts import ALL_TOPICS
 from clientela.shared.contracts import topics as topic_registry
 from clientela.shared.http import ReadinessCheck
