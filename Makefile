@@ -5,7 +5,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PYTEST_ARGS ?=
 
 .PHONY: help setup run test test-fast lint typecheck fmt contracts contracts-check broker clean \
-	test-faults up down logs bench bench-ingest bench-profile bench-scoring eval-scoring bench-campaign
+	test-faults up down logs bench bench-outbox bench-ingest bench-profile bench-scoring eval-scoring bench-campaign
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -62,6 +62,9 @@ broker: setup ## Run only the embedded broker in the foreground
 # Benchmarks print a table and write one flat JSON object to .bench/<target>.json.
 bench: setup ## The whole platform end to end vs a bare Kafka relay (ARGS="--rate 2000 ...")
 	$(UV) run python -m clientela.platform.bench --output .bench/bench.json --chart .bench/bench.png $(ARGS)
+
+bench-outbox: setup ## Inbox + outbox + relay path on PostgreSQL, CPU per event
+	$(UV) run python -m clientela.platform.bench_outbox --output .bench/bench-outbox.json $(ARGS)
 
 bench-ingest: setup ## HTTP ingest events/s vs a bare producer
 	$(UV) run python -m clientela.ingest.bench --output .bench/bench-ingest.json $(ARGS)
