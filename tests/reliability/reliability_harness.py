@@ -36,6 +36,7 @@ from clientela.platform.launcher import SERVICES, Platform, PlatformSettings
 from clientela.platform.population import Population, PopulationSpec
 from clientela.profile.config import ProfileSettings
 from clientela.scoring.config import ScoringSettings
+from clientela.shared.consumer import partition_ends
 from clientela.shared.contracts import TopicSpec, topics
 from clientela.shared.embedded_broker import EmbeddedBroker, free_port, port_is_free
 from clientela.shared.settings import DEV_ADMIN_KEY, DEV_READ_KEY, DEV_WRITE_KEY
@@ -159,10 +160,8 @@ class Rig:
 
     @property
     def broker_pid(self) -> int:
-        """Return the broker's process id (EmbeddedBroker has no public accessor yet)."""
-        process = self.broker._process
-        assert process is not None
-        return process.pid
+        """Return the broker's process id."""
+        return self.broker.pid
 
     def url(self, service: str) -> str:
         """Return a service's base URL."""
@@ -247,31 +246,10 @@ class Rig:
             await consumer.stop()
 
     async def end_offsets(self, names: Iterable[str]) -> dict[TopicPartition, int]:
-        """Return the end offset of every partition of the named topics.
-
-        The embedded broker reports the end of a partition as the base offset of its last
-        record batch plus one, short of the real end when producers batch. The real end is at
-        most one batch further: fetching from the reported end minus one returns that batch.
-        """
+        """Return the end offset of every partition of the named topics."""
         consumer = await self._consumer()
         try:
-            tps = self._partitions(consumer, names)
-            if not tps:
-                return {}
-            ends = dict(await consumer.end_offsets(tps))
-            pending = [tp for tp in tps if ends[tp] > 0]
-            if pending:
-                consumer.assign(pending)
-                for tp in pending:
-                    consumer.seek(tp, ends[tp] - 1)
-            async with asyncio.timeout(30):
-                while pending:
-                    batch = await consumer.getmany(*pending, timeout_ms=500)
-                    for tp, records in batch.items():
-                        if records:
-                            ends[tp] = max(ends[tp], records[-1].offset + 1)
-                            pending.remove(tp)
-            return ends
+            return await partition_ends(consumer, self._partitions(consumer, names))
         finally:
             await consumer.stop()
 
@@ -577,11 +555,6 @@ def up(rig: Rig) -> Rig:
     """The rig with every service running and ready (a previous test may have killed one)."""
     rig.ensure_up()
     return rig
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    """Register the marker of the long fault runs."""
-    config.addinivalue_line("markers", "faults: full-size fault and soak runs (make test-faults)")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

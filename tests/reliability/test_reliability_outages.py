@@ -305,12 +305,6 @@ def _reads(observed: Observed, fault: str) -> tuple[list[Any], set[Any]]:
     return reads, {(status, round(seconds)) for _, status, seconds in reads}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="shared.db.create_engine sets no connect or statement timeout (asyncpg `timeout` / "
-    "`command_timeout`, pool_timeout): while PostgreSQL does not answer, a read waits as long "
-    "as the database does instead of answering 503 (the client gives up after 10 s)",
-)
 async def test_reliability_database_frozen_reads_answer_503_promptly(
     database_outage: Observed,
 ) -> None:
@@ -319,12 +313,6 @@ async def test_reliability_database_frozen_reads_answer_503_promptly(
     assert all(r[1] in (200, 503) for r in reads), f"reads answered {outcomes}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a refused or reset connection surfaces from asyncpg as OSError "
-    "(ConnectionRefusedError), which SQLAlchemy does not wrap in DBAPIError; shared.http maps "
-    "only OperationalError/DBAPIError to 503, so reads answer 500 and log a stack trace",
-)
 async def test_reliability_database_dropped_reads_answer_503(database_outage: Observed) -> None:
     reads, outcomes = _reads(database_outage, "dropped")
     assert reads

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import time
 import uuid
@@ -252,23 +253,33 @@ async def test_reliability_poison_is_dead_lettered_and_the_partition_flows(
         assert profile["aggregates"]["purchase_count"] >= 1
 
 
-OVERSIZED_BLOCKS = (
-    "a dead letter embeds the whole original value in base64 (4/3 of its size): for any bad "
-    "record over ~750 KiB the dead letter exceeds the 1 MiB producer/broker message limit, "
-    "publishing it fails (MessageSizeTooLargeError / MSG_SIZE_TOO_LARGE) on every retry, the "
-    "batch is redelivered forever and every partition in the batch stops"
-)
-
-
 def _record(topic: str, value: bytes) -> ConsumerRecord[bytes, bytes]:
     return ConsumerRecord(
         topic, 0, 42, 1_700_000_000_000, 0, b"key", value, None, 3, len(value), ()
     )
 
 
+async def _large_letter(rig: Rig, spec: TopicSpec, value: bytes) -> dict[str, Any]:
+    """Return the dead letter the in-process consumer wrote for this value; check its cap."""
+    digest = hashlib.sha256(value).hexdigest()
+    letters = [
+        json.loads(r.value)["data"]
+        for r in await rig.read_topic(spec)
+        if b"reliability-large" in r.value
+    ]
+    found = [d for d in letters if d.get("original_value_sha256") == digest]
+    assert found, f"no dead letter for the {len(value)}-byte record"
+    letter: dict[str, Any] = found[-1]
+    assert letter["original_value_bytes"] == len(value)
+    assert letter["original_value_truncated"] is True
+    kept = base64.b64decode(letter["original_value_b64"])
+    assert value.startswith(kept)
+    assert len(kept) < len(value)
+    return letter
+
+
 # In process, against the rig's broker: a stuck consumer in the shared platform would stall
 # every later test, and the outcome is the same component's.
-@pytest.mark.xfail(strict=True, reason=OVERSIZED_BLOCKS)
 @pytest.mark.parametrize("size", [800_000, OVERSIZED_BYTES], ids=["800KB-invalid", "oversized"])
 async def test_reliability_large_bad_record_is_dead_lettered_by_the_shared_consumer(
     rig: Rig, size: int
@@ -290,14 +301,16 @@ async def test_reliability_large_bad_record_is_dead_lettered_by_the_shared_consu
         consumer_name="reliability-large",
         retry=RetryPolicy(attempts=2, first_delay_s=0.05),
     )
+    value = b'{"padding": "' + b"x" * size + b'"}'
     try:
-        await processor([_record("large", b'{"padding": "' + b"x" * size + b'"}')])
+        await processor([_record("large", value)])
     finally:
         await publisher.stop()
     assert handled == []
+    letter = await _large_letter(rig, topics.PROFILE_DLQ, value)
+    assert letter["reason_code"] == ("oversized" if size > 1_048_576 else "unexpected_type")
 
 
-@pytest.mark.xfail(strict=True, reason=OVERSIZED_BLOCKS)
 async def test_reliability_large_raw_record_is_dead_lettered_by_ingest(rig: Rig) -> None:
     """Ingest's raw-topic relay dead-letters a raw record far over its event limit."""
     settings = IngestSettings(
@@ -313,3 +326,5 @@ async def test_reliability_large_raw_record_is_dead_lettered_by_ingest(rig: Rig)
             retry=RetryPolicy(attempts=2, first_delay_s=0.05),
         )
         await handler([_record(rig.topic(topics.RAW_TOUCHPOINTS), b"x" * 900_000)])
+    letter = await _large_letter(rig, topics.TOUCHPOINTS_DLQ, b"x" * 900_000)
+    assert letter["reason_code"] == "oversized"

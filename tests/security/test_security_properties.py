@@ -13,7 +13,6 @@ from typing import Any
 
 import hypothesis.strategies as st
 import msgspec
-import pytest
 from hypothesis import HealthCheck, given, settings
 
 from clientela.ingest.domain import cloudevents
@@ -281,14 +280,6 @@ def test_security_segment_bodies_never_raise_unexpectedly(document: object, endp
         return
 
 
-SEGMENT_TYPE_UNHASHABLE = (
-    "ingest's segment.translate_message tests `message.get('type') not in SEGMENT_TYPES` "
-    "(a frozenset) without checking the type is a string: a JSON array or object as `type` "
-    "raises TypeError (unhashable), a 500 from POST /v1/batch|track|... instead of a rejection"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=SEGMENT_TYPE_UNHASHABLE)
 @EXAMPLES
 @given(
     st.dictionaries(
@@ -313,7 +304,132 @@ SEGMENT_TYPE_UNHASHABLE = (
     )
 )
 def test_security_segment_messages_translate_or_are_rejected(message: dict[str, Any]) -> None:
-    translate_message(message, compact_size(message), NOW, SegmentMapping())
+    outcome = translate_message(message, compact_size(message), NOW, SegmentMapping())
+    if isinstance(outcome, SubmittedEvent):
+        _check_outcome(record_touchpoint(outcome, CONTEXT, POLICY))
+
+
+# The properties, traits and context fields the Segment translator reads, each with any value.
+line_items = st.lists(
+    st.fixed_dictionaries(
+        {},
+        optional=dict.fromkeys(
+            ("sku", "product_id", "id", "name", "category", "quantity", "price"),
+            json_values | texts,
+        ),
+    ),
+    max_size=3,
+)
+# Scalars of every JSON type first: json_values alone rarely draws a bare number.
+any_field = (
+    st.integers(min_value=-10, max_value=10**6)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.booleans()
+    | texts
+    | json_values
+    | line_items
+)
+segment_properties = st.fixed_dictionaries(
+    {},
+    optional=dict.fromkeys(
+        (
+            "order_id",
+            "revenue",
+            "total",
+            "value",
+            "currency",
+            "products",
+            "duration",
+            "outcome",
+            "reason",
+            "direction",
+            "email_subject",
+            "subject",
+            "campaign_message_id",
+            "branch_id",
+            "purpose",
+            "url",
+            "referrer",
+        ),
+        any_field,
+    ),
+)
+segment_context = st.fixed_dictionaries(
+    {},
+    optional={
+        "channel": json_values | st.sampled_from(["browser", "mobile", "server"]),
+        "library": json_values | st.fixed_dictionaries({"name": json_values | texts}),
+        "device": json_values | st.fixed_dictionaries({"type": json_values, "id": json_values}),
+        "page": json_values | st.fixed_dictionaries({"url": json_values, "referrer": json_values}),
+        "traits": st.dictionaries(st.sampled_from(["email", "phone"]), json_values | texts),
+        "consent": json_values
+        | st.fixed_dictionaries({"categoryPreferences": st.dictionaries(texts, json_values)}),
+    },
+)
+
+
+@settings(EXAMPLES, max_examples=300)
+@given(
+    st.sampled_from(["track", "track", "track", "identify", "page", "screen"]),
+    st.sampled_from(
+        [
+            "Order Completed",
+            "Call Completed",
+            "Email Opened",
+            "Branch Visited",
+            "Application Opened",
+            "Unmapped Thing",
+        ]
+    ),
+    segment_properties,
+    segment_context,
+    st.dictionaries(st.sampled_from(["email", "phone", "first_name"]), json_values | texts),
+    json_values,
+)
+def test_security_segment_fields_of_any_type_translate_or_are_rejected(
+    kind: str,
+    event: str,
+    properties: dict[str, Any],
+    context: dict[str, Any],
+    traits: dict[str, Any],
+    user_id: object,
+) -> None:
+    """Every field the translator reads, of any JSON type: a touchpoint or a rejection."""
+    message = {
+        "type": kind,
+        "event": event,
+        "userId": user_id,
+        "anonymousId": "anon-1",
+        "properties": properties,
+        "context": context,
+        "traits": traits,
+    }
+    outcome = translate_message(message, compact_size(message), NOW, SegmentMapping())
+    if isinstance(outcome, SubmittedEvent):
+        _check_outcome(record_touchpoint(outcome, CONTEXT, POLICY))
+
+
+@EXAMPLES
+@given(
+    near_touchpoints,
+    st.fixed_dictionaries(
+        {"specversion": st.just("1.0"), "id": texts, "source": texts, "type": texts},
+        optional={
+            "time": json_values | texts,
+            "datacontenttype": json_values | st.just("application/json"),
+            "data_base64": json_values | texts,
+        },
+    ),
+)
+def test_security_cloudevents_attributes_of_any_type_are_accepted_or_rejected(
+    data: dict[str, Any], attributes: dict[str, Any]
+) -> None:
+    """A structured CloudEvent with attributes of any JSON type, through native validation."""
+    document = {**attributes, "data": data}
+    outcome = cloudevents.from_structured(document, compact_size(document))
+    assert isinstance(outcome, SubmittedEvent | Rejection)
+    if isinstance(outcome, SubmittedEvent):
+        _check_outcome(record_touchpoint(outcome, CONTEXT, POLICY))
 
 
 RULES = IdentityRules()

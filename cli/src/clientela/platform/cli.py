@@ -117,9 +117,15 @@ def _dlq_inspect(args: argparse.Namespace) -> dict[str, Any]:
 
 def _dlq_replay(args: argparse.Namespace) -> dict[str, Any]:
     letters = _letters(args)
+    replayable = [letter for letter in letters if dlq.replayable(letter)]
+    # A letter that kept only the start of a large record cannot bring the record back.
+    skipped = len(letters) - len(replayable)
     if args.dry_run:
-        return {"would_replay": len(letters)}
-    return {"replayed": asyncio.run(dlq.replay(KafkaSettings(), letters))}
+        return {"would_replay": len(replayable), "not_replayable": skipped}
+    return {
+        "replayed": asyncio.run(dlq.replay(KafkaSettings(), replayable)),
+        "not_replayable": skipped,
+    }
 
 
 def _profile_get(args: argparse.Namespace) -> Any:

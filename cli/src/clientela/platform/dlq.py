@@ -10,6 +10,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from clientela.shared.consumer import partition_ends
 from clientela.shared.contracts import DeadLetterEvent, topics
 from clientela.shared.settings import KafkaSettings
 
@@ -67,9 +68,9 @@ async def read_letters(settings: KafkaSettings, services: list[str]) -> AsyncIte
             ]
         if not parts:
             return
+        ends = await partition_ends(consumer, parts)
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
-        ends = await consumer.end_offsets(parts)
         remaining = {tp for tp in parts if ends[tp] > 0}
         while remaining:
             batch = await consumer.getmany(*remaining, timeout_ms=1000)
@@ -94,7 +95,7 @@ def describe_letter(stored: StoredLetter) -> dict[str, Any]:
     """Return a dead letter with its original bytes decoded where they are text."""
     body = stored.letter.model_dump(mode="json")
     raw = stored.letter.data.original_value_b64
-    if raw is not None:
+    if raw is not None and not stored.letter.data.original_value_truncated:
         value = base64.b64decode(raw)
         try:
             body["original_value"] = json.loads(value)
@@ -103,15 +104,21 @@ def describe_letter(stored: StoredLetter) -> dict[str, Any]:
     return {"topic": stored.topic, "partition": stored.partition, "offset": stored.offset, **body}
 
 
+def replayable(stored: StoredLetter) -> bool:
+    """Return whether a dead letter holds its whole original value (so it can be replayed)."""
+    data = stored.letter.data
+    return data.original_value_b64 is not None and not data.original_value_truncated
+
+
 async def replay(settings: KafkaSettings, letters: list[StoredLetter]) -> int:
-    """Republish the original records to their source topics; consumers drop repeats by id."""
+    """Republish the whole original records to their source topics; consumers drop repeats."""
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
     await producer.start()
     try:
         futures = []
         for stored in letters:
             data = stored.letter.data
-            if data.original_value_b64 is None:
+            if data.original_value_b64 is None or not replayable(stored):
                 continue
             futures.append(
                 await producer.send(

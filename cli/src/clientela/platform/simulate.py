@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from tqdm import tqdm
 
 from clientela.platform.client import CliError, api_key, service_url
+from clientela.shared.consumer import partition_ends
 from clientela.shared.contracts import TouchpointRecorded
 from clientela.shared.settings import KafkaSettings
 
@@ -102,8 +103,8 @@ async def read_topic_range(
     await consumer.start()
     try:
         tp = TopicPartition(topic, partition)
+        last = (await partition_ends(consumer, [tp]))[tp]
         consumer.assign([tp])
-        last = (await consumer.end_offsets([tp]))[tp]
         stop = min(last, end) if end is not None else last
         consumer.seek(tp, start)
         events: list[dict[str, Any]] = []

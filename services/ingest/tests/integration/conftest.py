@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from clientela.ingest.config import IngestSettings
 from clientela.ingest.wiring import create_app
 from clientela.shared.codec import HEADER_EVENT_ID, header
+from clientela.shared.consumer import partition_ends
 from clientela.shared.contracts import TopicSpec
 from clientela.shared.embedded_broker import free_port
 from clientela.shared.settings import KafkaSettings
@@ -32,9 +33,9 @@ async def read_topic(kafka: KafkaSettings, spec: TopicSpec) -> list[Record]:
     )
     await consumer.start()
     try:
+        end = await partition_ends(consumer, partitions)
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
-        end = await consumer.end_offsets(partitions)
         found: list[Record] = []
         while any([await consumer.position(tp) < end[tp] for tp in partitions]):
             batch = await consumer.getmany(*partitions, timeout_ms=500)

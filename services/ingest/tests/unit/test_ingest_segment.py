@@ -273,6 +273,24 @@ def test_invalid_messages_are_rejected_with_paths() -> None:
     assert second.errors[0].path == "event"
 
 
+@pytest.mark.parametrize("kind", [[], {}, ["track"], 5, None, True])
+def test_a_type_that_is_not_a_string_is_rejected_on_the_type_field(kind: Any) -> None:
+    (item,) = translate({"batch": [{"type": kind, "userId": "u-1", "event": "x"}]})
+    assert isinstance(item, Rejection)
+    assert item.code == "unsupported_type"
+    assert item.errors[0].path == "type"
+
+
+@pytest.mark.parametrize("products", [5, 2.5, True, "abc", {"sku": "x"}])
+def test_products_that_are_not_a_list_give_a_sale_without_items(products: Any) -> None:
+    properties = {"order_id": "O-1", "revenue": 10, "products": products}
+    message = {**ORDER_COMPLETED, "properties": properties}
+    (item,) = translate({"batch": [message]})
+    sale = recorded(item).data.sale
+    assert sale is not None
+    assert sale.items == []
+
+
 @pytest.mark.parametrize("body", [[], {"batch": "x"}, {"batch": []}])
 def test_malformed_batches_are_refused(body: Any) -> None:
     with pytest.raises(MalformedSegmentError):

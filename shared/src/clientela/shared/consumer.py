@@ -1,16 +1,15 @@
-"""Batch processing for consumers: decode, dead-letter the bad records, retry the rest."""
+"""Consumer batches (decode, dead-letter the bad records, retry the rest) and partition ends."""
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from aiokafka import ConsumerRecord
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from clientela.shared import metrics
 from clientela.shared.codec import DecodeError, accepted_at_ms, decode_event, now_ms, to_record
@@ -162,18 +161,48 @@ class BatchProcessor:
                 str(record.offset),
             ),
             source=self._consumer,
-            data=DeadLetter(
+            data=DeadLetter.of_record(
                 reason_code=exc.code,
-                reason=exc.reason[:4000],
-                errors=exc.errors[:50],
+                reason=exc.reason,
+                errors=exc.errors,
                 source_topic=record.topic,
                 source_partition=record.partition,
                 source_offset=record.offset,
                 consumer=self._consumer,
-                original_key_b64=base64.b64encode(key).decode() if key is not None else None,
-                original_value_b64=base64.b64encode(value).decode() if value is not None else None,
-                original_headers={
-                    k: v.decode("utf-8", "replace") for k, v in (record.headers or ())
-                },
+                key=key,
+                value=value,
+                headers=record.headers or (),
             ),
         )
+
+
+async def partition_ends(
+    consumer: AIOKafkaConsumer, partitions: Iterable[TopicPartition], timeout_s: float = 30.0
+) -> dict[TopicPartition, int]:
+    """Return the end offset (high watermark) of each partition, also where the broker errs.
+
+    The embedded broker answers ListOffsets with the base offset of a partition's last record
+    batch plus one, short of the real end whenever producers batch; its fetch responses carry
+    the true high watermark. So each non-empty partition is fetched once from just before the
+    reported end, and the larger of the two answers is kept (on Apache Kafka they agree).
+    The consumer is assigned to the partitions: assign and seek it afterwards.
+    """
+    tps = list(dict.fromkeys(partitions))
+    if not tps:
+        return {}
+    ends: dict[TopicPartition, int] = dict(await consumer.end_offsets(tps))
+    pending = [tp for tp in tps if ends[tp] > 0]
+    if not pending:
+        return ends
+    consumer.assign(pending)
+    for tp in pending:
+        consumer.seek(tp, ends[tp] - 1)
+    async with asyncio.timeout(timeout_s):
+        while pending:
+            await consumer.getmany(*pending, timeout_ms=200)
+            for tp in list(pending):
+                highwater = consumer.highwater(tp)
+                if highwater is not None:
+                    ends[tp] = max(ends[tp], highwater)
+                    pending.remove(tp)
+    return ends

@@ -6,9 +6,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from sqlalchemy import DateTime, Dialect, MetaData, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.types import TypeDecorator
 
@@ -46,14 +48,49 @@ def create_engine(settings: DatabaseSettings, service: str) -> AsyncEngine:
         engine = create_async_engine(url, echo=settings.echo, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
+    on_asyncpg = url.get_driver_name() == "asyncpg"
     engine = create_async_engine(
         url,
         echo=settings.echo,
         pool_size=settings.pool_size,
-        pool_pre_ping=settings.pool_pre_ping,
+        # asyncpg gets its own ping (below), bounded by the connect timeout.
+        pool_pre_ping=settings.pool_pre_ping and not on_asyncpg,
+        pool_timeout=settings.pool_timeout_s,
+        connect_args={
+            "timeout": settings.connect_timeout_s,
+            "command_timeout": settings.command_timeout_s,
+        }
+        if on_asyncpg
+        else {},
     )
+    if on_asyncpg and settings.pool_pre_ping:
+        event.listen(engine.sync_engine, "checkout", _BoundedPing(settings.connect_timeout_s))
     # Tables are declared without a schema; each service maps them into its own schema.
     return engine.execution_options(schema_translate_map={None: settings.resolved_schema(service)})
+
+
+class _BoundedPing:
+    """Pool checkout hook: check a pooled asyncpg connection with one bounded round trip.
+
+    SQLAlchemy's own pre-ping waits up to the statement timeout (and spends several round
+    trips), so a read on a database that stopped answering would outlast any client's
+    patience. Here a ping gets the connect timeout: a connection that answers nothing in that
+    time is as unreachable as one that cannot be opened. A connection that is closed or
+    broken is replaced at once, as with pre-ping; a ping that times out is raised, so the
+    request fails promptly (503) instead of waiting again on a new connection.
+    """
+
+    def __init__(self, timeout_s: float) -> None:
+        self._timeout = timeout_s
+
+    def __call__(self, dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        try:
+            # A simple-protocol query: one round trip, no prepared statement.
+            dbapi_connection.run_async(lambda conn: conn.execute("SELECT 1", timeout=self._timeout))
+        except TimeoutError:
+            raise  # an OSError too, but a reason to give up, not to reconnect
+        except (OSError, asyncpg.InterfaceError, asyncpg.PostgresError) as exc:
+            raise DisconnectionError(f"pooled connection unusable: {type(exc).__name__}") from exc
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -63,6 +63,13 @@ class EmbeddedBroker:
             raise RuntimeError("broker is not started")
         return f"{self.host}:{self.port}"
 
+    @property
+    def pid(self) -> int:
+        """Return the broker's process id (for signalling it, e.g. to freeze it in a test)."""
+        if self._process is None:
+            raise RuntimeError("broker is not started")
+        return self._process.pid
+
     def start(self) -> Self:
         """Start the broker on the requested, preferred or a free port and wait until it listens."""
         if self.port is None:

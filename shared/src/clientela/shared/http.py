@@ -15,6 +15,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -156,16 +157,43 @@ def create_app(
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(DBAPIError)
+    @app.exception_handler(PoolTimeoutError)
     async def _storage_unavailable(_request: Request, exc: Exception) -> JSONResponse:
-        # A database outage is temporary; clients should retry rather than see a 500.
-        log.warning("storage unavailable: %s", type(exc).__name__)
-        return JSONResponse(
-            {"detail": "storage temporarily unavailable"},
-            status_code=503,
-            headers={"Retry-After": "5"},
-        )
+        return storage_unavailable(exc)
+
+    @app.exception_handler(OSError)
+    async def _network_error(_request: Request, exc: Exception) -> JSONResponse:
+        # The driver raises a refused or reset connection, or a timeout (a subclass of
+        # OSError), as such, unwrapped by SQLAlchemy; other OSErrors stay server errors.
+        if not raised_by_storage(exc):
+            raise exc
+        return storage_unavailable(exc)
 
     return app
+
+
+_STORAGE_MODULES = ("sqlalchemy.", "asyncpg.", "aiosqlite.")
+
+
+def raised_by_storage(exc: BaseException) -> bool:
+    """Return whether an exception was raised inside the database client (SQLAlchemy, driver)."""
+    tb = exc.__traceback__
+    while tb is not None:
+        if str(tb.tb_frame.f_globals.get("__name__", "")).startswith(_STORAGE_MODULES):
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def storage_unavailable(exc: BaseException) -> JSONResponse:
+    """Answer 503 with Retry-After for a database outage, logging one line without a trace."""
+    # A database outage is temporary; clients should retry rather than see a 500.
+    log.warning("storage unavailable: %s", type(exc).__name__)
+    return JSONResponse(
+        {"detail": "storage temporarily unavailable"},
+        status_code=503,
+        headers={"Retry-After": "5"},
+    )
 
 
 def configure_logging(level: str) -> None:

@@ -58,6 +58,20 @@ class DatabaseSettings(BaseSettings):
     pool_pre_ping: bool = Field(
         default=True, description="Check each pooled connection before use (one round trip)."
     )
+    # A database that stops answering must turn into a prompt error (503, a retried batch),
+    # never a request or a consumer that waits as long as the outage lasts.
+    connect_timeout_s: float = Field(
+        default=5.0, gt=0, description="PostgreSQL: give up opening a connection after this."
+    )
+    command_timeout_s: float | None = Field(
+        default=10.0,
+        gt=0,
+        description="PostgreSQL: give up waiting for a statement after this; unset: never "
+        "(for long schema migrations).",
+    )
+    pool_timeout_s: float = Field(
+        default=5.0, gt=0, description="PostgreSQL: give up waiting for a free pooled connection."
+    )
     echo: bool = False
 
     def resolved_url(self, service: str) -> str:

@@ -43,3 +43,11 @@ class DeadLetterPublisher(Protocol):
     async def publish(self, dead_letters: Sequence[DeadLetterEvent]) -> None:
         """Publish the dead letters and return once durable; raise PublishFailedError if not."""
         ...
+
+
+class SharedRateLimit(Protocol):
+    """Rate limits held outside the process, so every process spends from one budget."""
+
+    async def take(self, key: str, events: int) -> float:
+        """Spend `events` of the key's budget; return 0, or the seconds until they exist."""
+        ...

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -33,19 +32,17 @@ def dead_letter(
             "dead-letter", consumer, record.topic, str(record.partition), str(record.offset)
         ),
         source=consumer,
-        data=DeadLetter(
+        data=DeadLetter.of_record(
             reason_code=code,
             reason=_REASONS.get(code, "record is not a valid touchpoint"),
-            errors=list(errors[:50]),
+            errors=errors,
             source_topic=record.topic,
             source_partition=record.partition,
             source_offset=record.offset,
             consumer=consumer,
-            original_key_b64=base64.b64encode(record.key).decode() if record.key else None,
-            original_value_b64=(
-                base64.b64encode(record.value).decode() if record.value is not None else None
-            ),
-            original_headers={k: v.decode("utf-8", "replace") for k, v in record.headers},
+            key=record.key,
+            value=record.value,
+            headers=record.headers,
         ),
     )
 

@@ -26,15 +26,20 @@ class RateLimiter:
     def _rate(self, key: str) -> float:
         return self.overrides.get(key, self.events_per_s)
 
-    def take(self, key: str, events: int) -> float:
-        """Spend `events` tokens of the key's bucket, or return how long until they exist."""
+    def limits(self, key: str) -> tuple[float, float]:
+        """Return the key's rate (events per second, 0 for none) and burst."""
         rate = self._rate(key)
-        if rate <= 0:
-            return 0.0
         # An overridden key keeps the same burst in seconds as the default rate has.
         burst = self.burst
         if key in self.overrides and self.events_per_s > 0:
             burst = max(1.0, rate * self.burst / self.events_per_s)
+        return rate, burst
+
+    def take(self, key: str, events: int) -> float:
+        """Spend `events` tokens of the key's bucket, or return how long until they exist."""
+        rate, burst = self.limits(key)
+        if rate <= 0:
+            return 0.0
         now = self.clock()
         bucket = self._buckets.get(key)
         if bucket is None:

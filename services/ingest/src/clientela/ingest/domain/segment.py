@@ -153,7 +153,8 @@ def translate_message(
     message_id = message.get("messageId")
     event_id = message_id if isinstance(message_id, str) and message_id else new_event_id()
     kind_of = message.get("type")
-    if kind_of not in SEGMENT_TYPES:
+    # Checked as a string first: a JSON array or object cannot be looked up in a set.
+    if not isinstance(kind_of, str) or kind_of not in SEGMENT_TYPES:
         reason = f"type must be one of {', '.join(sorted(SEGMENT_TYPES))}"
         return Rejection(event_id, (FieldError(path="type", reason=reason),), "unsupported_type")
     integrations = _mapping(message.get("integrations"))
@@ -308,7 +309,7 @@ def _details(
             "order_id": _text(props.get("order_id")),
             "amount": _amount(amount),
             "currency": props.get("currency") or "USD",
-            "items": [_line_item(p) for p in props.get("products") or [] if isinstance(p, dict)],
+            "items": [_line_item(p) for p in _list(props.get("products")) if isinstance(p, dict)],
         }
         out["sale"] = details
     elif kind is TouchpointKind.PHONE_CALL:
@@ -394,6 +395,10 @@ def _scalars(values: Mapping[str, Any], drop: frozenset[str] = frozenset()) -> d
         if len(out) >= _MAX_PROPERTIES:
             break
     return out
+
+
+def _list(value: object) -> list[Any]:
+    return list(value) if isinstance(value, list) else []
 
 
 def _mapping(value: object) -> dict[str, Any]:

@@ -30,7 +30,11 @@ from clientela.ingest.application.accept_touchpoints import (
     TooManyEventsError,
     TouchpointIntake,
 )
-from clientela.ingest.application.ports import DeduplicationUnavailableError, PublishFailedError
+from clientela.ingest.application.ports import (
+    DeduplicationUnavailableError,
+    PublishFailedError,
+    SharedRateLimit,
+)
 from clientela.ingest.domain import cloudevents
 from clientela.ingest.domain.native_format import (
     MalformedBodyError,
@@ -186,7 +190,7 @@ class HttpIntake:
 
     keyring: KeyRing
     metrics: IngestMetrics
-    limiter: RateLimiter
+    limiter: RateLimiter | SharedRateLimit
     segment: SegmentMapping
     max_body_bytes: int
     max_event_bytes: int
@@ -233,8 +237,12 @@ def _arrival() -> tuple[datetime, int]:
     return datetime.fromtimestamp(ms / 1000, UTC), ms
 
 
-def _check_rate(deps: HttpIntake, principal: Principal, events: int) -> None:
-    wait = deps.limiter.take(principal.name, events)
+async def _check_rate(deps: HttpIntake, principal: Principal, events: int) -> None:
+    limiter = deps.limiter
+    if isinstance(limiter, RateLimiter):
+        wait = limiter.take(principal.name, events)  # in process: no await on the hot path
+    else:
+        wait = await limiter.take(principal.name, events)
     if wait > 0:
         deps.metrics.rate_limited.labels(principal.name).inc()
         raise RateLimitedError(RateLimiter.retry_after(wait))
@@ -317,7 +325,7 @@ async def submit_native(deps: HttpIntake, request: Request) -> Response:
         use_case = _intake(request)
         if len(submissions) > use_case.policy.max_events:
             raise TooManyEventsError(len(submissions), use_case.policy.max_events)
-        _check_rate(deps, principal, len(submissions))
+        await _check_rate(deps, principal, len(submissions))
         context = IntakeContext(principal.name, received_at, arrived_ms)
         report = await use_case.accept(submissions, context)
         deps.metrics.observe_report(_interface(request), report)
@@ -415,7 +423,7 @@ def intake_router(deps: HttpIntake) -> APIRouter:
                 use_case = _intake(request)
                 if len(submissions) > use_case.policy.max_events:
                     raise TooManyEventsError(len(submissions), use_case.policy.max_events)
-                _check_rate(deps, principal, len(submissions))
+                await _check_rate(deps, principal, len(submissions))
                 context = IntakeContext(principal.name, received_at, arrived_ms)
                 report = await use_case.accept(submissions, context)
                 deps.metrics.observe_report("segment", report)
