@@ -11,7 +11,12 @@ from typing import Any, Self, TypeVar
 
 import pytest
 
-from clientela.scoring.application.ports import EncodedEvent, ScoreRecord, TierTransition
+from clientela.scoring.application.ports import (
+    ClaimedBatch,
+    EncodedEvent,
+    ScoreRecord,
+    TierTransition,
+)
 from clientela.scoring.application.service import ScoringApplication, ScoringConfig
 from clientela.scoring.domain.value_model import FittedParameters
 from clientela.shared.codec import OutgoingEvent, decode_event
@@ -23,6 +28,7 @@ from clientela.shared.contracts import (
     ProfileChangedEvent,
     ScoresUpdatedEvent,
     TierChangedEvent,
+    TopicSpec,
     derived_event_id,
 )
 
@@ -135,8 +141,11 @@ class FakeUnitOfWork:
         self.outbox: list[OutgoingEvent] = []
         self.written: list[EncodedEvent] = []
         self.history: list[TierTransition] = []
+        self.erased: set[str] = set()
+        self.tombstones: list[tuple[TopicSpec, str]] = []
         self.commits = 0
         self._pending: tuple[list[OutgoingEvent], list[TierTransition]] = ([], [])
+        self._erasing: tuple[set[str], list[tuple[TopicSpec, str]]] = (set(), [])
 
     @property
     def scores(self) -> FakeScoreStore:
@@ -151,6 +160,7 @@ class FakeUnitOfWork:
 
     async def __aenter__(self) -> Self:
         self._pending = ([], [])
+        self._erasing = (set(), [])
         return self
 
     async def __aexit__(
@@ -160,11 +170,37 @@ class FakeUnitOfWork:
         tb: TracebackType | None,
     ) -> None:
         self._pending = ([], [])
+        self._erasing = (set(), [])
 
     async def claim_new(self, event_ids: Sequence[str]) -> set[str]:
         new = set(event_ids) - self.inbox
         self.inbox |= new
         return new
+
+    async def claim_and_load(
+        self, event_ids: Sequence[str], profile_ids: Sequence[str]
+    ) -> ClaimedBatch:
+        return ClaimedBatch(
+            await self.claim_new(event_ids),
+            await self._scores.get_many(profile_ids),
+            {pid for pid in profile_ids if pid in self.erased},
+        )
+
+    async def write_scored(
+        self,
+        records: Sequence[ScoreRecord],
+        transitions: Sequence[TierTransition],
+        events: Sequence[EncodedEvent],
+    ) -> None:
+        await self._scores.save_many(records)
+        await self.record_tier_changes(transitions)
+        await self.stage_encoded(events)
+
+    async def erase(self, profile_ids: Sequence[str]) -> None:
+        self._erasing[0].update(profile_ids)
+
+    async def stage_tombstones(self, topic: TopicSpec, keys: Sequence[str]) -> None:
+        self._erasing[1].extend((topic, k) for k in keys)
 
     async def record_tier_changes(self, changes: Sequence[TierTransition]) -> None:
         self._pending[1].extend(changes)
@@ -185,7 +221,14 @@ class FakeUnitOfWork:
     async def commit(self) -> None:
         self.outbox.extend(self._pending[0])
         self.history.extend(self._pending[1])
+        gone, tombstones = self._erasing
+        for pid in gone:
+            self._scores.rows.pop(pid, None)
+        self.history = [h for h in self.history if h.profile_id not in gone]
+        self.erased |= gone
+        self.tombstones.extend(tombstones)
         self._pending = ([], [])
+        self._erasing = (set(), [])
         self.commits += 1
 
     def events(self, kind: type[E]) -> list[E]:

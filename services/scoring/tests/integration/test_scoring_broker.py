@@ -6,6 +6,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +17,25 @@ from aiokafka import AIOKafkaConsumer
 from clientela.scoring.config import ScoringSettings
 from clientela.scoring.wiring import Container, create_app
 from clientela.shared.codec import HEADER_ACCEPTED_AT, OutgoingRecord, header, to_record
-from clientela.shared.contracts import ProfileChangedEvent, derived_event_id
-from clientela.shared.contracts.topics import PROFILES, SCORES, SCORING_DLQ, TIER_CHANGES
+from clientela.shared.contracts import (
+    ProfileChangedEvent,
+    ProfileErased,
+    ProfileErasedEvent,
+    derived_event_id,
+)
+from clientela.shared.contracts.topics import (
+    PROFILE_ERASURES,
+    PROFILES,
+    SCORES,
+    SCORING_DLQ,
+    TIER_CHANGES,
+)
 from clientela.shared.kafka import KafkaPublisher
 from clientela.shared.settings import DEV_READ_KEY, DatabaseSettings, KafkaSettings
 
 pytestmark = pytest.mark.timeout(120)
+
+NOW = datetime(2025, 6, 1, tzinfo=UTC)
 
 MakeProfile = Callable[..., ProfileChangedEvent]
 
@@ -109,6 +123,71 @@ async def test_profile_changes_become_tier_changes_on_the_broker(
     assert response.status_code == 200
     assert response.json()["tier"] == "A"
     assert (await client.get(f"/v1/scores/{big}")).status_code == 401
+
+
+async def last_values(
+    settings: KafkaSettings, topic: str, key: str, done: Callable[[list[bytes | None]], bool]
+) -> list[bytes | None]:
+    """Read a key's values (tombstones as None) from the start of a topic until done."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=settings.bootstrap_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    values: list[bytes | None] = []
+    try:
+        deadline = asyncio.get_running_loop().time() + 30
+        while not done(values) and asyncio.get_running_loop().time() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                values += [r.value for r in records if r.key == key.encode()]
+    finally:
+        await consumer.stop()
+    return values
+
+
+async def test_an_erasure_tombstones_the_scores_and_a_late_change_does_not_resurrect(
+    service: tuple[httpx.AsyncClient, Container, KafkaPublisher],
+    kafka_settings: KafkaSettings,
+    profile_changed: MakeProfile,
+) -> None:
+    client, container, publisher = service
+    pid = f"erased-{uuid.uuid4().hex[:8]}"
+    profiles_topic = kafka_settings.topic(PROFILES)
+    await publisher.publish([to_record(profiles_topic, pid, profile_changed(pid, 1, spend="500"))])
+    scores_topic = kafka_settings.topic(SCORES)
+    assert (await last_values(kafka_settings, scores_topic, pid, bool))[0] is not None
+    erased = ProfileErasedEvent(
+        event_id=derived_event_id("profile.erased", pid, "request-1"),
+        source="profile",
+        data=ProfileErased(profile_id=pid, request_id="request-1", erased_at=NOW),
+    )
+
+    # The erasure, the profile's own tombstone, and a change that was already in flight.
+    await publisher.publish(
+        [
+            to_record(kafka_settings.topic(PROFILE_ERASURES), pid, erased),
+            OutgoingRecord(topic=profiles_topic, key=pid.encode(), value=None),
+        ]
+    )
+    values = await last_values(kafka_settings, scores_topic, pid, lambda v: None in v)
+    assert values[-1] is None, "the latest scores.v1 record of the erased profile is a tombstone"
+    sentinel = f"sentinel-{uuid.uuid4().hex[:8]}"
+    await publisher.publish(
+        [
+            to_record(profiles_topic, pid, profile_changed(pid, 2, spend="900")),
+            to_record(profiles_topic, sentinel, profile_changed(sentinel, 1, spend="5")),
+        ]
+    )
+    await read_topic(kafka_settings, scores_topic, {sentinel}, 1)
+    deadline = asyncio.get_running_loop().time() + 10
+    while await container.relay.pending() and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.1)
+    response = await client.get(f"/v1/scores/{pid}", headers={"X-API-Key": DEV_READ_KEY})
+    assert response.status_code == 404
+    after = await last_values(kafka_settings, scores_topic, pid, lambda v: len(v) >= len(values))
+    assert after == values
 
 
 async def test_undecodable_records_are_dead_lettered(

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from clientela.scoring.adapters.outbound import tables
 from clientela.scoring.adapters.outbound.sql_reader import SqlScoreReader
 from clientela.scoring.adapters.outbound.sql_unit_of_work import SqlScoringUnitOfWork
-from clientela.scoring.application.ports import ProfileChangeMessage
+from clientela.scoring.application.ports import ErasureMessage, ProfileChangeMessage
 from clientela.scoring.application.queries import tier_summary
 from clientela.scoring.application.score_profiles import ScoreProfiles
 from clientela.scoring.application.service import ScoringApplication, ScoringConfig
@@ -61,7 +61,7 @@ async def outbox_rows(engine: AsyncEngine) -> list[dict[str, Any]]:
         {
             "topic": r.topic,
             "key": r.key.decode(),
-            "value": json.loads(r.value),
+            "value": json.loads(r.value) if r.value is not None else None,
             "headers": dict(r.headers),
         }
         for r in rows
@@ -170,7 +170,8 @@ async def test_a_failed_batch_leaves_nothing_behind(
     profile_changed: MakeProfile,
 ) -> None:
     class BrokenUnitOfWork(SqlScoringUnitOfWork):
-        async def record_tier_changes(self, changes: Any) -> None:
+        async def write_scored(self, *args: Any) -> None:
+            await super().write_scored(*args)  # everything written, then the commit never comes
             raise RuntimeError("disk full")
 
     message = ProfileChangeMessage(profile_changed("p-1", 1, spend="10"))
@@ -231,3 +232,73 @@ async def test_state_is_read_only_when_asked_and_is_what_was_published(
     published = (await outbox_rows(engine))[0]["value"]
     assert json.loads(full.state) == published["data"]
     assert full.scores.segment is not None
+
+
+async def test_erasure_leaves_no_row_keyed_by_the_profile_and_stages_a_tombstone(
+    engine: AsyncEngine,
+    score: ScoreProfiles,
+    application: ScoringApplication,
+    profile_changed: MakeProfile,
+) -> None:
+    gone, kept = "erased-profile-1", "kept-profile-1"
+    await score(
+        [
+            ProfileChangeMessage(profile_changed(gone, 1, spend="900")),
+            ProfileChangeMessage(profile_changed(kept, 1, spend="100")),
+        ],
+        SqlScoringUnitOfWork(engine, KAFKA),
+    )
+    erasure = ErasureMessage(derived_event_id("profile.erased", gone, "request-1"), gone)
+
+    assert await application.erase_profiles([erasure], SqlScoringUnitOfWork(engine, KAFKA)) == 1
+
+    # Every table of the service, every column: the id survives only as the tombstone's key.
+    mentions: dict[str, int] = {}
+    async with engine.connect() as conn:
+        for table in tables.metadata.sorted_tables:
+            rows = (await conn.execute(select(table))).all()
+            hits = sum(1 for row in rows if gone in repr(tuple(row)))
+            if hits:
+                mentions[table.name] = hits
+    assert mentions == {"outbox": 1}
+    (tombstone,) = [r for r in await outbox_rows(engine) if r["key"] == gone]
+    assert (tombstone["topic"], tombstone["value"]) == ("it.scores.v1", None)
+    assert await SqlScoreReader(engine).get(gone) is None
+    assert application.population.rows_of([gone, kept]) == [0]
+
+    # An in-flight change of the erased profile does not bring it back, even after a restart;
+    # a redelivered erasure is a no-op.
+    restarted = ScoringApplication(
+        ScoringConfig(cutoff_refresh_s=0.0), lambda: SqlScoringUnitOfWork(engine, KAFKA)
+    )
+    await restarted.load()
+    late = await restarted.score_profiles(
+        [ProfileChangeMessage(profile_changed(gone, 2, spend="950"))],
+        SqlScoringUnitOfWork(engine, KAFKA),
+    )
+    again = await restarted.erase_profiles([erasure], SqlScoringUnitOfWork(engine, KAFKA))
+    assert (late.scored, again) == (0, 0)
+    assert await SqlScoreReader(engine).get(gone) is None
+    assert len(restarted.population) == 1
+
+
+async def test_the_inputs_fingerprint_is_stored_so_an_unchanged_profile_is_not_rescored(
+    engine: AsyncEngine, score: ScoreProfiles, profile_changed: MakeProfile
+) -> None:
+    await score(
+        [ProfileChangeMessage(profile_changed("p-1", 1, spend="100", purchases=2))],
+        SqlScoringUnitOfWork(engine, KAFKA),
+    )
+    same = await score(
+        [ProfileChangeMessage(profile_changed("p-1", 2, spend="100", purchases=2))],
+        SqlScoringUnitOfWork(engine, KAFKA),
+    )
+    changed = await score(
+        [ProfileChangeMessage(profile_changed("p-1", 3, spend="120", purchases=2))],
+        SqlScoringUnitOfWork(engine, KAFKA),
+    )
+
+    assert (same.scored, changed.scored) == (0, 1)
+    stored = await SqlScoreReader(engine).get("p-1")
+    assert stored is not None
+    assert stored.profile_version == 3

@@ -171,7 +171,10 @@ async def test_a_new_top_customer_ranks_against_the_population(
 ) -> None:
     await application.score_profiles([msg(profile_changed("small", 1, spend="10"))], uow)
     await application.score_profiles([msg(profile_changed("big", 1, spend="90"))], uow)
-    await application.score_profiles([msg(profile_changed("small", 2, spend="10"))], uow)
+    # A change of nothing scoring reads is not scored again (the sweep re-ranks everyone).
+    same = await application.score_profiles([msg(profile_changed("small", 2, spend="10"))], uow)
+    assert (same.scored, same.ignored) == (0, 1)
+    await application.score_profiles([msg(profile_changed("small", 3, spend="11"))], uow)
 
     moves = [
         (e.data.profile_id, e.data.from_tier, e.data.to_tier, e.data.move)
@@ -209,3 +212,26 @@ async def test_nothing_is_kept_when_the_batch_fails(
     assert uow.outbox == []
     assert uow.commits == 0
     assert len(application.population) == 0
+
+
+async def test_only_changes_of_what_scoring_reads_are_scored_again(
+    application: ScoringApplication, uow: Any, profile_changed: MakeProfile
+) -> None:
+    first = profile_changed("p-1", 1, spend="100", counts_by_channel={"web": 2})
+    await application.score_profiles([msg(first)], uow)
+    # Another page view, or a second channel: the segment (one purchase) and facts stay.
+    page_view = profile_changed("p-1", 2, spend="100", counts_by_channel={"web": 3, "app": 1})
+    costlier = profile_changed(
+        "p-1", 3, spend="100", counts_by_channel={"web": 3, "app": 1}, cost_to_serve="5"
+    )
+    prospect = profile_changed("q-1", 1, touchpoint_count=1)
+    prospect_again = profile_changed("q-1", 2, touchpoint_count=1)
+
+    skipped = await application.score_profiles([msg(page_view)], uow)
+    await application.score_profiles([msg(prospect)], uow)
+    skipped_prospect = await application.score_profiles([msg(prospect_again)], uow)
+    rescored = await application.score_profiles([msg(costlier)], uow)
+
+    assert (skipped.scored, skipped_prospect.scored, rescored.scored) == (0, 0, 1)
+    versions = [(e.data.profile_id, e.data.profile_version) for e in uow.events(ScoresUpdatedEvent)]
+    assert versions == [("p-1", 1), ("q-1", 1), ("p-1", 3)]

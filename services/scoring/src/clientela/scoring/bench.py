@@ -4,7 +4,9 @@ Two figures. Streaming: ProfileChanged events re-scored per second by the stream
 (batches of 500 with the BG/NBD + Gamma-Gamma model), first on in-memory storage so the
 figure is the scoring cost itself, then with the SQL unit of work (SQLite by default,
 `--database URL` for PostgreSQL) so it includes inbox, upsert, history and outbox writes;
-against a bare baseline: the closed-form model alone on the same batches. Sweep: the
+against a bare baseline: the closed-form model alone on the same batches. Events start as
+the bytes on the wire (decoding is timed); CPU per profile is reported for this process and,
+on PostgreSQL, for the server backends that served the benchmark's connections. Sweep: the
 vectorised re-score of a synthetic population (values, exact cut-offs, tiers with
 hysteresis, RFM, risk) with the same functions the service's sweep calls.
 """
@@ -25,15 +27,19 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
-from typing import Self, cast
+from typing import Any, Self, cast
 
 import numpy as np
-from sqlalchemy import text
+import psutil
+from sqlalchemy import event, text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from clientela.scoring.adapters.inbound.profile_wire import decode_profile_change
 from clientela.scoring.adapters.outbound import tables
 from clientela.scoring.adapters.outbound.sql_unit_of_work import SqlScoringUnitOfWork
 from clientela.scoring.application.population import RankingContext
 from clientela.scoring.application.ports import (
+    ClaimedBatch,
     EncodedEvent,
     ProfileChangeMessage,
     ScoreRecord,
@@ -47,11 +53,16 @@ from clientela.scoring.domain.facts import SECONDS_PER_DAY, FactColumns, facts_o
 from clientela.scoring.domain.rfm import fit_rfm_edges
 from clientela.scoring.domain.tiers import TieringPolicy, compute_cutoffs
 from clientela.scoring.domain.value_model import BgNbdGammaGammaModel, FittedParameters
+from clientela.shared.codec import decode_event, encode_event
 from clientela.shared.contracts import (
+    Channel,
+    ConsentState,
+    ConsentStatus,
     Lifecycle,
     ProfileAggregates,
     ProfileChanged,
     ProfileChangedEvent,
+    TopicSpec,
 )
 from clientela.shared.db import create_engine, create_tables, is_postgres
 from clientela.shared.settings import DatabaseSettings, KafkaSettings
@@ -166,6 +177,29 @@ class _MemoryUnitOfWork:
         self.inbox |= new
         return new
 
+    async def claim_and_load(
+        self, event_ids: Sequence[str], profile_ids: Sequence[str]
+    ) -> ClaimedBatch:
+        return ClaimedBatch(
+            await self.claim_new(event_ids), await self.get_many(profile_ids), set()
+        )
+
+    async def write_scored(
+        self,
+        records: Sequence[ScoreRecord],
+        transitions: Sequence[TierTransition],
+        events: Sequence[EncodedEvent],
+    ) -> None:
+        await self.save_many(records)
+        await self.stage_encoded(events)
+
+    async def erase(self, profile_ids: Sequence[str]) -> None:
+        for pid in profile_ids:
+            self.rows.pop(pid, None)
+
+    async def stage_tombstones(self, topic: TopicSpec, keys: Sequence[str]) -> None:
+        self.staged += len(keys)
+
     async def record_tier_changes(self, changes: Sequence[TierTransition]) -> None:
         return None
 
@@ -176,10 +210,12 @@ class _MemoryUnitOfWork:
         return None
 
 
-def synthetic_changes(
-    start: int, stop: int, facts: FactColumns, profiles: int
-) -> list[ProfileChangeMessage]:
-    """Return events start..stop from synthetic facts; profile ids recur every `profiles`."""
+def synthetic_changes(start: int, stop: int, facts: FactColumns, profiles: int) -> list[bytes]:
+    """Return events start..stop from synthetic facts, encoded as on the wire.
+
+    Profile ids recur every `profiles`; each event carries what a real ProfileChanged carries
+    (identifier types, consent, traits, channel counts), decoding included in the timing.
+    """
     out = []
     for i in range(start, stop):
         first = datetime.fromtimestamp(float(facts.first_purchase_s[i]), UTC)
@@ -198,15 +234,76 @@ def synthetic_changes(
                 last_purchase_at=last,
                 total_spend=Decimal(f"{facts.total_spend[i]:.2f}"),
                 counts_by_channel={"web": days, "email": 1},
+                counts_by_kind={"sale": days, "email_open": 1},
+                touchpoint_count=days + 1,
+                inbound_count=days,
+                outbound_count=1,
+                first_seen_at=first - timedelta(days=1),
+                last_seen_at=last,
+                inbound_channel_preference={"web": 1.0},
             ),
+            identifier_types=["customer_id", "email", "phone"],
+            reachable_channels=[Channel.EMAIL, Channel.SMS],
+            consent={
+                Channel.EMAIL: ConsentState(
+                    status=ConsentStatus.OPTED_IN, updated_at=first, source="web"
+                )
+            },
+            traits={"country": "NL", "account_type": "consumer"},
         )
-        event = ProfileChangedEvent(event_id=f"e-{i}", source="profile", data=profile)
-        out.append(ProfileChangeMessage(event))
+        event = ProfileChangedEvent(
+            event_id=f"e-{i}", source="profile", correlation_id=f"c-{i}", data=profile
+        )
+        out.append(encode_event(event))
     return out
 
 
+def decode_changes(values: Sequence[bytes]) -> list[ProfileChangeMessage]:
+    """Decode records as the service's consumer does (the lean decoder, the contract if not)."""
+    out = []
+    for value in values:
+        change = decode_profile_change(value)
+        out.append(
+            ProfileChangeMessage(
+                change if change is not None else decode_event(ProfileChangedEvent, value)
+            )
+        )
+    return out
+
+
+class BackendCpu:
+    """CPU time of the PostgreSQL backends that served an engine's connections (psutil)."""
+
+    def __init__(self) -> None:
+        self.pids: set[int] = set()
+
+    def watch(self, engine: AsyncEngine) -> None:
+        """Record the backend pid of every connection the engine opens."""
+
+        def connected(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("SELECT pg_backend_pid()")
+            self.pids.add(int(cursor.fetchone()[0]))
+            cursor.close()
+
+        event.listen(engine.sync_engine, "connect", connected)
+
+    def seconds(self) -> float:
+        """Return the CPU seconds (user + system) the backends have used so far."""
+        total = 0.0
+        for pid in self.pids:
+            try:
+                times = psutil.Process(pid).cpu_times()
+            except psutil.Error:
+                continue
+            total += times.user + times.system
+        return total
+
+
 @asynccontextmanager
-async def _store(database_url: str | None) -> AsyncIterator[Callable[[], ScoringUnitOfWork]]:
+async def _store(
+    database_url: str | None, backends: BackendCpu
+) -> AsyncIterator[Callable[[], ScoringUnitOfWork]]:
     """Yield a unit-of-work factory: in memory (None), or SQL on the given URL.
 
     "sqlite" means a fresh SQLite file; a PostgreSQL URL gets a private schema, dropped after.
@@ -223,6 +320,8 @@ async def _store(database_url: str | None) -> AsyncIterator[Callable[[], Scoring
             schema_name=schema,
         )
         engine = create_engine(settings, tables.SERVICE)
+        if is_postgres(engine):
+            backends.watch(engine)
         try:
             await create_tables(engine, tables.metadata, tables.SERVICE, settings)
             kafka = KafkaSettings()
@@ -245,24 +344,29 @@ async def bench_stream(n: int, database_url: str | None = None) -> dict[str, flo
     profiles = max(1, n // 5)
     facts = synthetic_facts(n, seed=5)
     latencies = []
-    async with _store(database_url) as unit_of_work:
+    cpu = 0.0
+    backends = BackendCpu()
+    async with _store(database_url, backends) as unit_of_work:
         app = ScoringApplication(ScoringConfig(), unit_of_work, lambda: NOW)
         app.models.install(PARAMETERS)
         # As the service does after loading its population: start-up objects are never garbage.
         gc.collect()
         gc.freeze()
         elapsed = 0.0
+        backend_before = backends.seconds()
         for start in range(0, n, BATCH):
-            batch = synthetic_changes(start, min(n, start + BATCH), facts, profiles)
-            t0 = time.perf_counter()
-            await app.score_profiles(batch, unit_of_work())
+            values = synthetic_changes(start, min(n, start + BATCH), facts, profiles)
+            c0, t0 = time.process_time(), time.perf_counter()
+            await app.score_profiles(decode_changes(values), unit_of_work())
             latencies.append(time.perf_counter() - t0)
+            cpu += time.process_time() - c0
             elapsed += latencies[-1]
+        backend_cpu = backends.seconds() - backend_before
         gc.unfreeze()
     model = app.models.model
     baseline = 0.0
     for start in range(0, n, BATCH):
-        batch = synthetic_changes(start, min(n, start + BATCH), facts, profiles)
+        batch = decode_changes(synthetic_changes(start, min(n, start + BATCH), facts, profiles))
         t0 = time.perf_counter()
         columns = FactColumns.of([f for m in batch if (f := facts_of(m.event.data)) is not None])
         model.estimate(columns, NOW)
@@ -272,6 +376,8 @@ async def bench_stream(n: int, database_url: str | None = None) -> dict[str, flo
     base_rate = n / baseline
     return {
         "events_per_s": round(rate),
+        "cpu_us_per_profile": round(cpu / n * 1e6, 1),
+        "db_cpu_us_per_profile": round(backend_cpu / n * 1e6, 1),
         "p50_ms": round(float(np.percentile(ms, 50)), 2),
         "p99_ms": round(float(np.percentile(ms, 99)), 2),
         "max_ms": round(float(ms.max()), 2),
@@ -296,18 +402,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--output", type=Path)
     args = parser.parse_args(argv)
     figures: dict[str, float | str] = {}
-    figures.update(asyncio.run(bench_stream(args.profiles)))
+    memory = asyncio.run(bench_stream(args.profiles))
+    del memory["db_cpu_us_per_profile"]
+    figures.update(memory)
     for database in args.database if args.database is not None else ["sqlite"]:
         name = "sqlite" if database == "sqlite" else "postgres"
         sql = asyncio.run(bench_stream(args.profiles, database))
         figures.update(
             {
                 f"{name}_events_per_s": sql["events_per_s"],
+                f"{name}_cpu_us_per_profile": sql["cpu_us_per_profile"],
                 f"{name}_p50_ms": sql["p50_ms"],
                 f"{name}_p99_ms": sql["p99_ms"],
                 f"{name}_max_ms": sql["max_ms"],
             }
         )
+        if name == "postgres":
+            figures["postgres_backend_cpu_us_per_profile"] = sql["db_cpu_us_per_profile"]
     figures.update(bench_sweep(args.customers))
     figures["sweep_target_s"] = 5.0
     width = max(len(k) for k in figures)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from clientela.shared.settings import ServiceSettings
@@ -54,6 +54,10 @@ class ScoringSettings(ServiceSettings):
     fit_sample_size: int = Field(default=200_000, ge=100)
     sweep_chunk: int = Field(default=1000, ge=1, description="Changed customers per transaction.")
     outbox_batch_size: int = Field(default=500, ge=1)
+    erasure_key: SecretStr | None = Field(
+        default=None,
+        description="Key of the erased-profile markers (HMAC-SHA256); unset: a development key.",
+    )
 
     @model_validator(mode="after")
     def _shares_in_order(self) -> Self:

@@ -15,10 +15,13 @@ from faststream.kafka import KafkaBroker
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from clientela.scoring.adapters.inbound.http import build_router
-from clientela.scoring.adapters.inbound.kafka import ProfileChangesTranslator
+from clientela.scoring.adapters.inbound.kafka import ProfileChangesTranslator, ProfileStream
 from clientela.scoring.adapters.outbound import tables
 from clientela.scoring.adapters.outbound.sql_reader import SqlScoreReader
-from clientela.scoring.adapters.outbound.sql_unit_of_work import SqlScoringUnitOfWork
+from clientela.scoring.adapters.outbound.sql_unit_of_work import (
+    DEVELOPMENT_MARKER_KEY,
+    SqlScoringUnitOfWork,
+)
 from clientela.scoring.application.refit import FitPolicy
 from clientela.scoring.application.scorer import ScoringPolicy
 from clientela.scoring.application.service import ScoringApplication, ScoringConfig
@@ -29,8 +32,13 @@ from clientela.scoring.migrations import MIGRATIONS
 from clientela.shared import http
 from clientela.shared.auth import KeyRing
 from clientela.shared.consumer import BatchProcessor
-from clientela.shared.contracts import ALL_TOPICS, ProfileChangedEvent, utc_now
-from clientela.shared.contracts.topics import PROFILES, SCORING_DLQ
+from clientela.shared.contracts import (
+    ALL_TOPICS,
+    ProfileChangedEvent,
+    ProfileErasedEvent,
+    utc_now,
+)
+from clientela.shared.contracts.topics import PROFILE_ERASURES, PROFILES, SCORING_DLQ
 from clientela.shared.db import create_engine
 from clientela.shared.kafka import KafkaPublisher, ensure_topics, make_broker, subscribe_batch
 from clientela.shared.migrations import prepare
@@ -78,7 +86,16 @@ class Container:
 
     def unit_of_work(self) -> SqlScoringUnitOfWork:
         """Return a fresh unit of work (its commit wakes the relay)."""
-        return SqlScoringUnitOfWork(self.engine, self.settings.kafka, self.relay.wake)
+        return SqlScoringUnitOfWork(
+            self.engine, self.settings.kafka, self.relay.wake, marker_key=marker_key(self.settings)
+        )
+
+
+def marker_key(settings: ScoringSettings) -> bytes:
+    """Return the key of the erased-profile markers (a development key when none is set)."""
+    if settings.erasure_key is None:
+        return DEVELOPMENT_MARKER_KEY
+    return settings.erasure_key.get_secret_value().encode()
 
 
 @asynccontextmanager
@@ -115,8 +132,15 @@ async def build(
             relay_task = asyncio.create_task(relay.run(), name="scoring-outbox-relay")
             stack.push_async_callback(http.drain, relay_task)
 
+        key = marker_key(settings)
+        if settings.erasure_key is None and settings.auth.environment == "production":
+            log.warning(
+                "SCORING_ERASURE_KEY is not set: erased-profile markers use the "
+                "development key, so whoever holds a profile id could tell it was erased"
+            )
+
         def unit_of_work() -> SqlScoringUnitOfWork:
-            return SqlScoringUnitOfWork(engine, settings.kafka, relay.wake)
+            return SqlScoringUnitOfWork(engine, settings.kafka, relay.wake, marker_key=key)
 
         application = ScoringApplication(scoring_config(settings), unit_of_work, clock)
         await application.load()
@@ -142,21 +166,28 @@ async def build(
             stack.push_async_callback(http.drain, schedule)
         if start_consumer:
             broker = container.broker = make_broker(settings.kafka)
+            profiles, erasures = (
+                settings.kafka.topic(PROFILES),
+                settings.kafka.topic(PROFILE_ERASURES),
+            )
             processor = BatchProcessor(
-                contracts={settings.kafka.topic(PROFILES): ProfileChangedEvent},
-                handler=ProfileChangesTranslator(application.score_profiles, unit_of_work),
+                contracts={profiles: ProfileChangedEvent, erasures: ProfileErasedEvent},
+                handler=ProfileChangesTranslator(
+                    application.score_profiles, unit_of_work, application.erase_profiles
+                ),
                 publisher=publisher,
                 dead_letter_topic=settings.kafka.topic(SCORING_DLQ),
                 consumer_name=settings.group_id,
-                tombstone_topics=frozenset({settings.kafka.topic(PROFILES)}),
+                tombstone_topics=frozenset({profiles}),
             )
-            subscribe_batch(
-                broker,
-                settings.kafka,
-                [settings.kafka.topic(PROFILES)],
-                settings.group_id,
-                processor,
+            stream = ProfileStream(
+                profiles_topic=profiles,
+                fallback=processor,
+                use_case=application.score_profiles,
+                unit_of_work=unit_of_work,
+                consumer_name=settings.group_id,
             )
+            subscribe_batch(broker, settings.kafka, [profiles, erasures], settings.group_id, stream)
             await broker.start()
             stack.push_async_callback(broker.stop)
         log.info("scoring started (model %s)", application.models.model.model_version)

@@ -129,6 +129,34 @@ class Population:
                 self._size += 1
             self._set(row, record.facts, record)
 
+    def remove(self, profile_ids: Iterable[str]) -> None:
+        """Forget profiles (erased): the last customer row moves into each freed row."""
+        for pid in profile_ids:
+            self.prospects.discard(pid)
+            row = self._index.pop(pid, None)
+            if row is None:
+                continue
+            last = self._size - 1
+            if row != last:
+                moved = self._ids[last]
+                self._ids[row] = moved
+                self._index[moved] = row
+                for store in (self._float, self._int):
+                    for column in store.values():
+                        column[row] = column[last]
+                self._tier[row] = self._tier[last]
+                self._risk[row] = self._risk[last]
+                self._mix[row] = self._mix[last]
+            self._ids.pop()
+            # Nothing of the erased customer stays behind in the freed row.
+            for store in (self._float, self._int):
+                for column in store.values():
+                    column[last] = 0
+            self._tier[last] = 0
+            self._risk[last] = False
+            self._mix[last] = 0.0
+            self._size = last
+
     def _set(self, row: int, facts: CustomerFacts, record: ScoreRecord) -> None:
         f = self._float
         f["purchase_days"][row] = facts.purchase_days

@@ -10,10 +10,10 @@ from typing import Protocol, Self
 
 from clientela.scoring.domain.facts import CustomerFacts
 from clientela.scoring.domain.potential import ProspectFeatures
+from clientela.scoring.domain.profile_view import ProfileChangeView
 from clientela.scoring.domain.value_model import FittedParameters
 from clientela.shared.contracts import (
     Lifecycle,
-    ProfileChangedEvent,
     ScoresUpdated,
     Tier,
     TierMove,
@@ -25,8 +25,30 @@ from clientela.shared.contracts import (
 class ProfileChangeMessage:
     """A ProfileChanged event as delivered, with the accept time carried along the chain."""
 
-    event: ProfileChangedEvent
+    event: ProfileChangeView
     accepted_at_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ErasureMessage:
+    """A ProfileErased event as delivered: drop everything held about the profile."""
+
+    event_id: str
+    profile_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedBatch:
+    """What a streamed batch learns in one round trip before scoring.
+
+    `fresh` are the event ids seen for the first time (now claimed), `stored` the records of
+    the batch's profiles that have one (counters and facts, no state), `erased` the batch's
+    profile ids that were erased and must not come back.
+    """
+
+    fresh: set[str]
+    stored: dict[str, ScoreRecord]
+    erased: set[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +77,9 @@ class ScoreRecord:
     profile; derived event ids are built from them, so each publication has its own id and a
     retried transaction rebuilds the same ones. `state` is the ScoresUpdated JSON exactly as
     published; it is parsed only where the full scores are read (`scores`), and left empty
-    when a store was asked for the counters only.
+    when a store was asked for the counters only. `inputs_digest` fingerprints what the
+    scores were computed from (facts, lifecycle, segment, prospect features): a change of
+    the profile that leaves it equal is not scored again.
     """
 
     profile_id: str
@@ -70,6 +94,7 @@ class ScoreRecord:
     prospect_features: ProspectFeatures | None
     updated_at: datetime
     state: bytes = b""
+    inputs_digest: int | None = None
 
     @property
     def scores(self) -> ScoresUpdated:
@@ -179,6 +204,29 @@ class ScoringUnitOfWork(Protocol):
 
     async def claim_new(self, event_ids: Sequence[str]) -> set[str]:
         """Mark event ids processed; return those seen for the first time."""
+        ...
+
+    async def claim_and_load(
+        self, event_ids: Sequence[str], profile_ids: Sequence[str]
+    ) -> ClaimedBatch:
+        """Claim event ids, read the profiles' stored records and which of them were erased."""
+        ...
+
+    async def write_scored(
+        self,
+        records: Sequence[ScoreRecord],
+        transitions: Sequence[TierTransition],
+        events: Sequence[EncodedEvent],
+    ) -> None:
+        """Store records (a lower revision never overwrites), history rows and staged events."""
+        ...
+
+    async def erase(self, profile_ids: Sequence[str]) -> None:
+        """Delete all held about the profiles; keep only a keyed, non-reversible marker of each."""
+        ...
+
+    async def stage_tombstones(self, topic: TopicSpec, keys: Sequence[str]) -> None:
+        """Stage null-valued records under the keys (deletions on a compacted topic)."""
         ...
 
     async def record_tier_changes(self, changes: Sequence[TierTransition]) -> None:

@@ -21,6 +21,10 @@ from clientela.shared.contracts import (
 )
 from clientela.shared.contracts.topics import SCORES, TIER_CHANGES
 
+# Enum members by value: a dict lookup costs a fraction of calling the enum, once per profile.
+_TIERS = {t.value: t for t in Tier}
+_LIFECYCLES = {lc.value: lc for lc in Lifecycle}
+
 # Payload of a ScoresUpdated as plain data (the contract's field names).
 ScoresData = dict[str, Any]
 
@@ -52,6 +56,7 @@ def publish(
     facts: CustomerFacts | None,
     prospect_features: ProspectFeatures | None,
     tier_reasons: Callable[[], Sequence[ReasonData]],
+    inputs_digest: int | None = None,
 ) -> Publication:
     """Return the new record, a ScoresUpdated and, when the tier moved, one TierChanged.
 
@@ -62,7 +67,7 @@ def publish(
     fields); it is called only when the tier moved.
     """
     profile_id: str = data["profile_id"]
-    tier = Tier(data["tier"])
+    tier = _TIERS[data["tier"]]
     revision = (previous.revision if previous is not None else 0) + 1
     from_tier = previous.tier if previous is not None else None
     move = tier_move(from_tier, tier)
@@ -73,7 +78,7 @@ def publish(
         profile_version=data["profile_version"],
         revision=revision,
         tier_seq=tier_seq,
-        lifecycle=Lifecycle(data["lifecycle"]),
+        lifecycle=_LIFECYCLES[data["lifecycle"]],
         tier=tier,
         predicted_value=data["predicted_value"],
         at_risk=data["at_risk"],
@@ -81,6 +86,7 @@ def publish(
         prospect_features=prospect_features,
         updated_at=now,
         state=state,
+        inputs_digest=inputs_digest,
     )
     event_id = derived_id("scores.updated", profile_id, f"r{revision}")
     events = [

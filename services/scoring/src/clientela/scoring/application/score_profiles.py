@@ -22,6 +22,7 @@ from clientela.scoring.application.scorer import (
     ScoringPolicy,
     all_reasons,
     customer_payloads,
+    inputs_digest,
     previous_codes,
     prospect_payload,
     score_customers,
@@ -29,9 +30,11 @@ from clientela.scoring.application.scorer import (
     within_contract,
 )
 from clientela.scoring.domain.facts import CustomerFacts, FactColumns, facts_of
-from clientela.scoring.domain.potential import prospect_features
+from clientela.scoring.domain.potential import ProspectFeatures, prospect_features
+from clientela.scoring.domain.profile_view import ProfileView
+from clientela.scoring.domain.reasons import ReasonData
 from clientela.scoring.domain.value_model import scored_lifecycle
-from clientela.shared.contracts import ProfileChanged, utc_now
+from clientela.shared.contracts import Lifecycle, Segment, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -90,18 +93,36 @@ class ScoreProfiles:
     ) -> BatchOutcome:
         """Apply a batch; return what was done."""
         async with self._lock, uow:
-            fresh_ids = await uow.claim_new([m.event.event_id for m in messages])
-            candidates = newest_per_profile([m for m in messages if m.event.event_id in fresh_ids])
-            stored = await uow.scores.get_many([m.event.data.profile_id for m in candidates])
-            todo = [m for m in candidates if _is_newer(m, stored.get(m.event.data.profile_id))]
+            # Inbox claim, stored counters and erasure markers in one round trip: the
+            # records of profiles whose events turn out to be repeats are read for nothing,
+            # which costs less than a second query.
+            claimed = await uow.claim_and_load(
+                [m.event.event_id for m in messages],
+                sorted({m.event.data.profile_id for m in messages}),
+            )
+            candidates = newest_per_profile(
+                [m for m in messages if m.event.event_id in claimed.fresh]
+            )
+            stored = claimed.stored
+            todo = [
+                m
+                for m in candidates
+                if m.event.data.profile_id not in claimed.erased
+                and _is_newer(m, stored.get(m.event.data.profile_id))
+            ]
             if not todo:
                 await uow.commit()
                 return BatchOutcome(ignored=len(messages))
             publications = self._score(todo, stored, self._clock())
-            await uow.scores.save_many([p.record for p in publications])
+            if not publications:
+                await uow.commit()
+                return BatchOutcome(ignored=len(messages))
             transitions = [p.transition for p in publications if p.transition is not None]
-            await uow.record_tier_changes(transitions)
-            await uow.stage_encoded([e for p in publications for e in p.events])
+            await uow.write_scored(
+                [p.record for p in publications],
+                transitions,
+                [e for p in publications for e in p.events],
+            )
             await uow.commit()
             self._population.apply(p.record for p in publications)
         log.info(
@@ -123,19 +144,36 @@ class ScoreProfiles:
         now: datetime,
     ) -> list[Publication]:
         model = self._models.model
-        customers: list[ProfileChanged] = []
+        customers: list[ProfileView] = []
         customer_facts: list[CustomerFacts] = []
-        prospects: list[ProfileChanged] = []
+        segments: list[tuple[Segment, ReasonData] | None] = []
+        digests: list[int] = []
+        prospects: list[tuple[ProfileView, ProspectFeatures, int]] = []
         causes: dict[str, Cause] = {}
         for message in todo:
             profile = message.event.data
-            causes[profile.profile_id] = _cause(message)
+            before = stored.get(profile.profile_id)
             found = facts_of(profile)
             if found is None:
-                prospects.append(profile)
-            else:
-                customers.append(profile)
-                customer_facts.append(found)
+                features = prospect_features(profile)
+                digest = inputs_digest(Lifecycle.PROSPECT, None, None, features)
+                if before is None or before.inputs_digest != digest:
+                    prospects.append((profile, features, digest))
+                    causes[profile.profile_id] = _cause(message)
+                continue
+            segment = segment_of(profile, None, self._policy)
+            digest = inputs_digest(scored_lifecycle(profile), found, segment, None)
+            # Nothing scoring reads changed (a page view, a consent, a trait): the stored
+            # scores stand, and time passing is the sweeps' business.
+            if before is not None and before.inputs_digest == digest:
+                continue
+            customers.append(profile)
+            customer_facts.append(found)
+            segments.append(segment)
+            digests.append(digest)
+            causes[profile.profile_id] = _cause(message)
+        if not customers and not prospects:
+            return []
         ids = [p.profile_id for p in customers]
         columns = FactColumns.of(customer_facts)
         # Values first (they need no ranking), so a stale ranking is rebuilt with this batch.
@@ -154,13 +192,8 @@ class ScoreProfiles:
             scored,
             None,
             [
-                ScoredProfile(
-                    p.profile_id,
-                    p.version,
-                    scored_lifecycle(p),
-                    segment_of(p, None, self._policy),
-                )
-                for p in customers
+                ScoredProfile(p.profile_id, p.version, scored_lifecycle(p), segment)
+                for p, segment in zip(customers, segments, strict=True)
             ],
             model_version=model.model_version,
             facts=columns,
@@ -177,11 +210,13 @@ class ScoreProfiles:
                 facts=facts,
                 prospect_features=before.prospect_features if before is not None else None,
                 tier_reasons=partial(all_reasons, data),
+                inputs_digest=digest,
             )
-            for data, before, facts in zip(payloads, previous, customer_facts, strict=True)
+            for data, before, facts, digest in zip(
+                payloads, previous, customer_facts, digests, strict=True
+            )
         ]
-        for profile in prospects:
-            features = prospect_features(profile)
+        for profile, features, digest in prospects:
             data = prospect_payload(profile, features, context.reference, model.model_version, now)
             out.append(
                 publish(
@@ -192,6 +227,7 @@ class ScoreProfiles:
                     facts=None,
                     prospect_features=features,
                     tier_reasons=partial(all_reasons, data),
+                    inputs_digest=digest,
                 )
             )
         return out

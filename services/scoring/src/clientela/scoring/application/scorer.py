@@ -10,6 +10,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from hashlib import blake2b
 from typing import Any
 
 import numpy as np
@@ -17,8 +18,10 @@ import numpy.typing as npt
 
 from clientela.scoring.application.population import RankingContext
 from clientela.scoring.application.publishing import ScoresData
-from clientela.scoring.domain.facts import FactColumns, FloatArray
+from clientela.scoring.application.wire import encode
+from clientela.scoring.domain.facts import CustomerFacts, FactColumns, FloatArray
 from clientela.scoring.domain.potential import ProspectFeatures, potential
+from clientela.scoring.domain.profile_view import ProfileView
 from clientela.scoring.domain.reasons import ReasonData, reason
 from clientela.scoring.domain.relationship import (
     RiskPolicy,
@@ -32,7 +35,6 @@ from clientela.scoring.domain.tiers import CODE, NO_TIER, TIER_OF_CODE, TierCode
 from clientela.scoring.domain.value_model import Estimates, ValueModel
 from clientela.shared.contracts import (
     Lifecycle,
-    ProfileChanged,
     ScoresUpdated,
     Segment,
     Tier,
@@ -300,7 +302,7 @@ def all_reasons(data: Mapping[str, Any]) -> list[ReasonData]:
 
 
 def prospect_payload(
-    profile: ProfileChanged,
+    profile: ProfileView,
     features: ProspectFeatures,
     reference: ProspectFeatures | None,
     model_version: str,
@@ -331,8 +333,37 @@ def prospect_payload(
     }
 
 
+def inputs_digest(
+    lifecycle: Lifecycle,
+    facts: CustomerFacts | None,
+    segment: tuple[Segment, ReasonData] | None,
+    features: ProspectFeatures | None,
+) -> int:
+    """Return a stable 63-bit fingerprint of what a profile's scores are computed from."""
+    key = (
+        lifecycle.value,
+        None
+        if facts is None
+        else (
+            facts.purchase_days,
+            facts.purchase_count,
+            facts.first_purchase_s,
+            facts.last_purchase_s,
+            facts.total_spend,
+            facts.cost_to_serve,
+        ),
+        None if segment is None else (segment[0].value, segment[1]["value"], segment[1]["detail"]),
+        None
+        if features is None
+        else (sorted(features.channel_mix.items()), features.touchpoints, features.inbound_share),
+    )
+    # Stable across processes (unlike hash()), and small enough for a BIGINT column.
+    digest = blake2b(encode(key), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> 1
+
+
 def segment_of(
-    profile: ProfileChanged | None, previous: ScoresUpdated | None, policy: ScoringPolicy
+    profile: ProfileView | None, previous: ScoresUpdated | None, policy: ScoringPolicy
 ) -> tuple[Segment, ReasonData] | None:
     """Return the segment from the profile, or keep the stored one when only time passed."""
     if profile is not None:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from clientela.scoring.application.erase_profiles import EraseProfiles
 from clientela.scoring.application.model_registry import ModelRegistry
 from clientela.scoring.application.population import Population, RankingCache
 from clientela.scoring.application.ports import ScoringUnitOfWork
@@ -36,7 +37,7 @@ class ScoringConfig:
 
 
 class ScoringApplication:
-    """Population, model, and the streaming, sweep and refit use cases sharing one lock."""
+    """Population, model, and the streaming, erasure, sweep and refit use cases sharing one lock."""
 
     def __init__(
         self,
@@ -55,6 +56,7 @@ class ScoringApplication:
         self.score_profiles = ScoreProfiles(
             self.models, self.population, self.ranking, config.scoring, self.lock, clock
         )
+        self.erase_profiles = EraseProfiles(self.population, self.ranking, self.lock)
         self.sweep = SweepPopulation(
             self.models,
             self.population,

@@ -175,13 +175,17 @@ class SweepPopulation:
                     facts=before.facts,
                     prospect_features=before.prospect_features,
                     tier_reasons=partial(all_reasons, data),
+                    # Same facts and kept segment: the inputs the digest covers are unchanged.
+                    inputs_digest=before.inputs_digest,
                 )
                 for data, (_, before) in zip(payloads, kept, strict=True)
             ]
-            await uow.scores.save_many([p.record for p in publications])
             transitions = [p.transition for p in publications if p.transition is not None]
-            await uow.record_tier_changes(transitions)
-            await uow.stage_encoded([e for p in publications for e in p.events])
+            await uow.write_scored(
+                [p.record for p in publications],
+                transitions,
+                [e for p in publications for e in p.events],
+            )
             await uow.commit()
         self._population.apply(p.record for p in publications)
         return len(transitions)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from clientela.shared.contracts import ProfileChanged
+from clientela.scoring.domain.profile_view import ProfileView
 
 FloatArray = npt.NDArray[np.float64]
 SECONDS_PER_DAY = 86_400.0
@@ -26,7 +26,7 @@ class CustomerFacts:
     cost_to_serve: float
 
 
-def facts_of(profile: ProfileChanged) -> CustomerFacts | None:
+def facts_of(profile: ProfileView) -> CustomerFacts | None:
     """Return the purchase facts of a profile, or None for a prospect (no sale recorded)."""
     agg = profile.aggregates
     if agg.purchase_count == 0:

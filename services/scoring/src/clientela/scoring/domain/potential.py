@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from clientela.scoring.domain.profile_view import ProfileView
 from clientela.scoring.domain.reasons import ReasonData, reason
-from clientela.shared.contracts import ProfileChanged
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +41,7 @@ class ProspectFeatures:
         )
 
 
-def prospect_features(profile: ProfileChanged) -> ProspectFeatures:
+def prospect_features(profile: ProfileView) -> ProspectFeatures:
     """Return the pre-purchase features of a profile from its aggregates."""
     agg = profile.aggregates
     counted = sum(agg.counts_by_channel.values())

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from clientela.scoring.domain.profile_view import ProfileView
 from clientela.scoring.domain.reasons import ReasonData, reason
-from clientela.shared.contracts import ProfileChanged, Segment
+from clientela.shared.contracts import Segment
 
 _SERVICE_KINDS = ("phone_call", "branch_visit", "support_case", "chat")
 _STRATEGIC_TRAIT = "account_type"
@@ -29,7 +30,7 @@ class SegmentRules:
 
 
 def relationship_segment(
-    profile: ProfileChanged, rules: SegmentRules = SegmentRules()
+    profile: ProfileView, rules: SegmentRules = SegmentRules()
 ) -> tuple[Segment, ReasonData] | None:
     """Return the segment of a customer and the rule that placed them (None for a prospect)."""
     agg = profile.aggregates

@@ -10,7 +10,8 @@ import numpy as np
 
 from clientela.scoring.domain import clv
 from clientela.scoring.domain.facts import SECONDS_PER_DAY, FactColumns, FloatArray, model_inputs
-from clientela.shared.contracts import Lifecycle, ProfileChanged
+from clientela.scoring.domain.profile_view import ProfileView
+from clientela.shared.contracts import Lifecycle
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +37,7 @@ class ValueModel(Protocol):
         ...
 
 
-def scored_lifecycle(profile: ProfileChanged) -> Lifecycle:
+def scored_lifecycle(profile: ProfileView) -> Lifecycle:
     """Return the lifecycle scores report: a prospect exactly when no sale is recorded."""
     if profile.aggregates.purchase_count == 0:
         return Lifecycle.PROSPECT

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Row, Text, cast, select
+import msgspec
+from sqlalchemy import Row, Text, cast, delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from clientela.scoring.adapters.outbound import tables
 from clientela.scoring.application.ports import (
+    ClaimedBatch,
     EncodedEvent,
     ScoreRecord,
     StoredScore,
@@ -30,8 +34,8 @@ from clientela.shared.codec import (
     HEADER_TYPE,
     OutgoingRecord,
 )
-from clientela.shared.contracts import Lifecycle, ScoresUpdated, Tier
-from clientela.shared.db import upsert_insert
+from clientela.shared.contracts import Lifecycle, ScoresUpdated, Tier, TopicSpec
+from clientela.shared.db import is_postgres, upsert_insert
 from clientela.shared.outbox import SqlTransaction, stage
 from clientela.shared.settings import KafkaSettings
 
@@ -52,6 +56,7 @@ _RECORD_COLUMNS = (
     "prospect_features",
     "state",
     "updated_at",
+    "inputs_digest",
 )
 
 
@@ -67,33 +72,78 @@ def stored_score(state: Any, updated_at: datetime) -> StoredScore:
 
 def record_of(row: Row[Any], state: bytes = b"") -> ScoreRecord:
     """Rebuild a ScoreRecord from a profile_scores row (the state only when given)."""
+    return _record(
+        row.profile_id,
+        row.profile_version,
+        row.revision,
+        row.tier_seq,
+        row.lifecycle,
+        row.tier,
+        row.predicted_value,
+        row.at_risk,
+        row.purchase_days,
+        row.purchase_count,
+        row.first_purchase_s,
+        row.last_purchase_s,
+        row.total_spend,
+        row.cost_to_serve,
+        row.prospect_features,
+        row.updated_at,
+        state,
+        row.inputs_digest,
+    )
+
+
+def _record(
+    profile_id: str,
+    profile_version: int,
+    revision: int,
+    tier_seq: int,
+    lifecycle: str,
+    tier: str,
+    predicted_value: float,
+    at_risk: bool,
+    purchase_days: int,
+    purchase_count: int,
+    first_purchase_s: float | None,
+    last_purchase_s: float | None,
+    total_spend: float,
+    cost_to_serve: float,
+    prospect_features: Any,
+    updated_at: datetime,
+    state: bytes = b"",
+    inputs_digest: int | None = None,
+) -> ScoreRecord:
     facts = (
         CustomerFacts(
-            purchase_days=int(row.purchase_days),
-            purchase_count=int(row.purchase_count),
-            first_purchase_s=float(row.first_purchase_s),
-            last_purchase_s=float(row.last_purchase_s),
-            total_spend=float(row.total_spend),
-            cost_to_serve=float(row.cost_to_serve),
+            purchase_days=int(purchase_days),
+            purchase_count=int(purchase_count),
+            first_purchase_s=float(first_purchase_s),
+            last_purchase_s=float(last_purchase_s if last_purchase_s is not None else 0.0),
+            total_spend=float(total_spend),
+            cost_to_serve=float(cost_to_serve),
         )
-        if row.first_purchase_s is not None
+        if first_purchase_s is not None
         else None
     )
+    if isinstance(prospect_features, str):
+        prospect_features = msgspec.json.decode(prospect_features)
     return ScoreRecord(
-        profile_id=row.profile_id,
-        profile_version=int(row.profile_version),
-        revision=int(row.revision),
-        tier_seq=int(row.tier_seq),
-        lifecycle=Lifecycle(row.lifecycle),
-        tier=Tier(row.tier),
-        predicted_value=float(row.predicted_value),
-        at_risk=bool(row.at_risk),
+        profile_id=profile_id,
+        profile_version=int(profile_version),
+        revision=int(revision),
+        tier_seq=int(tier_seq),
+        lifecycle=Lifecycle(lifecycle),
+        tier=Tier(tier),
+        predicted_value=float(predicted_value),
+        at_risk=bool(at_risk),
         facts=facts,
-        prospect_features=ProspectFeatures.from_json(row.prospect_features)
-        if row.prospect_features
+        prospect_features=ProspectFeatures.from_json(prospect_features)
+        if prospect_features
         else None,
-        updated_at=as_utc(row.updated_at),
+        updated_at=as_utc(updated_at),
         state=state,
+        inputs_digest=inputs_digest,
     )
 
 
@@ -118,6 +168,7 @@ def _row(record: ScoreRecord) -> dict[str, Any]:
         "prospect_features": encode(features.as_json()).decode() if features else None,
         "state": record.state.decode(),
         "updated_at": record.updated_at,
+        "inputs_digest": record.inputs_digest,
     }
 
 
@@ -230,14 +281,192 @@ def parameters_of(row: Row[Any]) -> FittedParameters:
     )
 
 
+# The key of the erasure markers when none is configured (development and tests).
+DEVELOPMENT_MARKER_KEY = b"clientela-scoring-development-erasure-marker-key"
+
+
+def erasure_marker(key: bytes, profile_id: str) -> str:
+    """Return the keyed, non-reversible marker of an erased profile id (HMAC-SHA256, hex)."""
+    return hmac.new(key, profile_id.encode(), hashlib.sha256).hexdigest()
+
+
+def quoted(schema: str, table: str) -> str:
+    """Return a schema-qualified table name for raw SQL."""
+    return '"' + schema.replace('"', '""') + '"."' + table + '"'
+
+
+# The streaming hot path on PostgreSQL, run on the asyncpg connection under the SQLAlchemy one
+# (same transaction). Rows travel as one JSON document per table, encoded by msgspec in one
+# call and unpacked by json_to_recordset: asyncpg's array parameters check every element
+# against the collection ABCs in Python, which cost more than the rest of the write. `{name}`
+# is the schema-qualified table.
+_PG_SQL = {
+    # Inbox claim (kind 0), stored counters of the batch's profiles (kind 1) and erasure
+    # markers among them (kind 2) in one round trip.
+    "claim_and_load": """
+        WITH claimed AS (
+            INSERT INTO {inbox} (event_id, processed_at)
+            SELECT e, $2 FROM json_array_elements_text($1::json) AS e
+            ON CONFLICT (event_id) DO NOTHING
+            RETURNING event_id)
+        SELECT 0 AS kind, event_id AS profile_id, NULL::bigint AS profile_version,
+               NULL::bigint AS revision, NULL::bigint AS tier_seq, NULL::text AS lifecycle,
+               NULL::text AS tier, NULL::float8 AS predicted_value, NULL::bool AS at_risk,
+               NULL::int AS purchase_days, NULL::int AS purchase_count,
+               NULL::float8 AS first_purchase_s, NULL::float8 AS last_purchase_s,
+               NULL::float8 AS total_spend, NULL::float8 AS cost_to_serve,
+               NULL::text AS prospect_features, NULL::timestamptz AS updated_at,
+               NULL::bytea AS state, NULL::bigint AS inputs_digest
+        FROM claimed
+        UNION ALL
+        SELECT 1, profile_id, profile_version, revision, tier_seq, lifecycle, tier,
+               predicted_value, at_risk, purchase_days, purchase_count, first_purchase_s,
+               last_purchase_s, total_spend, cost_to_serve, prospect_features::text, updated_at,
+               ''::bytea, inputs_digest
+        FROM {profile_scores}
+        WHERE profile_id IN (SELECT json_array_elements_text($3::json))
+        UNION ALL
+        SELECT 2, marker, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+               NULL, NULL, NULL, NULL, NULL, NULL
+        FROM {erased_profiles}
+        WHERE marker IN (SELECT json_array_elements_text($4::json))""",
+    # Scores upserted in key order (a lower revision never overwrites a higher one), history
+    # rows, and outbox rows in the order given (their ids are the relay's publishing order),
+    # in one statement.
+    "write_scored": """
+        WITH s AS (
+            INSERT INTO {profile_scores} (profile_id, profile_version, revision, tier_seq,
+                lifecycle, tier, predicted_value, at_risk, purchase_days, purchase_count,
+                first_purchase_s, last_purchase_s, total_spend, cost_to_serve,
+                prospect_features, state, updated_at, inputs_digest)
+            SELECT u.profile_id, u.profile_version, u.revision, u.tier_seq, u.lifecycle, u.tier,
+                   u.predicted_value, u.at_risk, u.purchase_days, u.purchase_count,
+                   u.first_purchase_s, u.last_purchase_s, u.total_spend, u.cost_to_serve,
+                   u.prospect_features{features_cast}, u.state::{state_type},
+                   u.updated_at, u.inputs_digest
+            FROM ROWS FROM (
+                json_to_recordset($1::json) AS (profile_id text, profile_version bigint,
+                    revision bigint, tier_seq bigint, lifecycle text, tier text,
+                    predicted_value float8, at_risk bool, purchase_days int,
+                    purchase_count int, first_purchase_s float8, last_purchase_s float8,
+                    total_spend float8, cost_to_serve float8, prospect_features json,
+                    updated_at timestamptz, inputs_digest bigint),
+                string_to_table($2::text, chr(30)))
+                AS u(profile_id, profile_version, revision, tier_seq, lifecycle, tier,
+                     predicted_value, at_risk, purchase_days, purchase_count,
+                     first_purchase_s, last_purchase_s, total_spend, cost_to_serve,
+                     prospect_features, updated_at, inputs_digest, state)
+            ORDER BY u.profile_id
+            ON CONFLICT (profile_id) DO UPDATE SET
+                profile_version = EXCLUDED.profile_version, revision = EXCLUDED.revision,
+                tier_seq = EXCLUDED.tier_seq, lifecycle = EXCLUDED.lifecycle,
+                tier = EXCLUDED.tier, predicted_value = EXCLUDED.predicted_value,
+                at_risk = EXCLUDED.at_risk, purchase_days = EXCLUDED.purchase_days,
+                purchase_count = EXCLUDED.purchase_count,
+                first_purchase_s = EXCLUDED.first_purchase_s,
+                last_purchase_s = EXCLUDED.last_purchase_s,
+                total_spend = EXCLUDED.total_spend, cost_to_serve = EXCLUDED.cost_to_serve,
+                prospect_features = EXCLUDED.prospect_features, state = EXCLUDED.state,
+                updated_at = EXCLUDED.updated_at, inputs_digest = EXCLUDED.inputs_digest
+            WHERE {profile_scores}.revision < EXCLUDED.revision
+            RETURNING 1),
+        h AS (
+            INSERT INTO {tier_history} (event_id, profile_id, profile_version, from_tier,
+                to_tier, move, occurred_at)
+            SELECT * FROM json_to_recordset($3::json) AS h(event_id text, profile_id text,
+                profile_version bigint, from_tier text, to_tier text, move text,
+                occurred_at timestamptz)
+            ON CONFLICT (event_id) DO NOTHING
+            RETURNING 1),
+        o AS (
+            INSERT INTO {outbox} (topic, key, value, headers)
+            SELECT o.topic, convert_to(o.key, 'UTF8'), convert_to(o.value, 'UTF8'),
+                   o.headers{headers_cast}
+            FROM ROWS FROM (
+                    json_to_recordset($4::json) AS (topic text, key text, headers json),
+                    string_to_table($5::text, chr(30)))
+                WITH ORDINALITY AS o(topic, key, headers, value, n)
+            ORDER BY o.n
+            RETURNING 1)
+        SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM h), (SELECT count(*) FROM o)""",
+}
+
+_SQL_BY_SCHEMA: dict[str, dict[str, str]] = {}
+_ENCODER = msgspec.json.Encoder()
+
+
+def _joined(documents: list[bytes]) -> str | None:
+    # Encoded JSON never holds a raw control character (msgspec escapes them in strings), so
+    # the record separator splits the documents again on the server: one text parameter, no
+    # per-element work in the driver, each document parsed once (by the json column).
+    return b"\x1e".join(documents).decode() if documents else None
+
+
+def _pg_row(record: ScoreRecord) -> dict[str, Any]:
+    f = record.facts
+    features = record.prospect_features
+    return {
+        "profile_id": record.profile_id,
+        "profile_version": record.profile_version,
+        "revision": record.revision,
+        "tier_seq": record.tier_seq,
+        "lifecycle": record.lifecycle,
+        "tier": record.tier,
+        "predicted_value": record.predicted_value,
+        "at_risk": record.at_risk,
+        "purchase_days": f.purchase_days if f else 0,
+        "purchase_count": f.purchase_count if f else 0,
+        "first_purchase_s": f.first_purchase_s if f else None,
+        "last_purchase_s": f.last_purchase_s if f else None,
+        "total_spend": f.total_spend if f else 0.0,
+        "cost_to_serve": f.cost_to_serve if f else 0.0,
+        "prospect_features": features.as_json() if features else None,
+        "updated_at": record.updated_at,
+        "inputs_digest": record.inputs_digest,
+    }
+
+
+async def _pg_statements(driver: Any, schema: str) -> dict[str, str]:
+    found = _SQL_BY_SCHEMA.get(schema)
+    if found is None:
+        # JSON columns are json as migrated; a store made another way may hold jsonb: cast
+        # to what is there (asked once per schema and process).
+        rows = await driver.fetch(
+            "SELECT table_name, column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = $1 AND column_name IN ('state', 'prospect_features', "
+            "'headers')",
+            schema,
+        )
+        types = {(r[0], r[1]): r[2] for r in rows}
+        names = {t.name: quoted(schema, t.name) for t in tables.metadata.sorted_tables}
+        # json values go in as they came (no second parse); jsonb columns get a cast.
+        for cast_name, column in (
+            ("features_cast", ("profile_scores", "prospect_features")),
+            ("headers_cast", ("outbox", "headers")),
+        ):
+            names[cast_name] = "::jsonb" if types.get(column) == "jsonb" else ""
+        names["state_type"] = (
+            "jsonb" if types.get(("profile_scores", "state")) == "jsonb" else "json"
+        )
+        found = {name: sql.format(**names) for name, sql in _PG_SQL.items()}
+        _SQL_BY_SCHEMA[schema] = found
+    return found
+
+
 class SqlScoringUnitOfWork(SqlTransaction):
-    """The shared transaction (inbox, outbox, relay wake-up) plus scores and parameters."""
+    """The shared transaction (inbox, outbox, relay wake-up) plus scores and parameters.
+
+    On PostgreSQL a streamed batch takes two statements (claim and load; write everything)
+    on the asyncpg connection under SQLAlchemy's; SQLite goes through SQLAlchemy Core.
+    """
 
     def __init__(
         self,
         engine: AsyncEngine,
         kafka: KafkaSettings,
         on_staged_commit: Callable[[], None] | None = None,
+        *,
+        marker_key: bytes = DEVELOPMENT_MARKER_KEY,
     ) -> None:
         super().__init__(
             engine,
@@ -246,16 +475,156 @@ class SqlScoringUnitOfWork(SqlTransaction):
             kafka=kafka,
             on_staged_commit=on_staged_commit,
         )
+        self._marker_key = marker_key
         self._scores: SqlScoreStore | None = None
         self._parameters: SqlParameterStore | None = None
+        self._begun = False
 
     def _opened(self, conn: AsyncConnection) -> None:
         self._scores = SqlScoreStore(conn)
         self._parameters = SqlParameterStore(conn)
+        self._begun = False
 
     def _closed(self) -> None:
         self._scores = None
         self._parameters = None
+
+    async def _pg(self) -> tuple[Any, dict[str, str]]:
+        conn = self.connection
+        raw = await conn.get_raw_connection()
+        options = conn.sync_connection.get_execution_options() if conn.sync_connection else {}
+        schema = options.get("schema_translate_map", {}).get(None) or "public"
+        driver = raw.driver_connection
+        return driver, await _pg_statements(driver, schema)
+
+    async def _pg_fetch(self, sql: str, *args: Any) -> list[Any]:
+        # SQLAlchemy sends BEGIN lazily, before its first statement: a statement sent to the
+        # driver first would run outside the transaction. So the first one goes through
+        # SQLAlchemy (BEGIN, then the statement), the rest straight to the driver.
+        if not self._begun:
+            self._begun = True
+            result = await self.connection.exec_driver_sql(sql, args)
+            return list(result.all())
+        driver, _ = await self._pg()
+        return list(await driver.fetch(sql, *args))
+
+    async def claim_and_load(
+        self, event_ids: Sequence[str], profile_ids: Sequence[str]
+    ) -> ClaimedBatch:
+        """Claim event ids, read the profiles' stored records and which were erased."""
+        markers = {erasure_marker(self._marker_key, pid): pid for pid in profile_ids}
+        if not is_postgres(self.connection):
+            return ClaimedBatch(
+                await self.claim_new(event_ids),
+                await self.scores.get_many(profile_ids),
+                await self._erased(markers),
+            )
+        _, sql = await self._pg()
+        rows = await self._pg_fetch(
+            sql["claim_and_load"],
+            _ENCODER.encode(list(dict.fromkeys(event_ids))).decode(),
+            datetime.now(UTC),
+            _ENCODER.encode(list(profile_ids)).decode(),
+            _ENCODER.encode(list(markers)).decode(),
+        )
+        fresh: set[str] = set()
+        stored: dict[str, ScoreRecord] = {}
+        erased: set[str] = set()
+        for row in rows:
+            kind = row[0]
+            if kind == 0:
+                fresh.add(row[1])
+            elif kind == 1:
+                stored[row[1]] = _record(*tuple(row)[1:])
+            else:
+                erased.add(markers[row[1]])
+        return ClaimedBatch(fresh, stored, erased)
+
+    async def _erased(self, markers: dict[str, str]) -> set[str]:
+        if not markers:
+            return set()
+        table = tables.erased_profiles
+        result = await self.connection.execute(
+            select(table.c.marker).where(table.c.marker.in_(list(markers)))
+        )
+        return {markers[m] for m in result.scalars()}
+
+    async def write_scored(
+        self,
+        records: Sequence[ScoreRecord],
+        transitions: Sequence[TierTransition],
+        events: Sequence[EncodedEvent],
+    ) -> None:
+        """Store records, history rows and staged events (one statement on PostgreSQL)."""
+        if not is_postgres(self.connection):
+            await self.scores.save_many(records)
+            await self.record_tier_changes(transitions)
+            await self.stage_encoded(events)
+            return
+        _, sql = await self._pg()
+        await self._pg_fetch(
+            sql["write_scored"],
+            _ENCODER.encode([_pg_row(r) for r in records]).decode(),
+            _joined([r.state for r in records]),
+            _ENCODER.encode(
+                [
+                    {
+                        "event_id": t.event_id,
+                        "profile_id": t.profile_id,
+                        "profile_version": t.profile_version,
+                        "from_tier": t.from_tier,
+                        "to_tier": t.to_tier,
+                        "move": t.move,
+                        "occurred_at": t.occurred_at,
+                    }
+                    for t in transitions
+                ]
+            ).decode(),
+            _ENCODER.encode(
+                [
+                    {
+                        "topic": self._kafka.topic(e.topic),
+                        "key": e.key,
+                        "headers": [(k, v.decode("latin-1")) for k, v in _headers(e)],
+                    }
+                    for e in events
+                ]
+            ).decode(),
+            _joined([e.value for e in events]),
+        )
+        self._staged += len(events)
+
+    async def erase(self, profile_ids: Sequence[str]) -> None:
+        """Delete the profiles' scores, tier history and unpublished events; keep markers."""
+        if not profile_ids:
+            return
+        conn = self.connection
+        ids = list(profile_ids)
+        await conn.execute(
+            delete(tables.profile_scores).where(tables.profile_scores.c.profile_id.in_(ids))
+        )
+        await conn.execute(
+            delete(tables.tier_history).where(tables.tier_history.c.profile_id.in_(ids))
+        )
+        # Events about them not yet published go too; the tombstone staged next supersedes
+        # whatever the relay had already sent under the same key.
+        await conn.execute(
+            delete(tables.outbox).where(tables.outbox.c.key.in_([pid.encode() for pid in ids]))
+        )
+        now = datetime.now(UTC)
+        await conn.execute(
+            upsert_insert(conn)(tables.erased_profiles).on_conflict_do_nothing(
+                index_elements=["marker"]
+            ),
+            [{"marker": erasure_marker(self._marker_key, pid), "erased_at": now} for pid in ids],
+        )
+
+    async def stage_tombstones(self, topic: TopicSpec, keys: Sequence[str]) -> None:
+        """Queue null-valued records under the keys: deletions on a compacted topic."""
+        name = self._kafka.topic(topic)
+        records = [OutgoingRecord(topic=name, key=key.encode(), value=None) for key in keys]
+        await stage(self.connection, self._outbox_table, records)
+        self._staged += len(records)
 
     @property
     def scores(self) -> SqlScoreStore:

@@ -65,6 +65,8 @@ profile_scores = Table(
     Column("prospect_features", EncodedJson(), nullable=True),
     Column("state", EncodedJson(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
+    # Fingerprint of the inputs the scores came from (see ScoreRecord.inputs_digest).
+    Column("inputs_digest", BigInteger, nullable=True),
 )
 
 tier_history = Table(
@@ -87,6 +89,16 @@ model_parameters = Table(
     Column("fitted_at", UtcDateTime(), nullable=False),
     Column("as_of", UtcDateTime(), nullable=False),
     Column("customer_count", Integer, nullable=False),
+)
+
+# Profiles erased on request, by a keyed hash of the id (HMAC-SHA256 with the service's marker
+# key), never the id itself: enough to refuse a ProfileChanged that was still in flight, not
+# enough to tell who was erased without the key.
+erased_profiles = Table(
+    "erased_profiles",
+    metadata,
+    Column("marker", String(64), primary_key=True),
+    Column("erased_at", UtcDateTime(), nullable=False),
 )
 
 inbox = inbox_table(metadata)
