@@ -170,12 +170,6 @@ async def test_security_erasure_removes_the_person_from_the_profile_store(
         assert await profile_by_customer(client, rig, erased.customer_id) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="campaign.contacts keeps the last profiles.v1 snapshot of each profile (its traits, "
-    "e.g. names) and nothing deletes it: campaign does not consume profiles.erasures.v1 and "
-    "the shared BatchProcessor drops the profiles.v1 tombstone before the handler",
-)
 async def test_security_erasure_leaves_no_personal_data_in_any_database(
     rig: Rig, erased: Erased
 ) -> None:

@@ -30,6 +30,12 @@ from clientela.shared.contracts import (
     TouchpointKind,
     TouchpointRecorded,
 )
+from clientela.shared.contracts.profile import (
+    ProfileErased,
+    ProfileErasedEvent,
+    ProfilesMerged,
+    ProfilesMergedEvent,
+)
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 CAMPAIGN_IDS = ("welcome-to-a", "grow-to-b", "slipping-a", "prospect-acquisition")
@@ -172,6 +178,25 @@ class EventFactory:
                 email=EmailDetails(
                     clicked=clicked, unsubscribed=unsubscribed, campaign_message_id=message_id
                 ),
+            ),
+        )
+
+    def erased(self, profile_id: str) -> ProfileErasedEvent:
+        """Return the erasure of a profile."""
+        return ProfileErasedEvent(
+            source="profile",
+            data=ProfileErased(profile_id=profile_id, request_id="req-1", erased_at=NOW),
+        )
+
+    def merged(self, survivor_id: str, merged_id: str) -> ProfilesMergedEvent:
+        """Return the merge of `merged_id` into `survivor_id`."""
+        return ProfilesMergedEvent(
+            source="profile",
+            data=ProfilesMerged(
+                survivor_id=survivor_id,
+                merged_id=merged_id,
+                rule="email",
+                identifier_types=["email"],
             ),
         )
 

@@ -11,12 +11,16 @@ from clientela.campaign import bench
 def test_the_bench_writes_one_flat_json_object(tmp_path: Path) -> None:
     output = tmp_path / "bench.json"
 
-    bench.main(["--profiles", "300", "--batch", "100", "--output", str(output)])
+    bench.main(
+        ["--profiles", "300", "--touchpoints", "600", "--batch", "100", "--output", str(output)]
+    )
 
     figures = json.loads(output.read_text())
     assert figures["profiles"] == 300
-    assert figures["events_per_s"] > 0
+    assert figures["touchpoints"] == 600
+    assert figures["records_touchpoints"] == 600
+    assert figures["records_profiles"] == figures["records_scores"] == 600
+    assert figures["campaign_cpu_us_per_touchpoint"] > 0
     assert figures["baseline_events_per_s"] > 0
     assert figures["decisions"] > 0
-    assert figures["ratio"] > 0
     assert all(not isinstance(v, dict | list) for v in figures.values())

@@ -8,8 +8,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from clientela.campaign.application.decide_campaigns import CampaignInputs
-from clientela.campaign.application.ports import Received
+from clientela.campaign.adapters.inbound.wire import inputs_from_events
 from clientela.campaign.config import CampaignSettings
 from clientela.campaign.wiring import Container, create_app
 from clientela.shared.contracts import Channel
@@ -145,12 +144,13 @@ async def test_stats_roi_learning_and_messages_show_the_decisions(
     sent, suppressed = treatment_profile_ids[:2]
     tier_sent, tier_suppressed = events.tier(sent, 1), events.tier(suppressed, 1)
     await container.decider.handle_batch(
-        CampaignInputs(
-            profile_changes=[
-                Received(events.profile(sent, 1, reachable=(Channel.EMAIL,))),
-                Received(events.profile(suppressed, 1, reachable=())),
-            ],
-            tier_changes=[Received(tier_sent), Received(tier_suppressed)],
+        inputs_from_events(
+            [
+                events.profile(sent, 1, reachable=(Channel.EMAIL,)),
+                events.profile(suppressed, 1, reachable=()),
+                tier_sent,
+                tier_suppressed,
+            ]
         ),
         container.unit_of_work(),
     )

@@ -10,8 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from clientela.campaign.application.decide_campaigns import CampaignInputs
-from clientela.campaign.application.ports import Received
+from clientela.campaign.adapters.inbound.wire import inputs_from_events
 from clientela.campaign.config import CampaignSettings
 from clientela.campaign.migrations import MIGRATIONS
 from clientela.campaign.wiring import Container, build
@@ -46,19 +45,12 @@ async def test_two_instances_racing_for_the_same_people_respect_the_daily_cap(
     first, second = two_instances
     people = treatment_profile_ids[:30]
     await first.decider.handle_batch(
-        CampaignInputs(
-            profile_changes=[
-                Received(events.profile(p, 1, reachable=(Channel.EMAIL,))) for p in people
-            ]
-        ),
+        inputs_from_events([events.profile(p, 1, reachable=(Channel.EMAIL,)) for p in people]),
         first.unit_of_work(),
     )
-    ups = CampaignInputs(tier_changes=[Received(events.tier(p, 1)) for p in people])
-    downs = CampaignInputs(
-        tier_changes=[
-            Received(events.tier(p, 1, move=TierMove.DOWN, from_tier=Tier.A, to_tier=Tier.B))
-            for p in people
-        ]
+    ups = inputs_from_events([events.tier(p, 1) for p in people])
+    downs = inputs_from_events(
+        [events.tier(p, 1, move=TierMove.DOWN, from_tier=Tier.A, to_tier=Tier.B) for p in people]
     )
 
     outcomes = await asyncio.gather(

@@ -28,6 +28,8 @@ from clientela.shared.contracts import (
 from clientela.shared.contracts.topics import (
     CAMPAIGN_DLQ,
     CAMPAIGN_MESSAGES,
+    PROFILE_ERASURES,
+    PROFILE_MERGES,
     PROFILES,
     SCORES,
     TIER_CHANGES,
@@ -237,3 +239,64 @@ async def test_an_undecodable_record_goes_to_the_dead_letter_topic(
     dead = DeadLetterEvent.model_validate_json(record.value)
     assert dead.data.reason_code == "undecodable"
     assert dead.data.source_topic == kafka.topic(TIER_CHANGES)
+
+
+@pytest.mark.parametrize(
+    ("kind", "value", "code"),
+    [
+        ("garbage", b"\x00\xffnot json", "undecodable"),
+        (
+            "wrong_schema",
+            b'{"event_id": "x", "type": "touchpoint.recorded", "data": {}}',
+            "invalid",
+        ),
+    ],
+)
+async def test_a_bad_touchpoint_is_dead_lettered_though_touchpoints_are_read_lightly(
+    service: Container, publisher: KafkaPublisher, kafka: KafkaSettings, kind, value, code
+) -> None:
+    key = f"bad-{kind}-{uuid.uuid4().hex[:8]}".encode()
+    key_b64 = base64.b64encode(key).decode()
+    await publisher.publish([OutgoingRecord(kafka.topic(TOUCHPOINTS), key, value)])
+
+    (record,) = await read_until(
+        kafka,
+        kafka.topic(CAMPAIGN_DLQ),
+        1,
+        lambda r: DeadLetterEvent.model_validate_json(r.value).data.original_key_b64 == key_b64,
+    )
+
+    assert DeadLetterEvent.model_validate_json(record.value).data.reason_code == code
+
+
+async def test_erasures_and_merges_arrive_on_their_topics(
+    service: Container, publisher: KafkaPublisher, kafka: KafkaSettings, events
+) -> None:
+    erased, survivor, absorbed = (f"kafka-{uuid.uuid4().hex[:8]}" for _ in range(3))
+    await publisher.publish(
+        [
+            to_record(kafka.topic(PROFILES), p, events.profile(p, 1, reachable=(Channel.EMAIL,)))
+            for p in (erased, absorbed)
+        ]
+        + [to_record(kafka.topic(TIER_CHANGES), p, events.tier(p, 1)) for p in (erased, absorbed)]
+    )
+    await read_until(
+        kafka,
+        kafka.topic(CAMPAIGN_MESSAGES),
+        2,
+        lambda r: r.key in (erased.encode(), absorbed.encode()),
+    )
+
+    await publisher.publish(
+        [
+            to_record(kafka.topic(PROFILE_ERASURES), erased, events.erased(erased)),
+            to_record(kafka.topic(PROFILE_MERGES), survivor, events.merged(survivor, absorbed)),
+        ]
+    )
+
+    async with asyncio.timeout(30):
+        while await service.read_model.decisions_for_profile(
+            erased, 5
+        ) or not await service.read_model.decisions_for_profile(survivor, 5):
+            await asyncio.sleep(0.2)
+    assert await service.read_model.decisions_for_profile(absorbed, 5) == []

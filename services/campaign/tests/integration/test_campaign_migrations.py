@@ -76,4 +76,4 @@ def test_the_migrate_command_migrates_the_configured_store(tmp_path: Path) -> No
             check=False,
         )
         assert done.returncode == 0, done.stderr
-    assert "campaign schema is at revision 0001 (head)" in done.stderr
+    assert "campaign schema is at revision 0002 (head)" in done.stderr

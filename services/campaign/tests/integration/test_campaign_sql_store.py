@@ -9,8 +9,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from clientela.campaign.application.decide_campaigns import CampaignInputs
-from clientela.campaign.application.ports import Received
+from clientela.campaign.adapters.inbound.wire import inputs_from_events
 from clientela.campaign.application.queries import campaign_roi
 from clientela.campaign.config import CampaignSettings
 from clientela.campaign.domain.decision import decision_id
@@ -23,12 +22,8 @@ from clientela.shared.contracts import (
     CampaignMessageEvent,
     Channel,
     Envelope,
-    ProfileChangedEvent,
-    ScoresUpdatedEvent,
     Tier,
-    TierChangedEvent,
     TierMove,
-    TouchpointRecorded,
 )
 from clientela.shared.settings import DatabaseSettings, KafkaSettings
 
@@ -60,15 +55,7 @@ async def container(database_settings: DatabaseSettings, clock: Clock) -> AsyncI
 
 
 async def handle(container: Container, *items: Envelope, accepted_at_ms: int | None = 17) -> None:
-    def received(kind: type) -> list:
-        return [Received(i, accepted_at_ms) for i in items if isinstance(i, kind)]
-
-    inputs = CampaignInputs(
-        profile_changes=received(ProfileChangedEvent),
-        tier_changes=received(TierChangedEvent),
-        scores=received(ScoresUpdatedEvent),
-        touchpoints=received(TouchpointRecorded),
-    )
+    inputs = inputs_from_events(items, accepted_at_ms)
     await container.decider.handle_batch(inputs, container.unit_of_work())
 
 

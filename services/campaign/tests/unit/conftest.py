@@ -12,26 +12,36 @@ from typing import Self
 
 import pytest
 
+from clientela.campaign.adapters.inbound.wire import inputs_from_events
 from clientela.campaign.adapters.outbound.campaign_file import load_catalog
 from clientela.campaign.adapters.outbound.contact_ledger import MemoryContactLedger
 from clientela.campaign.application.catalog import LiveCatalog
 from clientela.campaign.application.decide_campaigns import (
     BatchOutcome,
     CampaignDecider,
-    CampaignInputs,
 )
-from clientela.campaign.application.ports import Conversion, DecisionRef, Received
+from clientela.campaign.application.ports import (
+    ContactStamp,
+    Conversion,
+    DecisionRef,
+    ProfileAdvance,
+)
 from clientela.campaign.domain.decision import DecisionPolicy
 from clientela.campaign.domain.economics import PosteriorKey, ResponseCounts
-from clientela.campaign.domain.model import Contact, Decision, Outcome, Trigger, TriggerKind
+from clientela.campaign.domain.model import (
+    ERASED_PROFILE,
+    Contact,
+    Decision,
+    Outcome,
+    ScoreFacts,
+    Trigger,
+    TriggerKind,
+)
+from clientela.campaign.domain.triggers import contact_with_scores
 from clientela.shared.codec import OutgoingEvent
 from clientela.shared.contracts import (
     CampaignMessageEvent,
     Envelope,
-    ProfileChangedEvent,
-    ScoresUpdatedEvent,
-    TierChangedEvent,
-    TouchpointRecorded,
 )
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -57,6 +67,9 @@ class FakeState:
     spend: dict[str, Decimal] = field(default_factory=dict)
     inbox: set[str] = field(default_factory=set)
     outbox: list[OutgoingEvent] = field(default_factory=list)
+    # profile id -> (profile fingerprint, scores fingerprint)
+    fingerprints: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
+    erased: set[str] = field(default_factory=set)
 
     def messages(self) -> list[CampaignMessageEvent]:
         """Return the staged campaign messages."""
@@ -74,9 +87,24 @@ class FakeContacts:
     async def get_many(self, profile_ids: Collection[str]) -> dict[str, Contact]:
         return {p: self._s.contacts[p] for p in profile_ids if p in self._s.contacts}
 
-    async def save_profiles(self, contacts: Sequence[Contact], now: datetime) -> None:
+    async def stamps(self, profile_ids: Collection[str]) -> dict[str, ContactStamp]:
+        return {
+            p: ContactStamp(c.version, c.scored_version, *self._s.fingerprints.get(p, (None, None)))
+            for p in profile_ids
+            if (c := self._s.contacts.get(p)) is not None
+        }
+
+    def _fp(self, pid: str, profile: str | None = None, scores: str | None = None) -> None:
+        old = self._s.fingerprints.get(pid, (None, None))
+        self._s.fingerprints[pid] = (profile or old[0], scores or old[1])
+
+    async def save_profiles(
+        self, contacts: Sequence[Contact], fingerprints: Mapping[str, str], now: datetime
+    ) -> None:
         for c in contacts:
             old = self._s.contacts.get(c.profile_id)
+            if old is None or old.version < c.version:
+                self._fp(c.profile_id, profile=fingerprints.get(c.profile_id))
             if old is None:
                 self._s.contacts[c.profile_id] = c
             elif old.version < c.version:
@@ -91,21 +119,42 @@ class FakeContacts:
                     complained_at=old.complained_at,
                 )
 
-    async def save_scores(self, contacts: Sequence[Contact], now: datetime) -> None:
-        for c in contacts:
-            old = self._s.contacts.get(c.profile_id)
+    async def save_scores(
+        self, scores: Sequence[ScoreFacts], fingerprints: Mapping[str, str], now: datetime
+    ) -> None:
+        for s in scores:
+            old = self._s.contacts.get(s.profile_id)
+            if old is None or old.scored_version <= s.profile_version:
+                self._s.contacts[s.profile_id] = contact_with_scores(s, old)
+                self._fp(s.profile_id, scores=fingerprints.get(s.profile_id))
+
+    async def advance(
+        self,
+        profiles: Mapping[str, ProfileAdvance],
+        scored_versions: Mapping[str, int],
+        now: datetime,
+    ) -> None:
+        for pid in set(profiles) | set(scored_versions):
+            old = self._s.contacts.get(pid)
             if old is None:
-                self._s.contacts[c.profile_id] = replace(c, version=0)
-            elif old.scored_version <= c.scored_version:
-                self._s.contacts[c.profile_id] = replace(
-                    old,
-                    scored_version=c.scored_version,
-                    tier=c.tier,
-                    segment=c.segment,
-                    predicted_value=c.predicted_value,
-                    potential=c.potential,
-                    at_risk=c.at_risk,
-                )
+                continue
+            a = profiles.get(pid)
+            if a is not None and a.version > old.version:
+                seen = max(filter(None, (old.last_seen_at, a.last_seen_at)), default=None)
+                old = replace(old, version=a.version, last_seen_at=seen, habits=a.habits)
+            old = replace(old, scored_version=max(old.scored_version, scored_versions.get(pid, 0)))
+            self._s.contacts[pid] = old
+
+    async def delete(self, profile_ids: Collection[str]) -> None:
+        for pid in profile_ids:
+            self._s.contacts.pop(pid, None)
+            self._s.fingerprints.pop(pid, None)
+
+    async def merge(self, merged_id: str, survivor_id: str, now: datetime) -> None:
+        old = self._s.contacts.get(merged_id)
+        if old is not None and old.complained_at is not None:
+            await self.save_complaints({survivor_id: old.complained_at}, now)
+        await self.delete([merged_id])
 
     async def save_complaints(self, complaints: Mapping[str, datetime], now: datetime) -> None:
         for pid, at in complaints.items():
@@ -167,6 +216,28 @@ class FakeTriggers:
     async def defer(self, until: Mapping[str, datetime]) -> None:
         for tid, at in until.items():
             self._s.triggers[tid] = (self._s.triggers[tid][0], "pending", at)
+
+    async def expire(self, created_before: datetime, now: datetime) -> int:
+        # The fake has no creation time: a trigger's event time stands for it.
+        old = [
+            tid
+            for tid, (t, status, nb) in self._s.triggers.items()
+            if status == "pending" and nb is None and t.occurred_at < created_before
+        ]
+        for tid in old:
+            self._s.triggers[tid] = (self._s.triggers[tid][0], "expired", None)
+        return len(old)
+
+    async def delete(self, profile_ids: Collection[str]) -> None:
+        for tid in [k for k, (t, _, _) in self._s.triggers.items() if t.profile_id in profile_ids]:
+            del self._s.triggers[tid]
+
+    async def move(self, merged_id: str, survivor_id: str) -> None:
+        for tid, (t, status, nb) in list(self._s.triggers.items()):
+            if t.profile_id == merged_id:
+                moved = replace(t, profile_id=survivor_id, profile_version=0)
+                kept = replace(t, profile_id=survivor_id)
+                self._s.triggers[tid] = (moved if status == "pending" else kept, status, nb)
 
 
 class FakeDecisions:
@@ -230,6 +301,27 @@ class FakeDecisions:
             if x.converted_at is None:
                 x.converted_at, x.revenue = c.at, c.revenue
 
+    async def anonymise(self, profile_ids: Collection[str]) -> None:
+        for x in self._s.decisions.values():
+            if x.decision.profile_id in profile_ids:
+                x.decision = replace(x.decision, profile_id=ERASED_PROFILE, reasons=())
+
+    async def move(self, merged_id: str, survivor_id: str) -> None:
+        for x in self._s.decisions.values():
+            if x.decision.profile_id == merged_id:
+                x.decision = replace(x.decision, profile_id=survivor_id)
+
+
+class FakeErasures:
+    def __init__(self, s: FakeState) -> None:
+        self._s = s
+
+    async def record(self, markers: Collection[str], now: datetime) -> None:
+        self._s.erased |= set(markers)
+
+    async def erased(self, markers: Collection[str]) -> set[str]:
+        return set(markers) & self._s.erased
+
 
 class FakeEvidence:
     def __init__(self, s: FakeState) -> None:
@@ -286,6 +378,13 @@ class FakeUnitOfWork:
     @property
     def budgets(self) -> FakeBudgets:
         return FakeBudgets(self._work)
+
+    @property
+    def erasures(self) -> FakeErasures:
+        return FakeErasures(self._work)
+
+    async def unstage(self, keys: Collection[str]) -> None:
+        self._work.outbox = [e for e in self._work.outbox if e.key not in keys]
 
     async def __aenter__(self) -> Self:
         self._work = copy.deepcopy(self.committed)
@@ -349,15 +448,7 @@ class Runner:
         self.state = state
 
     async def __call__(self, *items: Envelope) -> BatchOutcome:
-        def received(kind: type) -> list:
-            return [Received(i, NOW_MS) for i in items if isinstance(i, kind)]
-
-        inputs = CampaignInputs(
-            profile_changes=received(ProfileChangedEvent),
-            tier_changes=received(TierChangedEvent),
-            scores=received(ScoresUpdatedEvent),
-            touchpoints=received(TouchpointRecorded),
-        )
+        inputs = inputs_from_events(items, NOW_MS)
         return await self.decider.handle_batch(inputs, FakeUnitOfWork(self.state))
 
     async def sweep(self) -> BatchOutcome:

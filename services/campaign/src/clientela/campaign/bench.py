@@ -1,46 +1,67 @@
-"""Benchmark: campaign decisions per second under a realistic load, against a bare baseline.
+"""Benchmark: CPU per consumed record of the campaign consumer, on a realistic mix of topics.
 
-A synthetic population is loaded (profile and score events, as the consumer would receive
-them), then tier changes arrive in consumer-sized batches. Each batch runs the real use case
-in one transaction on the configured store: inbox claim, trigger storage, matching, expected
-value per channel with Thompson sampling, holdouts, quiet hours, the contact ledger, decision
-and outbox writes. The baseline is the bare transactional consumer on the same store (inbox
-claim plus outbox staging of one record per event, no decision).
+A synthetic population is loaded (a profile and its scores per person), then a steady stream
+arrives as the subscriber receives it: per touchpoint, the `TouchpointRecorded` itself, the
+`ProfileChanged` it causes, the `ScoresUpdated` of the re-scored profile and, for some, a
+`TierChanged`; a few touchpoints answer a campaign message. Records are handed, as raw Kafka
+records in consumer-sized batches, to the same callable the subscriber calls: decoding,
+filtering, the use case and the store (inbox, state, outbox, contact ledger). The main figure
+is the CPU time of this process per touchpoint-equivalent (the four records one touchpoint
+causes), with the CPU of the PostgreSQL backends and Redis beside it when they run locally.
+The baseline is the bare transactional consumer on the same store (inbox claim plus outbox
+staging of one record per event, no decision).
 
     python -m clientela.campaign.bench --output .bench/bench-campaign.json
-    python -m clientela.campaign.bench --profiles 100000 \\
-        --database-url postgresql+asyncpg://postgres@127.0.0.1:5432/test --cache-url redis://...
+    python -m clientela.campaign.bench --profiles 20000 --touchpoints 20000 \\
+        --database-url postgresql+asyncpg://postgres@127.0.0.1:5432/test \\
+        --cache-url redis://127.0.0.1:6379/0
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import cProfile
+import gc
 import json
+import os
 import random
 import statistics
 import tempfile
 import time
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
+
+import psutil
+from aiokafka import ConsumerRecord
 
 from clientela.campaign.adapters.outbound.campaign_file import load_catalog
-from clientela.campaign.application.decide_campaigns import CampaignInputs
-from clientela.campaign.application.ports import Received
 from clientela.campaign.config import CampaignSettings
-from clientela.campaign.wiring import Container, build
-from clientela.shared.codec import OutgoingEvent
+from clientela.campaign.migrations import MIGRATIONS
+from clientela.campaign.wiring import Container, batch_consumer, build
+from clientela.shared.codec import OutgoingEvent, to_record
 from clientela.shared.contracts import (
+    Agent,
+    BranchVisitDetails,
     Channel,
     ConsentState,
     ConsentStatus,
+    Direction,
+    EmailDetails,
+    Envelope,
+    Identifiers,
     Lifecycle,
+    LineItem,
     ProfileAggregates,
     ProfileChanged,
     ProfileChangedEvent,
+    SaleDetails,
     ScoresUpdated,
     ScoresUpdatedEvent,
     Segment,
@@ -48,131 +69,352 @@ from clientela.shared.contracts import (
     TierChanged,
     TierChangedEvent,
     TierMove,
+    Touchpoint,
+    TouchpointKind,
+    TouchpointRecorded,
+    WebVisitDetails,
 )
-from clientela.shared.contracts.topics import CAMPAIGN_MESSAGES
+from clientela.shared.contracts.topics import (
+    CAMPAIGN_MESSAGES,
+    PROFILES,
+    SCORES,
+    TIER_CHANGES,
+    TOUCHPOINTS,
+    TopicSpec,
+)
+from clientela.shared.kafka import KafkaPublisher
+from clientela.shared.migrations import upgrade
 from clientela.shared.settings import CacheSettings, DatabaseSettings, KafkaSettings
 
 NOW = datetime(2025, 3, 3, 10, 0, tzinfo=UTC)
 REACH = [Channel.EMAIL, Channel.SMS, Channel.PHONE, Channel.BRANCH]
 ZONES = ["Europe/Madrid", "Europe/London", "America/New_York", "UTC"]
+USED = [Channel.WEB, Channel.EMAIL, Channel.PHONE, Channel.BRANCH, Channel.APP]
+CATEGORIES = ["shoes", "bags", "outerwear", "knitwear", "accessories", "home"]
+TIER_VALUE = {Tier.A: 4000.0, Tier.B: 900.0, Tier.C: 150.0, Tier.P: 0.0}
+Record: TypeAlias = ConsumerRecord[bytes | None, bytes | None]
 
 
-def _profile(pid: str, rng: random.Random, prospect: bool) -> ProfileChangedEvent:
-    reach = rng.sample(REACH, rng.randint(1, 4))
-    consent = {
-        ch: ConsentState(
-            status=ConsentStatus.OPTED_IN if rng.random() < 0.8 else ConsentStatus.OPTED_OUT,
-            updated_at=datetime(2024, 1, 1, tzinfo=UTC),
-            source="bench",
-        )
-        for ch in reach
-        if prospect or rng.random() < 0.3
-    }
-    return ProfileChangedEvent(
-        source="bench",
-        data=ProfileChanged(
-            profile_id=pid,
-            version=1,
-            lifecycle=Lifecycle.PROSPECT if prospect else Lifecycle.CUSTOMER,
-            created_at=NOW,
-            reachable_channels=reach,
-            consent=consent,
-            traits={"timezone": rng.choice(ZONES)},
-            aggregates=ProfileAggregates(
-                currency="EUR",
-                purchase_count=0 if prospect else rng.randint(1, 20),
-                counts_by_channel={ch.value: rng.randint(0, 5) for ch in reach},
-            ),
-        ),
-    )
+@dataclass
+class Person:
+    """One synthetic person and what the profile and scoring services know of them."""
+
+    pid: str
+    prospect: bool
+    tier: Tier
+    value: float
+    reach: list[Channel]
+    consent: dict[Channel, ConsentState]
+    traits: dict[str, str | int | float | bool | None]
+    segment: Segment | None
+    potential: float = 0.0
+    version: int = 0
+    touchpoints: int = 0
+    purchases: int = 0
+    spend: Decimal = Decimal(0)
+    last_purchase_at: datetime | None = None
+    first_seen_at: datetime | None = None
+    last_seen_at: datetime | None = None
+    by_channel: dict[str, int] = field(default_factory=dict)
+    by_kind: dict[str, int] = field(default_factory=dict)
+    categories: dict[str, int] = field(default_factory=dict)
 
 
-def _scores(
-    pid: str, tier: Tier, value: float, prospect: bool, rng: random.Random
-) -> ScoresUpdatedEvent:
-    return ScoresUpdatedEvent(
-        source="bench",
-        data=ScoresUpdated(
-            profile_id=pid,
-            profile_version=1,
-            model_version="bench",
-            lifecycle=Lifecycle.PROSPECT if prospect else Lifecycle.CUSTOMER,
-            tier=tier,
-            predicted_value=value,
-            segment=None if prospect else rng.choice(list(Segment)),
-            potential=rng.random() if prospect else None,
-        ),
-    )
+class Stream:
+    """Generates the records the campaign consumer receives, deterministic by seed."""
 
+    def __init__(self, people: int, seed: int, topic_prefix: str, span_days: float) -> None:
+        self._rng = random.Random(seed)
+        self._prefix = topic_prefix
+        self._offsets: dict[str, int] = {}
+        self._span = timedelta(days=span_days)
+        self.people = [self._person(n) for n in range(people)]
+        self.message_ids: list[str] = []
 
-def _tier_change(
-    pid: str, tier: Tier, value: float, prospect: bool, rng: random.Random
-) -> TierChangedEvent:
-    if prospect:
-        move, from_tier = TierMove.ENTERED, None
-    else:
-        move = rng.choice([TierMove.UP, TierMove.DOWN, TierMove.ENTERED])
-        from_tier = {
-            TierMove.UP: {Tier.A: Tier.B, Tier.B: Tier.C, Tier.C: None}[tier],
-            TierMove.DOWN: {Tier.A: None, Tier.B: Tier.A, Tier.C: Tier.A}[tier],
-            TierMove.ENTERED: None,
-        }[move]
-        if from_tier is None:
-            move = TierMove.ENTERED
-    return TierChangedEvent(
-        source="bench",
-        data=TierChanged(
-            profile_id=pid,
-            profile_version=1,
-            from_tier=from_tier,
-            to_tier=tier,
-            move=move,
-            lifecycle=Lifecycle.PROSPECT if prospect else Lifecycle.CUSTOMER,
-            predicted_value=value,
-            model_version="bench",
-        ),
-    )
-
-
-def population(size: int, seed: int = 1) -> tuple[list[Any], list[TierChangedEvent]]:
-    """Return the facts (profiles and scores) and the tier changes of a synthetic population."""
-    rng = random.Random(seed)
-    facts: list[Any] = []
-    moves: list[TierChangedEvent] = []
-    for n in range(size):
-        pid = f"bench-{n}"
+    def _person(self, n: int) -> Person:
+        rng = self._rng
         prospect = rng.random() < 0.15
         tier = Tier.P if prospect else rng.choices([Tier.A, Tier.B, Tier.C], [0.2, 0.3, 0.5])[0]
-        value = {Tier.A: 4000.0, Tier.B: 900.0, Tier.C: 150.0, Tier.P: 0.0}[tier]
-        value *= rng.uniform(0.5, 1.5)
-        facts += [_profile(pid, rng, prospect), _scores(pid, tier, value, prospect, rng)]
-        moves.append(_tier_change(pid, tier, value, prospect, rng))
-    return facts, moves
+        reach = rng.sample(REACH, rng.randint(1, 4))
+        consent = {
+            ch: ConsentState(
+                status=ConsentStatus.OPTED_IN if rng.random() < 0.8 else ConsentStatus.OPTED_OUT,
+                updated_at=datetime(2024, 1, 1, tzinfo=UTC),
+                source="bench",
+            )
+            for ch in reach
+            if prospect or rng.random() < 0.3
+        }
+        return Person(
+            pid=f"bench-{n}",
+            prospect=prospect,
+            tier=tier,
+            value=TIER_VALUE[tier] * rng.uniform(0.5, 1.5),
+            reach=reach,
+            consent=consent,
+            traits={
+                "timezone": rng.choice(ZONES),
+                "first_name": f"Given{n}",
+                "last_name": f"Family{n}",
+                "value_driver": rng.choice(["price", "service"]),
+            },
+            segment=None if prospect else rng.choice(list(Segment)),
+            potential=rng.random() * 0.8,
+        )
 
+    def _record(self, spec: TopicSpec, key: str, event: Envelope) -> Record:
+        out = to_record(self._prefix + spec.name, key, event, 1)
+        offset = self._offsets.get(out.topic, 0)
+        self._offsets[out.topic] = offset + 1
+        return ConsumerRecord(
+            out.topic, 0, offset, 0, 0, out.key, out.value, None,
+            len(out.key or b""), len(out.value or b""), out.headers,
+        )  # fmt: skip
 
-def _inputs(batch: Sequence[Any]) -> CampaignInputs:
-    return CampaignInputs(
-        profile_changes=[Received(e, 1) for e in batch if isinstance(e, ProfileChangedEvent)],
-        scores=[Received(e, 1) for e in batch if isinstance(e, ScoresUpdatedEvent)],
-        tier_changes=[Received(e, 1) for e in batch if isinstance(e, TierChangedEvent)],
-    )
+    def _profile(self, p: Person, at: datetime) -> Record:
+        p.version += 1
+        data = ProfileChanged(
+            profile_id=p.pid,
+            version=p.version,
+            lifecycle=Lifecycle.PROSPECT if p.purchases == 0 else Lifecycle.CUSTOMER,
+            created_at=NOW - timedelta(days=400),
+            identifier_types=["customer_id", "email"],
+            reachable_channels=p.reach,
+            consent=p.consent,
+            traits=p.traits,
+            aggregates=ProfileAggregates(
+                first_seen_at=p.first_seen_at,
+                last_seen_at=p.last_seen_at,
+                touchpoint_count=p.touchpoints,
+                counts_by_kind=dict(p.by_kind),
+                counts_by_channel=dict(p.by_channel),
+                inbound_count=p.touchpoints,
+                purchase_count=p.purchases,
+                purchase_days=p.purchases,
+                last_purchase_at=p.last_purchase_at,
+                currency="EUR",
+                total_spend=p.spend,
+                average_order_value=(
+                    (p.spend / p.purchases).quantize(Decimal("0.01")) if p.purchases else Decimal(0)
+                ),
+                purchase_categories=dict(p.categories),
+            ),
+        )
+        return self._record(PROFILES, p.pid, ProfileChangedEvent(source="bench", data=data))
+
+    def _scores(self, p: Person) -> Record:
+        data = ScoresUpdated(
+            profile_id=p.pid,
+            profile_version=max(p.version, 1),
+            model_version="bench",
+            lifecycle=Lifecycle.PROSPECT if p.purchases == 0 else Lifecycle.CUSTOMER,
+            tier=p.tier,
+            predicted_value=round(p.value, 2),
+            segment=p.segment,
+            potential=round(p.potential, 3) if p.prospect else None,
+            probability_alive=0.9,
+        )
+        return self._record(SCORES, p.pid, ScoresUpdatedEvent(source="bench", data=data))
+
+    def _tier_change(self, p: Person, move: TierMove, from_tier: Tier | None) -> Record:
+        data = TierChanged(
+            profile_id=p.pid,
+            profile_version=max(p.version, 1),
+            from_tier=from_tier,
+            to_tier=p.tier,
+            move=move,
+            lifecycle=Lifecycle.PROSPECT if p.prospect else Lifecycle.CUSTOMER,
+            predicted_value=p.value,
+            model_version="bench",
+        )
+        return self._record(TIER_CHANGES, p.pid, TierChangedEvent(source="bench", data=data))
+
+    def load(self) -> list[Record]:
+        """Return each person's first profile, scores and tier entry (the warm-up)."""
+        records: list[Record] = []
+        for p in self.people:
+            if not p.prospect:
+                p.purchases, p.spend = 1, Decimal("50.00")
+                p.last_purchase_at = NOW - timedelta(days=60)
+            p.first_seen_at = p.last_seen_at = NOW - timedelta(days=60)
+            records += [
+                self._profile(p, NOW),
+                self._scores(p),
+                self._tier_change(p, TierMove.ENTERED, None),
+            ]
+        return records
+
+    def _pick(self) -> Person:
+        # Activity is skewed: a few people are seen far more often than the long tail.
+        index = int(len(self.people) * self._rng.random() ** 1.8)
+        return self.people[min(index, len(self.people) - 1)]
+
+    def steady(self, touchpoints: int, response_share: float) -> list[Record]:
+        """Return the records of `touchpoints` touchpoints and what each one causes."""
+        rng = self._rng
+        records: list[Record] = []
+        step = self._span / max(touchpoints, 1)
+        for n in range(touchpoints):
+            p = self._pick()
+            at = NOW + step * n
+            touchpoint, bought = self._touchpoint(p, at, n, response_share)
+            records.append(self._record(TOUCHPOINTS, p.pid, touchpoint))
+            p.touchpoints += 1
+            p.first_seen_at = p.first_seen_at or at
+            p.last_seen_at = at
+            channel = touchpoint.data.channel.value
+            p.by_channel[channel] = p.by_channel.get(channel, 0) + 1
+            kind = touchpoint.data.kind.value
+            p.by_kind[kind] = p.by_kind.get(kind, 0) + 1
+            if bought is not None:
+                p.purchases += 1
+                p.spend += bought
+                p.last_purchase_at = at
+                if p.prospect:
+                    p.prospect, p.segment = False, rng.choice(list(Segment))
+            if rng.random() < 0.005:
+                ch = rng.choice(p.reach)
+                p.consent[ch] = ConsentState(
+                    status=ConsentStatus.OPTED_OUT, updated_at=at, source="bench"
+                )
+            records.append(self._profile(p, at))
+            # A touchpoint without a sale moves the prediction a little, a sale more.
+            p.value *= rng.uniform(0.99, 1.02) if bought is None else 1.15
+            p.potential = min(1.0, max(0.0, p.potential + rng.uniform(-0.02, 0.03)))
+            move = self._move(p)
+            records.append(self._scores(p))
+            if move is not None:
+                records.append(self._tier_change(p, *move))
+        return records
+
+    def _move(self, p: Person) -> tuple[TierMove, Tier | None] | None:
+        if p.prospect or self._rng.random() > 0.12:
+            return None
+        order = [Tier.C, Tier.B, Tier.A]
+        old = p.tier if p.tier in order else None
+        if old is None:
+            p.tier = Tier.C
+            return TierMove.ENTERED, None
+        up = self._rng.random() < 0.5
+        i = order.index(old) + (1 if up else -1)
+        if not 0 <= i < len(order):
+            return None
+        p.tier = order[i]
+        p.value = TIER_VALUE[p.tier] * self._rng.uniform(0.6, 1.4)
+        return (TierMove.UP if up else TierMove.DOWN), old
+
+    def _touchpoint(
+        self, p: Person, at: datetime, n: int, response_share: float
+    ) -> tuple[TouchpointRecorded, Decimal | None]:
+        rng = self._rng
+        ids = Identifiers(customer_id=f"C-{p.pid}", email=f"{p.pid}@people.example")
+        reply = rng.random() < response_share
+        message = (
+            rng.choice(self.message_ids)
+            if reply and self.message_ids and rng.random() < 0.5
+            else (str(uuid.UUID(int=rng.getrandbits(128))) if reply else None)
+        )
+        channel = rng.choice(USED)
+        if rng.random() < 0.12:
+            amount = Decimal(str(round(rng.uniform(20, 400), 2)))
+            category = rng.choice(CATEGORIES)
+            p.categories[category] = p.categories.get(category, 0) + 1
+            data = Touchpoint(
+                kind=TouchpointKind.SALE,
+                channel=Channel.BRANCH if channel is Channel.BRANCH else Channel.WEB,
+                direction=Direction.INBOUND,
+                identifiers=ids,
+                sale=SaleDetails(
+                    order_id=f"O-{n}",
+                    amount=amount,
+                    currency="EUR",
+                    items=[LineItem(sku=f"SKU-{category}-{n % 50}", category=category)],
+                ),
+                properties={"campaign_message_id": message} if message else {},
+            )
+            return TouchpointRecorded(source="bench", occurred_at=at, data=data), amount
+        if channel is Channel.EMAIL:
+            data = Touchpoint(
+                kind=TouchpointKind.EMAIL,
+                channel=channel,
+                direction=Direction.OUTBOUND,
+                identifiers=ids,
+                email=EmailDetails(
+                    opened=rng.random() < 0.4,
+                    clicked=reply or rng.random() < 0.1,
+                    campaign_message_id=message,
+                ),
+            )
+        elif channel is Channel.BRANCH:
+            data = Touchpoint(
+                kind=TouchpointKind.BRANCH_VISIT,
+                channel=channel,
+                direction=Direction.INBOUND,
+                identifiers=ids,
+                agent=Agent(agent_id=f"rep-{n % 25}", role="sales_rep"),
+                branch_visit=BranchVisitDetails(branch_id=f"B{n % 12:02d}"),
+                properties={"campaign_message_id": message} if message else {},
+            )
+        else:
+            data = Touchpoint(
+                kind=TouchpointKind.WEB_VISIT if channel is Channel.WEB else TouchpointKind.CHAT,
+                channel=channel,
+                direction=Direction.INBOUND,
+                identifiers=ids,
+                web_visit=(
+                    WebVisitDetails(page_views=1 + n % 7) if channel is Channel.WEB else None
+                ),
+                properties={"campaign_message_id": message} if message else {},
+            )
+        return TouchpointRecorded(source="bench", occurred_at=at, data=data), None
 
 
 def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-async def _baseline(container: Container, moves: Sequence[TierChangedEvent], batch: int) -> float:
+def _server_cpu_s() -> dict[str, float]:
+    """Return the CPU seconds of local PostgreSQL backends and Redis."""
+    totals = {"postgres": 0.0, "redis": 0.0}
+    for process in psutil.process_iter(["name"]):
+        name = (process.info.get("name") or "").lower()
+        group = "postgres" if name.startswith("postgres") else "redis" if "redis" in name else None
+        if group is not None:
+            with contextlib.suppress(psutil.Error):
+                times = process.cpu_times()
+                # A backend that exits hands its CPU time to the postmaster's children times.
+                totals[group] += (
+                    times.user + times.system + times.children_user + times.children_system
+                )
+    return totals
+
+
+async def _baseline(container: Container, events: Sequence[Envelope], batch: int) -> float:
     """Return events/s of the bare transactional consumer: inbox claim + one outbox record."""
     started = time.perf_counter()
-    for chunk in _chunks(moves, batch):
+    for chunk in _chunks(events, batch):
         async with container.unit_of_work() as uow:
             await uow.claim_new([f"base-{e.event_id}" for e in chunk])
-            await uow.stage(
-                [OutgoingEvent(CAMPAIGN_MESSAGES, e.data.profile_id, e, 1) for e in chunk]
-            )
+            await uow.stage([OutgoingEvent(CAMPAIGN_MESSAGES, "k", e, 1) for e in chunk])
             await uow.commit()
-    return len(moves) / (time.perf_counter() - started)
+    return len(events) / (time.perf_counter() - started)
+
+
+async def _sent_ids(container: Container, limit: int) -> list[str]:
+    from sqlalchemy import select
+
+    t = container.tables.decisions
+    async with container.engine.connect() as conn:
+        rows = await conn.execute(select(t.c.decision_id).where(t.c.outcome == "sent").limit(limit))
+        return [row.decision_id for row in rows]
+
+
+async def _count(container: Container, table: str) -> int:
+    from sqlalchemy import func, select
+
+    t = getattr(container.tables, table)
+    async with container.engine.connect() as conn:
+        return int(await conn.scalar(select(func.count()).select_from(t)) or 0)
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -181,6 +423,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         database = DatabaseSettings(
             url=args.database_url or f"sqlite+aiosqlite:///{Path(tmp) / 'campaign.db'}",
             schema_name=f"bench_campaign_{uuid.uuid4().hex[:8]}" if args.database_url else None,
+            # The database is local: a ping per checkout would only add round trips.
+            pool_pre_ping=False,
         )
         settings = CampaignSettings(
             database=database,
@@ -189,57 +433,101 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 url=args.cache_url or "memory://", key_prefix=f"bench{uuid.uuid4().hex[:6]}:"
             ),
         )
-        facts, moves = population(args.profiles, args.seed)
+        stream = Stream(args.profiles, args.seed, "bench.", args.span_days)
+        warm_up = stream.load()
+        if args.database_url:
+            await upgrade(database, MIGRATIONS)
         async with build(
             settings, catalog=load_catalog(), clock=lambda: NOW, consume=False
         ) as container:
+            # Never started: it would publish dead letters only, and the stream has none.
+            consume = batch_consumer(container, KafkaPublisher(settings.kafka))
             load_started = time.perf_counter()
-            for chunk in _chunks(facts, args.batch):
-                await container.decider.handle_batch(_inputs(chunk), container.unit_of_work())
+            for chunk in _chunks(warm_up, args.batch):
+                await consume(chunk)
             load_s = time.perf_counter() - load_started
+            stream.message_ids = await _sent_ids(container, 5000)
+            records = stream.steady(args.touchpoints, args.response_share)
+            by_topic: dict[str, int] = {}
+            for r in records:
+                by_topic[r.topic] = by_topic.get(r.topic, 0) + 1
+            decisions_before = await _count(container, "decisions")
 
             latencies: list[float] = []
-            decisions = messages = 0
+            # The generated stream stands for the broker's data: keep the collector from
+            # walking it again and again, which the service would never do.
+            gc.collect()
+            gc.freeze()
+            profiler = cProfile.Profile() if args.profile else None
+            if profiler is not None:
+                profiler.enable()
+            servers_before = _server_cpu_s()
+            cpu_before = time.process_time()
             started = time.perf_counter()
-            for chunk in _chunks(moves, args.batch):
+            for chunk in _chunks(records, args.batch):
                 t0 = time.perf_counter()
-                outcome = await container.decider.handle_batch(
-                    _inputs(chunk), container.unit_of_work()
-                )
+                await consume(chunk)
                 latencies.append((time.perf_counter() - t0) * 1000)
-                decisions += outcome.decisions
-                messages += outcome.messages
             elapsed = time.perf_counter() - started
-            baseline = await _baseline(container, moves, args.batch)
+            cpu_s = time.process_time() - cpu_before
+            if profiler is not None:
+                profiler.disable()
+                profiler.dump_stats(args.profile)
+            servers = {k: v - servers_before[k] for k, v in _server_cpu_s().items()}
+            decisions = await _count(container, "decisions") - decisions_before
+            envelopes = [e for e in (_first(r) for r in records[:5000]) if e is not None]
+            baseline = await _baseline(container, envelopes, args.batch)
             if args.database_url:
                 from clientela.shared.testing import drop_schema
 
                 await container.engine.dispose()
                 await drop_schema(args.database_url, database.resolved_schema("campaign"))
-    events_per_s = len(moves) / elapsed
     quantiles = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else latencies * 99
+    n_records, n_touch = len(records), args.touchpoints
+    pg, rd = servers["postgres"], servers["redis"]
     return {
         "backend_database": "postgresql" if args.database_url else "sqlite",
         "backend_cache": "redis" if args.cache_url else "memory",
         "profiles": args.profiles,
+        "touchpoints": n_touch,
         "batch_size": args.batch,
-        "events_per_s": round(events_per_s, 1),
-        "decisions_per_s": round(decisions / elapsed, 1),
-        "messages_per_s": round(messages / elapsed, 1),
+        "span_days": args.span_days,
+        "records": n_records,
+        "records_touchpoints": by_topic.get("bench." + TOUCHPOINTS.name, 0),
+        "records_profiles": by_topic.get("bench." + PROFILES.name, 0),
+        "records_scores": by_topic.get("bench." + SCORES.name, 0),
+        "records_tier_changes": by_topic.get("bench." + TIER_CHANGES.name, 0),
+        "campaign_cpu_us_per_touchpoint": round(cpu_s / n_touch * 1e6, 1),
+        "campaign_cpu_us_per_record": round(cpu_s / n_records * 1e6, 1),
+        "postgres_cpu_us_per_touchpoint": round(pg / n_touch * 1e6, 1) if args.database_url else 0,
+        "redis_cpu_us_per_touchpoint": round(rd / n_touch * 1e6, 1) if args.cache_url else 0,
+        "records_per_s": round(n_records / elapsed, 1),
+        "touchpoints_per_s": round(n_touch / elapsed, 1),
         "decisions": decisions,
-        "messages": messages,
-        "p50_ms": round(quantiles[49], 2),
-        "p99_ms": round(quantiles[98], 2),
-        "load_events_per_s": round(len(facts) / load_s, 1),
+        "decisions_per_s": round(decisions / elapsed, 1),
+        "batch_p50_ms": round(quantiles[49], 2),
+        "batch_p99_ms": round(quantiles[98], 2),
+        "load_records_per_s": round(len(warm_up) / load_s, 1),
         "baseline_events_per_s": round(baseline, 1),
-        "ratio": round(events_per_s / baseline, 3),
+        "ratio_records_to_baseline": round(n_records / elapsed / baseline, 3),
         "elapsed_s": round(elapsed, 2),
+        "load_average_1m": round(os.getloadavg()[0], 2),
     }
+
+
+def _first(record: Record) -> Envelope | None:
+    if record.value is None:
+        return None
+    return (
+        TouchpointRecorded.model_validate_json(record.value)
+        if b"touchpoint" in (record.topic.encode())
+        else None
+    )
 
 
 def _print(figures: dict[str, Any]) -> None:
     width = max(len(k) for k in figures)
-    print("campaign decision benchmark")
+    print("campaign consumer benchmark")
     for key, value in figures.items():
         print(f"  {key:<{width}}  {value}")
 
@@ -248,9 +536,20 @@ def main(argv: list[str] | None = None) -> None:
     """Run the benchmark from the command line."""
     parser = argparse.ArgumentParser(prog="clientela.campaign.bench", description=__doc__)
     parser.add_argument("--output", type=Path, help="write the figures as one JSON object here")
-    parser.add_argument("--profiles", type=int, default=20_000, help="people (tier changes)")
-    parser.add_argument("--batch", type=int, default=500, help="events per consumed batch")
+    parser.add_argument("--profiles", type=int, default=10_000, help="people in the population")
+    parser.add_argument("--touchpoints", type=int, default=20_000, help="touchpoints streamed")
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=CampaignSettings.model_fields["max_poll_records"].default,
+        help="records per consumed batch (default: the service's CAMPAIGN_MAX_POLL_RECORDS)",
+    )
+    parser.add_argument("--span-days", type=float, default=7.0, help="event time the stream spans")
+    parser.add_argument(
+        "--response-share", type=float, default=0.02, help="touchpoints answering a message"
+    )
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--profile", type=Path, help="write cProfile stats of the stream here")
     parser.add_argument("--database-url", help="SQLAlchemy async URL; default a SQLite file")
     parser.add_argument("--cache-url", help="redis://... for the Redis ledger; default memory")
     args = parser.parse_args(argv)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from datetime import time, timedelta
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from clientela.campaign.application.decide_campaigns import ViewSettings
 from clientela.campaign.domain.contact_policy import (
     DEFAULT_CHANNEL_CAPS,
     DEFAULT_QUIET_CHANNELS,
@@ -25,6 +26,8 @@ from clientela.campaign.domain.economics import (
 )
 from clientela.shared.contracts import Channel, MessagePurpose, Tier
 from clientela.shared.settings import ServiceSettings
+
+DEV_ERASURE_KEY = "clientela-development-erasure-key"
 
 
 class Caps(BaseModel):
@@ -98,6 +101,33 @@ class CampaignSettings(ServiceSettings):
     catalog_refresh_s: float = Field(
         default=5.0, gt=0, description="How often campaign definitions are reloaded."
     )
+    max_poll_records: int = Field(
+        default=2000,
+        ge=1,
+        description="Records per consumed batch (most are dropped cheaply; per-batch "
+        "statements are then shared by more of them).",
+    )
+    trigger_ttl_hours: float = Field(
+        default=48.0, gt=0, description="How long a trigger waits for its person's data."
+    )
+    last_seen_resolution_hours: float = Field(
+        default=24.0,
+        ge=0,
+        description="Last-seen times are kept rounded down to this (inactivity fires this late).",
+    )
+    erasure_key: SecretStr = Field(
+        default=SecretStr(DEV_ERASURE_KEY),
+        description="Key of the hashes that remember erased profiles; set it in production.",
+    )
+
+    @model_validator(mode="after")
+    def _production_needs_an_erasure_key(self) -> Self:
+        if (
+            self.auth.environment == "production"
+            and self.erasure_key.get_secret_value() == DEV_ERASURE_KEY
+        ):
+            raise ValueError("CAMPAIGN_ERASURE_KEY must be set in production")
+        return self
 
     @field_validator("tier_channels")
     @classmethod
@@ -140,6 +170,14 @@ class CampaignSettings(ServiceSettings):
                 cooldown_days=self.cooldown_days,
             ),
             value_driver_trait=self.value_driver_trait,
+        )
+
+    def view_settings(self) -> ViewSettings:
+        """Build how the contact view is kept from these settings."""
+        return ViewSettings(
+            last_seen_resolution=timedelta(hours=self.last_seen_resolution_hours),
+            trigger_ttl=timedelta(hours=self.trigger_ttl_hours),
+            erasure_key=self.erasure_key.get_secret_value().encode(),
         )
 
     @property

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from fastapi import FastAPI
+from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from clientela.campaign.adapters.inbound.http_routes import ApiSide, api_router
@@ -30,10 +31,11 @@ from clientela.campaign.domain.catalog import CampaignCatalog
 from clientela.campaign.migrations import MIGRATIONS
 from clientela.shared import http
 from clientela.shared.auth import KeyRing
-from clientela.shared.consumer import BatchProcessor
 from clientela.shared.contracts import (
     ALL_TOPICS,
     ProfileChangedEvent,
+    ProfileErasedEvent,
+    ProfilesMergedEvent,
     ScoresUpdatedEvent,
     TierChangedEvent,
     TouchpointRecorded,
@@ -41,21 +43,44 @@ from clientela.shared.contracts import (
 )
 from clientela.shared.contracts.topics import (
     CAMPAIGN_DLQ,
+    PROFILE_ERASURES,
+    PROFILE_MERGES,
     PROFILES,
     SCORES,
     TIER_CHANGES,
     TOUCHPOINTS,
 )
 from clientela.shared.db import create_engine
-from clientela.shared.kafka import KafkaPublisher, ensure_topics, make_broker, subscribe_batch
+from clientela.shared.kafka import (
+    BatchHandler,
+    KafkaPublisher,
+    ensure_topics,
+    make_broker,
+    subscribe_batch,
+)
 from clientela.shared.migrations import prepare
 from clientela.shared.outbox import OutboxRelay
 
 log = logging.getLogger(__name__)
 
+TRIGGERS_EXPIRED = Counter(
+    "clientela_campaign_triggers_expired",
+    "Triggers dropped because their profile data did not arrive within CAMPAIGN_TRIGGER_TTL_HOURS",
+)
+
 SERVICE = CampaignSettings.service_name
 
 Ledger = MemoryContactLedger | RedisContactLedger
+
+# Each consumed topic and the event type read there.
+CONSUMED_TOPICS = {
+    PROFILES: ProfileChangedEvent.EVENT_TYPE,
+    SCORES: ScoresUpdatedEvent.EVENT_TYPE,
+    TIER_CHANGES: TierChangedEvent.EVENT_TYPE,
+    TOUCHPOINTS: TouchpointRecorded.EVENT_TYPE,
+    PROFILE_ERASURES: ProfileErasedEvent.EVENT_TYPE,
+    PROFILE_MERGES: ProfilesMergedEvent.EVENT_TYPE,
+}
 
 
 @dataclass(slots=True)
@@ -76,7 +101,14 @@ class Container:
     def unit_of_work(self) -> SqlUnitOfWork:
         """Return a fresh unit of work over the service's tables."""
         wake = self.relay.wake if self.relay is not None else None
-        return SqlUnitOfWork(self.engine, self.tables, self.settings.kafka, wake)
+        schema = self.settings.database.resolved_schema(SERVICE)
+        return SqlUnitOfWork(self.engine, self.tables, self.settings.kafka, wake, schema)
+
+    async def sweep(self) -> None:
+        """Run the periodic sweep and count the triggers it dropped."""
+        outcome = await self.decider.sweep(self.unit_of_work())
+        if outcome.expired:
+            TRIGGERS_EXPIRED.inc(outcome.expired)
 
     def readiness(self) -> Mapping[str, http.ReadinessCheck]:
         """Return the checks /readyz runs."""
@@ -134,18 +166,14 @@ async def build(
                 ledger,
                 clock,
                 ResponseSettings(settings.attribution_window, settings.high_potential_threshold),
+                settings.view_settings(),
             ),
             read_model=SqlCampaignReadModel(engine, tables),
         )
         _every(stack, "catalog-refresh", settings.catalog_refresh_s, lambda: live.refresh(store))
         if consume:
             await _start_consuming(container, stack)
-            _every(
-                stack,
-                "campaign-sweep",
-                settings.sweep_interval_s,
-                lambda: container.decider.sweep(container.unit_of_work()),
-            )
+            _every(stack, "campaign-sweep", settings.sweep_interval_s, container.sweep)
         yield container
 
 
@@ -178,31 +206,30 @@ async def _start_consuming(container: Container, stack: AsyncExitStack) -> None:
     stack.push_async_callback(http.drain, asyncio.create_task(relay.run(), name="outbox-relay"))
     container.publisher, container.relay = publisher, relay
 
-    profiles, scores = kafka.topic(PROFILES), kafka.topic(SCORES)
-    tier_changes, touchpoints = kafka.topic(TIER_CHANGES), kafka.topic(TOUCHPOINTS)
-    processor = BatchProcessor(
-        contracts={
-            profiles: ProfileChangedEvent,
-            scores: ScoresUpdatedEvent,
-            tier_changes: TierChangedEvent,
-            touchpoints: TouchpointRecorded,
-        },
-        handler=CampaignBatchHandler(container.decider, container.unit_of_work),
-        publisher=publisher,
-        dead_letter_topic=kafka.topic(CAMPAIGN_DLQ),
-        consumer_name=container.settings.consumer_name,
-        tombstone_topics=frozenset({profiles, scores}),
-    )
+    processor = batch_consumer(container, publisher)
     broker = make_broker(kafka)
     subscribe_batch(
         broker,
-        kafka,
-        [profiles, scores, tier_changes, touchpoints],
+        kafka.model_copy(update={"max_poll_records": container.settings.max_poll_records}),
+        [kafka.topic(t) for t in CONSUMED_TOPICS],
         container.settings.group_id,
         processor,
     )
     await broker.start()
     stack.push_async_callback(broker.stop)
+
+
+def batch_consumer(container: Container, publisher: KafkaPublisher) -> BatchHandler:
+    """Return what the subscriber calls with each record batch (the benchmark calls it too)."""
+    kafka = container.settings.kafka
+    return CampaignBatchHandler(
+        container.decider,
+        container.unit_of_work,
+        topics={kafka.topic(spec): event_type for spec, event_type in CONSUMED_TOPICS.items()},
+        publisher=publisher,
+        dead_letter_topic=kafka.topic(CAMPAIGN_DLQ),
+        consumer_name=container.settings.consumer_name,
+    )
 
 
 def create_app(

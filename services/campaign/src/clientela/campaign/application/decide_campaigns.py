@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -14,7 +14,7 @@ from clientela.campaign.application.ports import (
     ContactLedger,
     ContactRequest,
     Conversion,
-    Received,
+    ProfileAdvance,
     UnitOfWork,
 )
 from clientela.campaign.domain.decision import (
@@ -25,31 +25,38 @@ from clientela.campaign.domain.decision import (
     settle,
 )
 from clientela.campaign.domain.economics import PosteriorKey, posterior_key
-from clientela.campaign.domain.model import Contact, Decision, Outcome, Trigger
+from clientela.campaign.domain.model import (
+    Contact,
+    Decision,
+    Outcome,
+    ScoreFacts,
+    Trigger,
+    TriggerKind,
+    erasure_marker,
+)
 from clientela.campaign.domain.responses import (
+    MessageReaction,
     Purchase,
     Reaction,
     purchase_between,
-    reaction_of,
 )
 from clientela.campaign.domain.triggers import (
     Cause,
-    contact_from_profile,
+    coarse_time,
     contact_with_scores,
     inactivity_trigger,
     profile_triggers,
     ready,
     score_triggers,
-    tier_trigger,
+    scores_fingerprint,
+    with_profile_facts,
 )
 from clientela.shared.codec import OutgoingEvent
 from clientela.shared.contracts import (
     CampaignMessage,
     CampaignMessageEvent,
-    ProfileChangedEvent,
-    ScoresUpdatedEvent,
-    TierChangedEvent,
-    TouchpointRecorded,
+    Channel,
+    Tier,
     utc_now,
 )
 from clientela.shared.contracts.topics import CAMPAIGN_MESSAGES
@@ -61,18 +68,71 @@ SOURCE = "campaign"
 
 
 @dataclass(frozen=True, slots=True)
-class CampaignInputs:
-    """One consumed batch, split by contract, in arrival order."""
+class ProfileUpdate:
+    """One ProfileChanged: what is needed to tell whether it changes anything, and its facts.
 
-    profile_changes: Sequence[Received[ProfileChangedEvent]] = ()
-    tier_changes: Sequence[Received[TierChangedEvent]] = ()
-    scores: Sequence[Received[ScoresUpdatedEvent]] = ()
-    touchpoints: Sequence[Received[TouchpointRecorded]] = ()
+    `fingerprint` digests the facts decisions read (then, separately, the purchase facts);
+    the last-seen time and habits change with nearly every touchpoint and travel apart.
+    `facts` builds the full profile facts, needed only when the fingerprint changed.
+    """
+
+    cause: Cause
+    profile_id: str
+    version: int
+    fingerprint: str
+    last_seen_at: datetime | None
+    habits: Mapping[Channel, float]
+    facts: Callable[[], Contact]
+
+
+@dataclass(frozen=True, slots=True)
+class ScoresUpdate:
+    """The score facts of one ScoresUpdated and the event they came from."""
+
+    cause: Cause
+    facts: ScoreFacts
+
+
+@dataclass(frozen=True, slots=True)
+class ReactionReceived:
+    """A touchpoint that refers to a campaign message, by its event id."""
+
+    event_id: str
+    reaction: MessageReaction
+
+
+@dataclass(frozen=True, slots=True)
+class ErasureRequest:
+    """A person whose data must go."""
+
+    event_id: str
+    profile_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class MergeNotice:
+    """Two profiles turned out to be one person: the merged one lives on as the survivor."""
+
+    event_id: str
+    survivor_id: str
+    merged_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignInputs:
+    """One consumed batch: only what can matter, split by kind, in arrival order."""
+
+    profiles: Sequence[ProfileUpdate] = ()
+    scores: Sequence[ScoresUpdate] = ()
+    tier_changes: Sequence[Trigger] = ()
+    reactions: Sequence[ReactionReceived] = ()
+    erasures: Sequence[ErasureRequest] = ()
+    merges: Sequence[MergeNotice] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class BatchOutcome:
-    """What one batch did."""
+    """What one batch (or sweep) did."""
 
     triggers_decided: int = 0
     decisions: int = 0
@@ -80,6 +140,8 @@ class BatchOutcome:
     deferred: int = 0
     responses: int = 0
     conversions: int = 0
+    expired: int = 0
+    written: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,12 +152,51 @@ class ResponseSettings:
     high_potential_threshold: float = 0.7
 
 
+@dataclass(frozen=True, slots=True)
+class ViewSettings:
+    """How the contact view is kept: precision of last-seen times, trigger expiry, erasure."""
+
+    last_seen_resolution: timedelta = timedelta(hours=24)
+    trigger_ttl: timedelta = timedelta(hours=48)
+    erasure_key: bytes = b"clientela-development-erasure-key"
+
+
 @dataclass(slots=True)
 class _Decided:
     triggers: list[str] = field(default_factory=list)
     deferred: dict[str, datetime] = field(default_factory=dict)
     recorded: set[str] = field(default_factory=set)
     messages: int = 0
+
+
+@dataclass(slots=True)
+class _Folded:
+    """The contact view after a batch's profile and score facts, and what that revealed."""
+
+    current: dict[str, Contact] = field(default_factory=dict)
+    touched: set[str] = field(default_factory=set)
+    alive: set[str] = field(default_factory=set)
+    triggers: list[Trigger] = field(default_factory=list)
+    purchases: list[Purchase] = field(default_factory=list)
+    written: int = 0
+
+
+def _latest_profiles(updates: Sequence[ProfileUpdate]) -> dict[str, ProfileUpdate]:
+    latest: dict[str, ProfileUpdate] = {}
+    for u in updates:
+        known = latest.get(u.profile_id)
+        if known is None or known.version < u.version:
+            latest[u.profile_id] = u
+    return latest
+
+
+def _latest_scores(updates: Sequence[ScoresUpdate]) -> dict[str, ScoresUpdate]:
+    latest: dict[str, ScoresUpdate] = {}
+    for u in updates:
+        known = latest.get(u.facts.profile_id)
+        if known is None or known.facts.profile_version <= u.facts.profile_version:
+            latest[u.facts.profile_id] = u
+    return latest
 
 
 class CampaignDecider:
@@ -108,83 +209,85 @@ class CampaignDecider:
         ledger: ContactLedger,
         clock: Callable[[], datetime] = utc_now,
         responses: ResponseSettings | None = None,
+        view: ViewSettings | None = None,
     ) -> None:
         self._catalog = catalog
         self._policy = policy
         self._ledger = ledger
         self._clock = clock
         self._responses = responses or ResponseSettings()
+        self._view = view or ViewSettings()
+
+    def _wanted(self, now: datetime) -> set[tuple[TriggerKind, Tier | None]]:
+        """Return the (trigger kind, tier) pairs some active campaign may act on.
+
+        Triggers other than tier moves are matched on their kind alone (their tier may not be
+        known yet when they are found).
+        """
+        wanted: set[tuple[TriggerKind, Tier | None]] = set()
+        for c in self._catalog.active(now):
+            for kind in c.trigger:
+                if kind.is_tier_move:
+                    wanted.update((kind, tier) for tier in c.to_tiers)
+                else:
+                    wanted.add((kind, None))
+        return wanted
+
+    def _marker(self, profile_id: str) -> str:
+        return erasure_marker(self._view.erasure_key, profile_id)
 
     async def handle_batch(self, inputs: CampaignInputs, uow: UnitOfWork) -> BatchOutcome:
-        """Apply one batch in one transaction; a redelivered batch changes nothing."""
+        """Apply one batch in one transaction; a redelivered batch changes nothing.
+
+        Profile and score facts are guarded by their versions (an older or equal version
+        changes nothing), so they need no inbox entry; only tier moves, reactions, erasures
+        and merges are claimed in the inbox.
+        """
         now = self._clock()
+        claims = [
+            *(t.event_id for t in inputs.tier_changes),
+            *(r.event_id for r in inputs.reactions),
+            *(e.event_id for e in inputs.erasures),
+            *(m.event_id for m in inputs.merges),
+        ]
         async with uow:
-            fresh = await uow.claim_new(
-                [r.event.event_id for r in inputs.profile_changes]
-                + [r.event.event_id for r in inputs.scores]
-                + [r.event.event_id for r in inputs.tier_changes]
-                + [r.event.event_id for r in inputs.touchpoints]
+            fresh = await uow.claim_new(claims) if claims else set()
+            erased = {e.profile_id for e in inputs.erasures if e.event_id in fresh}
+            if erased:
+                await self._erase(uow, erased, now)
+            survivors: set[str] = set()
+            for m in inputs.merges:
+                if m.event_id in fresh and m.merged_id != m.survivor_id:
+                    await self._merge(uow, m, now)
+                    survivors.add(m.survivor_id)
+            tier_triggers = [t for t in inputs.tier_changes if t.event_id in fresh]
+            folded = await self._fold(
+                uow, inputs, {t.profile_id for t in tier_triggers}, erased, now
             )
-            profiles = [r for r in inputs.profile_changes if r.event.event_id in fresh]
-            scores = [r for r in inputs.scores if r.event.event_id in fresh]
-            touched = {r.event.data.profile_id for r in profiles} | {
-                r.event.data.profile_id for r in scores
-            }
-            known = await uow.contacts.get_many(touched) if touched else {}
-            current = dict(known)
-            triggers: list[Trigger] = []
-            profile_updates: dict[str, Contact] = {}
-            score_updates: dict[str, Contact] = {}
-            purchases: list[Purchase] = []
-            for r in sorted(profiles, key=lambda r: r.event.data.version):
-                pid = r.event.data.profile_id
-                before = current.get(pid)
-                if before is not None and before.version >= r.event.data.version:
-                    continue  # an older profile version never overwrites a newer one
-                after = contact_from_profile(r.event.data, before)
-                triggers += profile_triggers(_cause(r), before, after)
-                purchase = purchase_between(before, after)
-                if purchase is not None:
-                    purchases.append(purchase)
-                current[pid] = profile_updates[pid] = after
-            for s in sorted(scores, key=lambda s: s.event.data.profile_version):
-                pid = s.event.data.profile_id
-                before = current.get(pid)
-                if before is not None and before.scored_version > s.event.data.profile_version:
-                    continue
-                after = contact_with_scores(s.event.data, before)
-                triggers += score_triggers(
-                    _cause(s), before, after, self._responses.high_potential_threshold
-                )
-                current[pid] = score_updates[pid] = after
-            await uow.contacts.save_profiles(list(profile_updates.values()), now)
-            await uow.contacts.save_scores(list(score_updates.values()), now)
-            triggers += [
-                tier_trigger(
-                    r.event.event_id,
-                    r.event.data,
-                    r.event.occurred_at,
-                    r.event.correlation_id,
-                    r.accepted_at_ms,
-                    r.trace,
-                )
-                for r in inputs.tier_changes
-                if r.event.event_id in fresh
-            ]
-            triggers = list({t.event_id: t for t in triggers}.values())
+            triggers = folded.triggers + [t for t in tier_triggers if t.profile_id in folded.alive]
+            # A trigger no active campaign could take is not kept: nothing would come of it.
+            wanted = self._wanted(now)
+            triggers = list(
+                {t.event_id: t for t in triggers if (t.kind, t.to_tier) in wanted
+                 or (t.kind, None) in wanted}.values()
+            )  # fmt: skip
 
             responses, conversions = await self._track(
                 uow,
-                [r for r in inputs.touchpoints if r.event.event_id in fresh],
-                purchases,
+                [r.reaction for r in inputs.reactions if r.event_id in fresh],
+                folded.purchases,
                 now,
             )
 
             new_ids = {t.event_id for t in triggers}
+            watch = folded.touched | survivors
             # Triggers that waited for a person's data are looked at again when it arrives.
-            waiting = await uow.triggers.pending_for(touched) if touched else []
+            waiting = await uow.triggers.pending_for(watch) if watch else []
             stored = [t for t in waiting if t.event_id not in new_ids]
-            done = await self._decide(uow, stored, triggers, now, current)
+            done = await self._decide(uow, stored, triggers, now, folded.current)
+            if erased:
+                # Not before: a message staged in this very batch must not leave either.
+                await uow.unstage(erased)
             await uow.commit()
         if done.triggers or done.deferred:
             log.info(
@@ -201,38 +304,178 @@ class CampaignDecider:
             len(done.deferred),
             responses,
             conversions,
+            written=folded.written,
         )
+
+    async def _fold(
+        self,
+        uow: UnitOfWork,
+        inputs: CampaignInputs,
+        trigger_people: set[str],
+        erased: set[str],
+        now: datetime,
+    ) -> _Folded:
+        """Fold the batch's newest facts per person into the view; write only what changed."""
+        out = _Folded()
+        profiles = _latest_profiles(inputs.profiles)
+        scores = _latest_scores(inputs.scores)
+        people = set(profiles) | set(scores) | trigger_people
+        stamps = await uow.contacts.stamps(people) if people else {}
+        # A person unknown here may have been erased: late events must not bring them back.
+        unknown = {self._marker(p): p for p in people - stamps.keys()}
+        gone = set(erased)
+        if unknown:
+            gone |= {unknown[m] for m in await uow.erasures.erased(unknown)}
+        out.alive = people - gone
+
+        resolution = self._view.last_seen_resolution
+        threshold = self._responses.high_potential_threshold
+        # Profile facts are a function of the ProfileChanged alone: they are written without
+        # reading the stored contact, which is read only when a purchase needs comparing.
+        profile_rows: dict[str, tuple[ProfileUpdate, Contact]] = {}
+        advanced: dict[str, ProfileAdvance] = {}
+        for pid, u in profiles.items():
+            if pid in gone:
+                continue
+            stamp = stamps.get(pid)
+            if stamp is not None and stamp.version >= u.version:
+                continue  # an older profile version never overwrites a newer one
+            out.touched.add(pid)
+            seen = coarse_time(u.last_seen_at, resolution)
+            if stamp is not None and stamp.profile_fingerprint == u.fingerprint:
+                advanced[pid] = ProfileAdvance(u.version, seen, u.habits)
+            else:
+                facts = replace(u.facts(), last_seen_at=seen, habits=u.habits)
+                profile_rows[pid] = (u, facts)
+        score_rows: dict[str, tuple[ScoresUpdate, str]] = {}
+        advanced_scores: dict[str, int] = {}
+        for pid, s in scores.items():
+            if pid in gone:
+                continue
+            stamp = stamps.get(pid)
+            version = s.facts.profile_version
+            if stamp is not None and stamp.scored_version > version:
+                continue
+            fingerprint = scores_fingerprint(s.facts)
+            if stamp is not None and stamp.scores_fingerprint == fingerprint:
+                if stamp.scored_version < version:
+                    advanced_scores[pid] = version
+                    out.touched.add(pid)
+                continue
+            score_rows[pid] = (s, fingerprint)
+            out.touched.add(pid)
+
+        # The stored contact is read only where the comparison can start something: a
+        # purchase (first purchase, cross-sell, conversions), or scores at risk or promising.
+        wanted = {
+            pid
+            for pid, (u, _) in profile_rows.items()
+            if pid in stamps and (stamps[pid].profile_fingerprint or "")[8:] != u.fingerprint[8:]
+        }
+        wanted |= {
+            pid
+            for pid, (s, _) in score_rows.items()
+            if pid in stamps and (s.facts.at_risk or (s.facts.potential or 0.0) >= threshold)
+        }
+        current = await uow.contacts.get_many(wanted) if wanted else {}
+        for pid, (u, facts) in profile_rows.items():
+            stamp = stamps.get(pid)
+            if pid in current or stamp is None:
+                before = current.get(pid)
+                after = with_profile_facts(facts, before)
+                out.triggers += profile_triggers(u.cause, before, after)
+                purchase = purchase_between(before, after)
+                if purchase is not None:
+                    out.purchases.append(purchase)
+                current[pid] = after
+        for pid, (s, _) in score_rows.items():
+            before = current.get(pid)
+            if pid in advanced and before is not None:
+                a = advanced[pid]
+                before = replace(
+                    before, version=a.version, last_seen_at=a.last_seen_at, habits=a.habits
+                )
+            after = contact_with_scores(s.facts, before)
+            if before is not None or pid not in stamps:
+                out.triggers += score_triggers(s.cause, before, after, threshold)
+                current[pid] = after
+        for pid, a in advanced.items():
+            if pid in current and current[pid].version < a.version:
+                current[pid] = replace(
+                    current[pid], version=a.version, last_seen_at=a.last_seen_at, habits=a.habits
+                )
+        for pid, version in advanced_scores.items():
+            if pid in current and current[pid].scored_version < version:
+                current[pid] = replace(current[pid], scored_version=version)
+        await uow.contacts.save_profiles(
+            [facts for _, facts in profile_rows.values()],
+            {pid: u.fingerprint for pid, (u, _) in profile_rows.items()},
+            now,
+        )
+        await uow.contacts.save_scores(
+            [s.facts for s, _ in score_rows.values()],
+            {pid: fp for pid, (_, fp) in score_rows.items()},
+            now,
+        )
+        await uow.contacts.advance(advanced, advanced_scores, now)
+        out.current = current
+        out.written = len(profile_rows) + len(score_rows)
+        return out
+
+    async def _erase(self, uow: UnitOfWork, profile_ids: set[str], now: datetime) -> None:
+        """Forget people: their view, triggers and counters; anonymise their decisions."""
+        # The ledger first: a failed commit redelivers the erasure, and forgetting is
+        # idempotent, while a committed erasure is never looked at again.
+        await self._ledger.forget(sorted(profile_ids), now)
+        await uow.erasures.record({self._marker(p) for p in profile_ids}, now)
+        await uow.contacts.delete(profile_ids)
+        await uow.triggers.delete(profile_ids)
+        await uow.decisions.anonymise(profile_ids)
+        log.info("erased %d profile(s)", len(profile_ids))
+
+    async def _merge(self, uow: UnitOfWork, merge: MergeNotice, now: datetime) -> None:
+        """Move the absorbed person's history, caps and waiting triggers to the survivor."""
+        await self._ledger.move(merge.merged_id, merge.survivor_id, now)
+        await uow.contacts.merge(merge.merged_id, merge.survivor_id, now)
+        await uow.triggers.move(merge.merged_id, merge.survivor_id)
+        await uow.decisions.move(merge.merged_id, merge.survivor_id)
 
     async def sweep(self, uow: UnitOfWork, limit: int = 500) -> BatchOutcome:
         """Decide deferred triggers whose time has come and find people gone quiet."""
         now = self._clock()
         async with uow:
+            expired = await uow.triggers.expire(now - self._view.trigger_ttl, now)
             triggers = await uow.triggers.due(now, limit)
             fresh: list[Trigger] = []
+            # Last-seen times are kept rounded down: waiting one resolution more never calls
+            # a person inactive early.
+            slack = self._view.last_seen_resolution
             for days in sorted(self._catalog.inactivity_days(now)):
-                for contact in await uow.contacts.inactive(now - timedelta(days=days), days, limit):
+                seen_before = now - timedelta(days=days) - slack
+                for contact in await uow.contacts.inactive(seen_before, days, limit):
                     trigger = inactivity_trigger(contact, days, now)
                     if trigger is not None:
                         fresh.append(trigger)
             done = await self._decide(uow, triggers, fresh, now, {})
             await uow.commit()
+        if expired:
+            log.warning("dropped %d trigger(s) whose profile data never arrived", expired)
         return BatchOutcome(
-            len(done.triggers), len(done.recorded), done.messages, len(done.deferred)
+            len(done.triggers),
+            len(done.recorded),
+            done.messages,
+            len(done.deferred),
+            expired=expired,
         )
 
     async def _track(
         self,
         uow: UnitOfWork,
-        touchpoints: Sequence[Received[TouchpointRecorded]],
+        reactions: Sequence[MessageReaction],
         bought: Sequence[Purchase],
         now: datetime,
     ) -> tuple[int, int]:
         window = self._responses.attribution_window
-        reactions = [
-            reaction
-            for r in touchpoints
-            if (reaction := reaction_of(r.event.data, r.event.occurred_at)) is not None
-        ]
         refs = await uow.decisions.refs({x.message_id for x in reactions}) if reactions else {}
         responded: set[str] = set()
         conversions: dict[str, Conversion] = {}
@@ -384,13 +627,6 @@ class CampaignDecider:
         await uow.stage([_message(d, t) for d, t in sent])
         done.messages = len(sent)
         return done
-
-
-def _cause(received: Received[ProfileChangedEvent] | Received[ScoresUpdatedEvent]) -> Cause:
-    e = received.event
-    return Cause(
-        e.event_id, e.occurred_at, e.correlation_id, received.accepted_at_ms, received.trace
-    )
 
 
 def _message(decision: Decision, trigger: Trigger) -> OutgoingEvent:

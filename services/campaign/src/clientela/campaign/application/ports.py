@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from types import TracebackType
-from typing import Generic, Protocol, Self, TypeVar
+from typing import Protocol, Self
 
 from clientela.campaign.domain.contact_policy import CapCounter
 from clientela.campaign.domain.economics import PosteriorKey, ResponseCounts
@@ -16,29 +16,36 @@ from clientela.campaign.domain.model import (
     Contact,
     Decision,
     Outcome,
-    TraceFields,
+    ScoreFacts,
     Trigger,
 )
 from clientela.shared.codec import OutgoingEvent
 from clientela.shared.contracts import (
     Channel,
-    Envelope,
     MessagePurpose,
     Reason,
     Segment,
     Tier,
 )
 
-E = TypeVar("E", bound=Envelope)
+
+@dataclass(frozen=True, slots=True)
+class ProfileAdvance:
+    """A newer profile version whose facts are unchanged, with what changes every time."""
+
+    version: int
+    last_seen_at: datetime | None
+    habits: Mapping[Channel, float]
 
 
 @dataclass(frozen=True, slots=True)
-class Received(Generic[E]):
-    """An event as received, with the accept time and trace context of its chain."""
+class ContactStamp:
+    """The versions and fingerprints of a stored contact: enough to tell what is new."""
 
-    event: E
-    accepted_at_ms: int | None = None
-    trace: TraceFields = ()
+    version: int
+    scored_version: int
+    profile_fingerprint: str | None
+    scores_fingerprint: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,12 +80,37 @@ class ContactRepository(Protocol):
         """Return the stored contacts of these profiles."""
         ...
 
-    async def save_profiles(self, contacts: Sequence[Contact], now: datetime) -> None:
+    async def stamps(self, profile_ids: Collection[str]) -> dict[str, ContactStamp]:
+        """Return the versions and fingerprints of the stored contacts of these profiles."""
+        ...
+
+    async def save_profiles(
+        self, contacts: Sequence[Contact], fingerprints: Mapping[str, str], now: datetime
+    ) -> None:
         """Store profile facts unless a newer or equal profile version is stored."""
         ...
 
-    async def save_scores(self, contacts: Sequence[Contact], now: datetime) -> None:
-        """Store score facts unless scores of a newer or equal profile version are stored."""
+    async def save_scores(
+        self, scores: Sequence[ScoreFacts], fingerprints: Mapping[str, str], now: datetime
+    ) -> None:
+        """Store score facts unless scores of a newer profile version are stored."""
+        ...
+
+    async def advance(
+        self,
+        profiles: Mapping[str, ProfileAdvance],
+        scored_versions: Mapping[str, int],
+        now: datetime,
+    ) -> None:
+        """Raise versions (and last-seen, habits) of contacts whose other facts are unchanged."""
+        ...
+
+    async def delete(self, profile_ids: Collection[str]) -> None:
+        """Forget these people entirely."""
+        ...
+
+    async def merge(self, merged_id: str, survivor_id: str, now: datetime) -> None:
+        """Carry the absorbed person's complaints to the survivor and forget the absorbed."""
         ...
 
     async def save_complaints(self, complaints: Mapping[str, datetime], now: datetime) -> None:
@@ -119,6 +151,18 @@ class TriggerRepository(Protocol):
         """Keep triggers pending until the given times."""
         ...
 
+    async def expire(self, created_before: datetime, now: datetime) -> int:
+        """Drop triggers still waiting for data since before that time; return how many."""
+        ...
+
+    async def delete(self, profile_ids: Collection[str]) -> None:
+        """Delete every trigger of these people."""
+        ...
+
+    async def move(self, merged_id: str, survivor_id: str) -> None:
+        """Give the absorbed person's triggers to the survivor."""
+        ...
+
 
 class DecisionRepository(Protocol):
     """Every decision taken, one per campaign and trigger, with responses and conversions."""
@@ -147,6 +191,26 @@ class DecisionRepository(Protocol):
 
     async def record_conversions(self, conversions: Sequence[Conversion]) -> None:
         """Mark decisions as converted with the revenue of the purchase."""
+        ...
+
+    async def anonymise(self, profile_ids: Collection[str]) -> None:
+        """Detach these people's decisions from them, keeping what the results count."""
+        ...
+
+    async def move(self, merged_id: str, survivor_id: str) -> None:
+        """Give the absorbed person's decisions (their contact history) to the survivor."""
+        ...
+
+
+class ErasureRepository(Protocol):
+    """Markers of erased profiles (keyed hashes, never the ids)."""
+
+    async def record(self, markers: Collection[str], now: datetime) -> None:
+        """Remember these markers."""
+        ...
+
+    async def erased(self, markers: Collection[str]) -> set[str]:
+        """Return the markers among these that were recorded."""
         ...
 
 
@@ -204,6 +268,11 @@ class UnitOfWork(Protocol):
         """Return the campaign budgets of this transaction."""
         ...
 
+    @property
+    def erasures(self) -> ErasureRepository:
+        """Return the erasure markers of this transaction."""
+        ...
+
     async def __aenter__(self) -> Self:
         """Begin the transaction."""
         ...
@@ -223,6 +292,10 @@ class UnitOfWork(Protocol):
 
     async def stage(self, events: Sequence[OutgoingEvent]) -> None:
         """Queue events for publication once the transaction commits."""
+        ...
+
+    async def unstage(self, keys: Collection[str]) -> None:
+        """Drop events with these keys that wait for publication (an erased person's)."""
         ...
 
     async def commit(self) -> None:
@@ -251,6 +324,14 @@ class ContactLedger(Protocol):
 
     async def reserve(self, requests: Sequence[ContactRequest]) -> list[ContactGrant]:
         """Grant each request its first alternative under every cap, or nothing; idempotent."""
+        ...
+
+    async def forget(self, profile_ids: Sequence[str], now: datetime) -> None:
+        """Delete every counter of these people."""
+        ...
+
+    async def move(self, merged_id: str, survivor_id: str, now: datetime) -> None:
+        """Add the absorbed person's counters to the survivor's; idempotent."""
         ...
 
     async def ping(self) -> bool:

@@ -137,3 +137,17 @@ def cap_counters(
                 )
             )
     return counters
+
+
+def cap_keys(profile_id: str, now: datetime) -> list[str]:
+    """Return every counter key a person may have now, whatever the zone, scope or period.
+
+    Counters live at most 8 days; day tags within 3 days and week tags within 9 days of now
+    (in any time zone) cover every counter that can still exist.
+    """
+    scopes = ["all", *(channel.value for channel in Channel)]
+    days = {(now + timedelta(days=d)).date() for d in range(-3, 2)}
+    weeks = {(now + timedelta(days=d)).isocalendar()[:2] for d in range(-9, 2)}
+    tags = [f"d{day.isoformat()}" for day in sorted(days)]
+    tags += [f"w{year}-{week:02d}" for year, week in sorted(weeks)]
+    return [f"campaign:cap:{profile_id}:{scope}:{tag}" for scope in scopes for tag in tags]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -210,6 +212,20 @@ class Contact:
         return self.traits.get(name)
 
 
+@dataclass(frozen=True, slots=True)
+class ScoreFacts:
+    """What campaigns read of a profile's scores."""
+
+    profile_id: str
+    profile_version: int
+    lifecycle: Lifecycle
+    tier: Tier
+    predicted_value: float
+    segment: Segment | None = None
+    potential: float | None = None
+    at_risk: bool = False
+
+
 # Trace propagation fields (traceparent, tracestate) as received; opaque to the domain.
 TraceFields = tuple[tuple[str, str], ...]
 
@@ -274,3 +290,13 @@ class Decision:
     offer: str | None = None
     cost: float = 0.0
     expected_value: float | None = None
+
+
+# Decisions of an erased person keep their outcome, channel, tier and money (the campaign's
+# results need them) under this id instead of theirs.
+ERASED_PROFILE = "erased"
+
+
+def erasure_marker(key: bytes, profile_id: str) -> str:
+    """Return the keyed, non-reversible marker that remembers an erased profile id."""
+    return hmac.new(key, profile_id.encode(), hashlib.sha256).hexdigest()

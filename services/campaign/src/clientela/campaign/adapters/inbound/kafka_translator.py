@@ -1,45 +1,176 @@
-"""Kafka translator: decoded batch records -> one use-case call."""
+"""Kafka translator: a record batch -> only what can matter, read cheaply -> one use-case call."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import TypeVar
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TypeAlias
 
-from clientela.campaign.application.decide_campaigns import CampaignDecider, CampaignInputs
-from clientela.campaign.application.ports import Received, UnitOfWork
-from clientela.shared.consumer import Incoming
-from clientela.shared.contracts import (
-    Envelope,
-    ProfileChangedEvent,
-    ScoresUpdatedEvent,
-    TierChangedEvent,
-    TouchpointRecorded,
+from aiokafka import ConsumerRecord
+
+from clientela.campaign.adapters.inbound.wire import (
+    CONTEXT_FREE,
+    READERS,
+    Context,
+    Item,
+    inputs_of,
 )
+from clientela.campaign.application.decide_campaigns import CampaignDecider
+from clientela.campaign.application.ports import UnitOfWork
+from clientela.shared import metrics
+from clientela.shared.codec import DecodeError, accepted_at_ms, now_ms, to_record
+from clientela.shared.consumer import RetryPolicy
+from clientela.shared.contracts import DeadLetter, DeadLetterEvent, derived_event_id
+from clientela.shared.kafka import KafkaPublisher, RecordBatch
+from clientela.shared.tracing import BatchTrace
 
-E = TypeVar("E", bound=Envelope)
+log = logging.getLogger(__name__)
+
+Record: TypeAlias = ConsumerRecord[bytes | None, bytes | None]
 
 
 class CampaignBatchHandler:
-    """Handles one decoded batch of profile, score, tier and touchpoint events."""
+    """Reads a batch of records from the consumed topics and hands it to the use case.
 
-    def __init__(self, decider: CampaignDecider, unit_of_work: Callable[[], UnitOfWork]) -> None:
+    Like the shared BatchProcessor, it dead-letters what cannot be read (with the reason and
+    the original bytes) and retries the batch on transient failures; unlike it, it builds no
+    full event for records that cannot matter, and tombstones are skipped.
+    """
+
+    def __init__(
+        self,
+        decider: CampaignDecider,
+        unit_of_work: Callable[[], UnitOfWork],
+        *,
+        topics: Mapping[str, str],
+        publisher: KafkaPublisher,
+        dead_letter_topic: str,
+        consumer_name: str,
+        retry: RetryPolicy | None = None,
+    ) -> None:
         self._decider = decider
         self._uow = unit_of_work
+        # Topic name -> event type read there.
+        self._topics = topics
+        self._publisher = publisher
+        self._dlq = dead_letter_topic
+        self._consumer = consumer_name
+        self._retry = retry or RetryPolicy()
 
-    async def __call__(self, batch: Sequence[Incoming[Envelope]]) -> None:
-        """Split the batch by contract and hand it to the use case in one call."""
-        inputs = CampaignInputs(
-            profile_changes=_of(batch, ProfileChangedEvent),
-            tier_changes=_of(batch, TierChangedEvent),
-            scores=_of(batch, ScoresUpdatedEvent),
-            touchpoints=_of(batch, TouchpointRecorded),
+    async def __call__(self, records: RecordBatch) -> None:
+        """Process one batch; raise to have it redelivered."""
+        started = time.perf_counter()
+        outcome = "failed"
+        try:
+            await self._process(records)
+            outcome = "ok"
+        finally:
+            metrics.consumer_batches.labels(self._consumer, outcome).inc()
+            metrics.consumer_batch_seconds.labels(self._consumer).observe(
+                time.perf_counter() - started
+            )
+
+    async def _process(self, records: RecordBatch) -> None:
+        items: list[Item] = []
+        dead: list[DeadLetterEvent] = []
+        accepted: list[int] = []
+        trace = BatchTrace(self._consumer)
+        by_topic: dict[str, int] = {}
+        for record in records:
+            by_topic[record.topic] = by_topic.get(record.topic, 0) + 1
+            kind = self._topics.get(record.topic)
+            if record.value is None and kind is not None and kind != "touchpoint.recorded":
+                continue  # a tombstone (erasure on a compacted topic) is handled via erasures
+            try:
+                if kind is None:
+                    raise DecodeError("unknown_topic", f"no contract for topic {record.topic}")
+                if record.value is None:
+                    raise DecodeError("empty", "record has no value")
+                if len(record.value) > 1_048_576:
+                    raise DecodeError("oversized", f"record of {len(record.value)} bytes")
+                if kind in CONTEXT_FREE:
+                    at, ctx = None, None
+                else:
+                    at = accepted_at_ms(record.headers)
+                    ctx = Context(at, _trace_fields(trace, record))
+                item = READERS[kind](record.value, ctx)
+            except DecodeError as exc:
+                dead.append(self._dead_letter(record, exc))
+                metrics.consumer_dead_letters.labels(self._consumer, exc.code).inc()
+                continue
+            if item is not None:
+                items.append(item)
+                if at is not None:
+                    accepted.append(at)
+        for topic, count in by_topic.items():
+            metrics.consumer_records.labels(self._consumer, topic).inc(count)
+        # A sample is enough for the latency histogram, and observing costs per value.
+        step = max(1, len(accepted) // 50)
+        metrics.observe_chain_latency(self._consumer, accepted[::step], now_ms())
+        with trace:
+            # Dead letters are published before the batch commits, so a crash redelivers them
+            # rather than losing them; a duplicate dead letter carries the same event id.
+            if dead:
+                await self._with_retry(
+                    lambda: self._publisher.publish(
+                        [to_record(self._dlq, d.data.source_topic, d) for d in dead]
+                    )
+                )
+                log.warning("dead-lettered %d record(s) to %s", len(dead), self._dlq)
+            if items:
+                inputs = inputs_of(items)
+                await self._with_retry(
+                    lambda: self._decider.handle_batch(inputs, self._uow()), count_failures=True
+                )
+
+    async def _with_retry(
+        self, call: Callable[[], Awaitable[object]], *, count_failures: bool = False
+    ) -> None:
+        delay = self._retry.first_delay_s
+        for attempt in range(1, self._retry.attempts + 1):
+            try:
+                await call()
+                return
+            except Exception:
+                if count_failures:
+                    metrics.consumer_handler_failures.labels(self._consumer).inc()
+                if attempt == self._retry.attempts:
+                    raise
+                log.exception("batch failed (attempt %d), retrying in %.1fs", attempt, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._retry.max_delay_s)
+
+    def _dead_letter(self, record: Record, exc: DecodeError) -> DeadLetterEvent:
+        return DeadLetterEvent(
+            event_id=derived_event_id(
+                "dead-letter",
+                self._consumer,
+                record.topic,
+                str(record.partition),
+                str(record.offset),
+            ),
+            source=self._consumer,
+            data=DeadLetter.of_record(
+                reason_code=exc.code,
+                reason=exc.reason,
+                errors=exc.errors,
+                source_topic=record.topic,
+                source_partition=record.partition,
+                source_offset=record.offset,
+                consumer=self._consumer,
+                key=record.key,
+                value=record.value,
+                headers=record.headers or (),
+            ),
         )
-        await self._decider.handle_batch(inputs, self._uow())
 
 
-def _of(batch: Sequence[Incoming[Envelope]], contract: type[E]) -> list[Received[E]]:
-    return [
-        Received(i.event, i.accepted_at_ms, i.trace.fields if i.trace is not None else ())
-        for i in batch
-        if isinstance(i.event, contract)
-    ]
+def _trace_fields(trace: BatchTrace, record: Record) -> tuple[tuple[str, str], ...]:
+    if not record.headers:
+        return ()
+    # Keyed by position: messages carry their trigger's trace explicitly, not by cause id.
+    position = f"{record.topic}:{record.partition}:{record.offset}"
+    found = trace.add(position, record.topic, record.partition, record.offset, record.headers)
+    return found.fields if found is not None else ()

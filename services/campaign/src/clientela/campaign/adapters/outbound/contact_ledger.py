@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from datetime import datetime
 
 import redis.asyncio as redis_asyncio
 
 from clientela.campaign.application.ports import ContactGrant, ContactRequest
+from clientela.campaign.domain.contact_policy import cap_keys
 from clientela.shared.cache import CacheUnavailableError
 
 GRANT_TTL_S = 8 * 86_400
@@ -74,6 +76,22 @@ return out
 """
 
 
+# KEYS: pairs of (absorbed counter, survivor counter). Adds each absorbed count to the
+# survivor's (keeping the longer of the two lifetimes) and deletes it, so a repeat is a no-op.
+_MOVE_SCRIPT = """
+for i = 1, #KEYS, 2 do
+  local used = redis.call('GET', KEYS[i])
+  if used then
+    local ttl = redis.call('TTL', KEYS[i])
+    redis.call('INCRBY', KEYS[i + 1], tonumber(used))
+    if ttl > redis.call('TTL', KEYS[i + 1]) then redis.call('EXPIRE', KEYS[i + 1], ttl) end
+    redis.call('DEL', KEYS[i])
+  end
+end
+return 0
+"""
+
+
 def _grant(answer: Sequence[int], request: ContactRequest) -> ContactGrant:
     chosen = int(answer[0])
     blocked = tuple(
@@ -91,6 +109,7 @@ class RedisContactLedger:
         self._client: redis_asyncio.Redis = redis_asyncio.Redis.from_url(url)
         self._prefix = key_prefix
         self._script = self._client.register_script(_RESERVE_SCRIPT)
+        self._move = self._client.register_script(_MOVE_SCRIPT)
 
     async def reserve(self, requests: Sequence[ContactRequest]) -> list[ContactGrant]:
         """Grant each request its first alternative under every cap, or nothing; idempotent."""
@@ -111,6 +130,27 @@ class RedisContactLedger:
         except (redis_asyncio.RedisError, OSError) as exc:
             raise CacheUnavailableError(type(exc).__name__) from exc
         return [_grant(a, r) for a, r in zip(answers, requests, strict=True)]
+
+    async def forget(self, profile_ids: Sequence[str], now: datetime) -> None:
+        """Delete every counter of these people."""
+        keys = [self._prefix + k for pid in profile_ids for k in cap_keys(pid, now)]
+        if not keys:
+            return
+        try:
+            await self._client.delete(*keys)
+        except (redis_asyncio.RedisError, OSError) as exc:
+            raise CacheUnavailableError(type(exc).__name__) from exc
+
+    async def move(self, merged_id: str, survivor_id: str, now: datetime) -> None:
+        """Add the absorbed person's counters to the survivor's; idempotent."""
+        keys: list[str] = []
+        survivor_keys = cap_keys(survivor_id, now)
+        for absorbed, kept in zip(cap_keys(merged_id, now), survivor_keys, strict=True):
+            keys += [self._prefix + absorbed, self._prefix + kept]
+        try:
+            await self._move(keys=keys, args=[])
+        except (redis_asyncio.RedisError, OSError) as exc:
+            raise CacheUnavailableError(type(exc).__name__) from exc
 
     async def ping(self) -> bool:
         """Return whether Redis answers."""
@@ -174,6 +214,23 @@ class MemoryContactLedger:
         for store in (self._grants, self._counts):
             for key in [k for k, (_, exp) in store.items() if exp <= now]:
                 del store[key]
+
+    async def forget(self, profile_ids: Sequence[str], now: datetime) -> None:
+        """Delete every counter of these people."""
+        for pid in profile_ids:
+            for key in cap_keys(pid, now):
+                self._counts.pop(key, None)
+
+    async def move(self, merged_id: str, survivor_id: str, now: datetime) -> None:
+        """Add the absorbed person's counters to the survivor's; idempotent."""
+        for absorbed, kept in zip(
+            cap_keys(merged_id, now), cap_keys(survivor_id, now), strict=True
+        ):
+            item = self._counts.pop(absorbed, None)
+            if item is None:
+                continue
+            used, expires = self._counts.get(kept, (0, item[1]))
+            self._counts[kept] = (used + item[0], max(expires, item[1]))
 
     async def ping(self) -> bool:
         """Return True: the process is alive."""

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from clientela.campaign.domain.model import Contact, Trigger, TriggerKind
+from clientela.campaign.domain.model import Contact, ScoreFacts, Trigger, TriggerKind
 from clientela.shared.contracts import Channel, ConsentStatus, Lifecycle, Segment, Tier
 
 
@@ -34,7 +35,6 @@ def profile_json(c: Contact) -> dict[str, Any]:
         "consent": {ch.value: status.value for ch, status in c.consent.items()},
         "opted_out_at": _iso(c.opted_out_at),
         "traits": dict(c.traits),
-        "habits": {ch.value: share for ch, share in c.habits.items()},
         "purchase_count": c.purchase_count,
         "total_spend": str(c.total_spend),
         "last_purchase_at": _iso(c.last_purchase_at),
@@ -42,16 +42,31 @@ def profile_json(c: Contact) -> dict[str, Any]:
     }
 
 
-def scores_json(c: Contact) -> dict[str, Any]:
-    """Return the score facts of a contact as JSON."""
+def scores_json(c: ScoreFacts) -> dict[str, Any]:
+    """Return score facts as JSON."""
     return {
         "lifecycle": c.lifecycle.value,
-        "tier": c.tier.value if c.tier is not None else None,
+        "tier": c.tier.value,
         "segment": c.segment.value if c.segment is not None else None,
         "predicted_value": c.predicted_value,
         "potential": c.potential,
         "at_risk": c.at_risk,
     }
+
+
+def habits_text(habits: Mapping[Channel, float]) -> str:
+    """Return channel habits as compact text ("email=0.3;web=0.7")."""
+    return ";".join(f"{ch.value}={share:g}" for ch, share in sorted(habits.items()))
+
+
+def habits_of_text(text: str) -> dict[Channel, float]:
+    """Read habits written by habits_text."""
+    habits: dict[Channel, float] = {}
+    for part in text.split(";"):
+        if part:
+            name, _, share = part.partition("=")
+            habits[Channel(name)] = float(share)
+    return habits
 
 
 def contact_of(row: Any) -> Contact:
@@ -67,7 +82,11 @@ def contact_of(row: Any) -> Contact:
         consent={Channel(k): ConsentStatus(v) for k, v in p.get("consent", {}).items()},
         opted_out_at=_time(p.get("opted_out_at")),
         traits=dict(p.get("traits", {})),
-        habits={Channel(k): float(v) for k, v in p.get("habits", {}).items()},
+        habits=(
+            habits_of_text(row.habits)
+            if row.habits is not None
+            else {Channel(k): float(v) for k, v in p.get("habits", {}).items()}
+        ),
         purchase_count=int(p.get("purchase_count", 0)),
         total_spend=Decimal(p.get("total_spend", "0")),
         last_seen_at=aware(row.last_seen_at) if row.last_seen_at is not None else None,

@@ -2,33 +2,63 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Column, Table, and_, bindparam, exists, select, update
+from sqlalchemy import (
+    ARRAY,
+    Column,
+    String,
+    Table,
+    and_,
+    any_,
+    bindparam,
+    case,
+    delete,
+    exists,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from clientela.campaign.adapters.outbound.records import (
     aware,
     contact_of,
+    habits_text,
     profile_json,
     scores_json,
     trigger_json,
     trigger_of,
 )
 from clientela.campaign.adapters.outbound.tables import MICROS, CampaignTables
-from clientela.campaign.application.ports import Conversion, DecisionRef
+from clientela.campaign.application.ports import (
+    ContactStamp,
+    Conversion,
+    DecisionRef,
+    ProfileAdvance,
+)
 from clientela.campaign.domain.economics import PosteriorKey, ResponseCounts
-from clientela.campaign.domain.model import Contact, Decision, Outcome, Trigger, TriggerKind
+from clientela.campaign.domain.model import (
+    ERASED_PROFILE,
+    Contact,
+    Decision,
+    Outcome,
+    ScoreFacts,
+    Trigger,
+    TriggerKind,
+)
 from clientela.shared.contracts import Channel, Segment, Tier
-from clientela.shared.db import is_postgres, upsert_insert
+from clientela.shared.db import UtcDateTime, is_postgres, upsert_insert
 from clientela.shared.outbox import SqlTransaction
 from clientela.shared.settings import KafkaSettings
 
 PENDING = "pending"
 DECIDED = "decided"
+EXPIRED = "expired"
 
 
 def micros(amount: Decimal | float) -> int:
@@ -36,33 +66,111 @@ def micros(amount: Decimal | float) -> int:
     return round(Decimal(str(amount)) * MICROS)
 
 
-class SqlContacts:
-    """Contacts in SQL; each group of facts is guarded by its own version."""
+async def _asyncpg(conn: AsyncConnection) -> Any:
+    """Return the driver's connection under SQLAlchemy's, in the same transaction."""
+    raw = await conn.get_raw_connection()
+    return raw.driver_connection
 
-    def __init__(self, conn: AsyncConnection, tables: CampaignTables) -> None:
+
+def one_of(conn: AsyncConnection, column: Column[Any], values: Collection[str]) -> Any:
+    """Return `column IN values` whose SQL text does not depend on how many values there are.
+
+    On PostgreSQL an expanding IN list gives every list length its own statement text, so
+    asyncpg prepares (and the server plans) a new statement nearly every batch; `= ANY` of
+    one array parameter is prepared once.
+    """
+    if is_postgres(conn):
+        return column == any_(bindparam(None, sorted(values), type_=ARRAY(String())))
+    return column.in_(sorted(values))
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+class SqlContacts:
+    """Contacts in SQL; each group of facts is guarded by its own version.
+
+    On PostgreSQL the statements run for every consumed batch go through the driver with
+    arrays (`unnest`): one round trip and one statement however many rows.
+    """
+
+    def __init__(self, conn: AsyncConnection, tables: CampaignTables, schema: str | None) -> None:
         self._conn = conn
         self._t = tables.contacts
         self._triggers = tables.triggers
+        self._q = f'"{schema}".contacts' if schema else None
+
+    async def stamps(self, profile_ids: Collection[str]) -> dict[str, ContactStamp]:
+        """Return the versions and fingerprints of the stored contacts of these profiles."""
+        if not profile_ids:
+            return {}
+        if self._q is not None:
+            pg = await _asyncpg(self._conn)
+            rows = await pg.fetch(
+                "SELECT profile_id, version, scored_version, profile_fp, scores_fp "
+                f"FROM {self._q} WHERE profile_id = ANY($1::text[])",
+                list(profile_ids),
+            )
+            return {r[0]: ContactStamp(r[1], r[2], r[3], r[4]) for r in rows}
+        t = self._t
+        result = await self._conn.execute(
+            select(
+                t.c.profile_id, t.c.version, t.c.scored_version, t.c.profile_fp, t.c.scores_fp
+            ).where(one_of(self._conn, t.c.profile_id, profile_ids))
+        )
+        return {r[0]: ContactStamp(r[1], r[2], r[3], r[4]) for r in result}
 
     async def get_many(self, profile_ids: Collection[str]) -> dict[str, Contact]:
         """Return the stored contacts of these profiles."""
         if not profile_ids:
             return {}
         rows = await self._conn.execute(
-            select(self._t).where(self._t.c.profile_id.in_(sorted(profile_ids)))
+            select(self._t).where(one_of(self._conn, self._t.c.profile_id, profile_ids))
         )
         return {row.profile_id: contact_of(row) for row in rows}
 
-    async def save_profiles(self, contacts: Sequence[Contact], now: datetime) -> None:
+    async def save_profiles(
+        self, contacts: Sequence[Contact], fingerprints: Mapping[str, str], now: datetime
+    ) -> None:
         """Store profile facts unless a newer or equal profile version is stored."""
         if not contacts:
+            return
+        ordered = sorted(contacts, key=lambda c: c.profile_id)
+        if self._q is not None:
+            pg = await _asyncpg(self._conn)
+            await pg.execute(
+                f"INSERT INTO {self._q} AS c (profile_id, version, profile, scored_version, "
+                "scores, last_seen_at, complained_at, updated_at, profile_fp, habits) "
+                "SELECT p, v, j::json, 0, '{}'::json, s, NULL, $5, f, h FROM unnest("
+                "$1::text[], $2::int[], $3::text[], $4::timestamptz[], $6::text[], $7::text[]) "
+                "AS t(p, v, j, s, f, h) ON CONFLICT (profile_id) DO UPDATE SET "
+                "version = EXCLUDED.version, profile = EXCLUDED.profile, "
+                "last_seen_at = EXCLUDED.last_seen_at, updated_at = EXCLUDED.updated_at, "
+                "profile_fp = EXCLUDED.profile_fp, habits = EXCLUDED.habits "
+                "WHERE c.version < EXCLUDED.version",
+                [c.profile_id for c in ordered],
+                [c.version for c in ordered],
+                [_json(profile_json(c)) for c in ordered],
+                [c.last_seen_at for c in ordered],
+                now,
+                [fingerprints.get(c.profile_id) for c in ordered],
+                [habits_text(c.habits) for c in ordered],
+            )
             return
         insert = upsert_insert(self._conn)(self._t)
         stmt = insert.on_conflict_do_update(
             index_elements=["profile_id"],
             set_={
                 name: insert.excluded[name]
-                for name in ("version", "profile", "last_seen_at", "updated_at")
+                for name in (
+                    "version",
+                    "profile",
+                    "last_seen_at",
+                    "updated_at",
+                    "profile_fp",
+                    "habits",
+                )
             },
             where=self._t.c.version < insert.excluded.version,
         )
@@ -78,20 +186,46 @@ class SqlContacts:
                     "last_seen_at": c.last_seen_at,
                     "complained_at": None,
                     "updated_at": now,
+                    "profile_fp": fingerprints.get(c.profile_id),
+                    "scores_fp": None,
+                    "habits": habits_text(c.habits),
                 }
-                for c in sorted(contacts, key=lambda c: c.profile_id)
+                for c in ordered
             ],
         )
 
-    async def save_scores(self, contacts: Sequence[Contact], now: datetime) -> None:
+    async def save_scores(
+        self, scores: Sequence[ScoreFacts], fingerprints: Mapping[str, str], now: datetime
+    ) -> None:
         """Store score facts unless scores of a newer profile version are stored."""
-        if not contacts:
+        if not scores:
+            return
+        ordered = sorted(scores, key=lambda c: c.profile_id)
+        if self._q is not None:
+            pg = await _asyncpg(self._conn)
+            await pg.execute(
+                f"INSERT INTO {self._q} AS c (profile_id, version, profile, scored_version, "
+                "scores, last_seen_at, complained_at, updated_at, scores_fp) "
+                "SELECT p, 0, l::json, v, j::json, NULL, NULL, $5, f FROM unnest("
+                "$1::text[], $2::int[], $3::text[], $4::text[], $6::text[]) "
+                "AS t(p, v, j, l, f) ON CONFLICT (profile_id) DO UPDATE SET "
+                "scored_version = EXCLUDED.scored_version, scores = EXCLUDED.scores, "
+                "updated_at = EXCLUDED.updated_at, scores_fp = EXCLUDED.scores_fp "
+                "WHERE c.scored_version <= EXCLUDED.scored_version",
+                [c.profile_id for c in ordered],
+                [c.profile_version for c in ordered],
+                [_json(scores_json(c)) for c in ordered],
+                [_json({"lifecycle": c.lifecycle.value}) for c in ordered],
+                now,
+                [fingerprints.get(c.profile_id) for c in ordered],
+            )
             return
         insert = upsert_insert(self._conn)(self._t)
         stmt = insert.on_conflict_do_update(
             index_elements=["profile_id"],
             set_={
-                name: insert.excluded[name] for name in ("scored_version", "scores", "updated_at")
+                name: insert.excluded[name]
+                for name in ("scored_version", "scores", "updated_at", "scores_fp")
             },
             where=self._t.c.scored_version <= insert.excluded.scored_version,
         )
@@ -102,15 +236,86 @@ class SqlContacts:
                     "profile_id": c.profile_id,
                     "version": 0,
                     "profile": {"lifecycle": c.lifecycle.value},
-                    "scored_version": c.scored_version,
+                    "scored_version": c.profile_version,
                     "scores": scores_json(c),
                     "last_seen_at": None,
                     "complained_at": None,
                     "updated_at": now,
+                    "profile_fp": None,
+                    "scores_fp": fingerprints.get(c.profile_id),
+                    "habits": None,
                 }
-                for c in sorted(contacts, key=lambda c: c.profile_id)
+                for c in ordered
             ],
         )
+
+    async def advance(
+        self,
+        profiles: Mapping[str, ProfileAdvance],
+        scored_versions: Mapping[str, int],
+        now: datetime,
+    ) -> None:
+        """Raise versions (and last-seen, habits) of contacts whose other facts are unchanged."""
+        ids = sorted(set(profiles) | set(scored_versions))
+        if not ids:
+            return
+        rows = [
+            (p, a.version if a else 0, scored_versions.get(p, 0), a.last_seen_at if a else None,
+             habits_text(a.habits) if a else None)
+            for p in ids
+            for a in (profiles.get(p),)
+        ]  # fmt: skip
+        if self._q is not None:
+            pg = await _asyncpg(self._conn)
+            await pg.execute(
+                f"UPDATE {self._q} AS c SET version = GREATEST(c.version, t.v), "
+                "scored_version = GREATEST(c.scored_version, t.s), "
+                "last_seen_at = GREATEST(c.last_seen_at, t.l), "
+                "habits = CASE WHEN t.v > c.version THEN t.h ELSE c.habits END, "
+                "updated_at = $6 "
+                "FROM unnest($1::text[], $2::int[], $3::int[], $4::timestamptz[], $5::text[]) "
+                "AS t(p, v, s, l, h) WHERE c.profile_id = t.p",
+                [r[0] for r in rows],
+                [r[1] for r in rows],
+                [r[2] for r in rows],
+                [r[3] for r in rows],
+                [r[4] for r in rows],
+                now,
+            )
+            return
+        t = self._t
+        seen = bindparam("l", type_=UtcDateTime())
+        await self._conn.execute(
+            update(t)
+            .where(t.c.profile_id == bindparam("pid"))
+            .values(
+                habits=case((bindparam("v") > t.c.version, bindparam("h")), else_=t.c.habits),
+                version=func.max(t.c.version, bindparam("v")),
+                scored_version=func.max(t.c.scored_version, bindparam("s")),
+                last_seen_at=func.coalesce(
+                    func.max(t.c.last_seen_at, seen), t.c.last_seen_at, seen
+                ),
+                updated_at=now,
+            ),
+            [{"pid": r[0], "v": r[1], "s": r[2], "l": r[3], "h": r[4]} for r in rows],
+        )
+
+    async def delete(self, profile_ids: Collection[str]) -> None:
+        """Forget these people entirely."""
+        if profile_ids:
+            await self._conn.execute(
+                delete(self._t).where(one_of(self._conn, self._t.c.profile_id, profile_ids))
+            )
+
+    async def merge(self, merged_id: str, survivor_id: str, now: datetime) -> None:
+        """Carry the absorbed person's complaints to the survivor and forget the absorbed."""
+        t = self._t
+        complained = await self._conn.scalar(
+            select(t.c.complained_at).where(t.c.profile_id == merged_id)
+        )
+        if complained is not None:
+            await self.save_complaints({survivor_id: complained}, now)
+        await self.delete([merged_id])
 
     async def save_complaints(self, complaints: Mapping[str, datetime], now: datetime) -> None:
         """Record when people complained or unsubscribed (the latest time wins)."""
@@ -149,9 +354,10 @@ class SqlContacts:
 class SqlTriggers:
     """Triggers in SQL, pending until decided (or until their deferral is over)."""
 
-    def __init__(self, conn: AsyncConnection, tables: CampaignTables) -> None:
+    def __init__(self, conn: AsyncConnection, tables: CampaignTables, schema: str | None) -> None:
         self._conn = conn
         self._t = tables.triggers
+        self._q = f'"{schema}".triggers' if schema else None
 
     async def add(
         self,
@@ -164,6 +370,29 @@ class SqlTriggers:
         if not triggers:
             return
         done, later = set(decided), deferred or {}
+        ordered = sorted(triggers, key=lambda t: t.event_id)
+        if self._q is not None:
+            pg = await _asyncpg(self._conn)
+            await pg.execute(
+                f"INSERT INTO {self._q} (trigger_event_id, profile_id, kind, payload, status, "
+                "not_before, episode_days, episode_at, created_at, decided_at) "
+                "SELECT i, p, k, j::json, s, n, d, e, $9::timestamptz, "
+                "CASE WHEN s = 'decided' THEN $9::timestamptz END "
+                "FROM unnest($1::text[], $2::text[], "
+                "$3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::int[], "
+                "$8::timestamptz[]) AS t(i, p, k, j, s, n, d, e) "
+                "ON CONFLICT (trigger_event_id) DO NOTHING",
+                [t.event_id for t in ordered],
+                [t.profile_id for t in ordered],
+                [t.kind.value for t in ordered],
+                [_json(trigger_json(t)) for t in ordered],
+                [DECIDED if t.event_id in done else PENDING for t in ordered],
+                [later.get(t.event_id) for t in ordered],
+                [t.inactive_days if t.kind is TriggerKind.INACTIVITY else None for t in ordered],
+                [t.episode_at for t in ordered],
+                now,
+            )
+            return
         stmt = upsert_insert(self._conn)(self._t).on_conflict_do_nothing(
             index_elements=["trigger_event_id"]
         )
@@ -182,7 +411,7 @@ class SqlTriggers:
                     "created_at": now,
                     "decided_at": now if t.event_id in done else None,
                 }
-                for t in sorted(triggers, key=lambda t: t.event_id)
+                for t in ordered
             ],
         )
 
@@ -194,7 +423,7 @@ class SqlTriggers:
         rows = await self._conn.execute(
             select(t.c.payload)
             .where(
-                t.c.profile_id.in_(sorted(profile_ids)),
+                one_of(self._conn, t.c.profile_id, profile_ids),
                 t.c.status == PENDING,
                 t.c.not_before.is_(None),
             )
@@ -219,7 +448,7 @@ class SqlTriggers:
             return
         await self._conn.execute(
             update(self._t)
-            .where(self._t.c.trigger_event_id.in_(sorted(trigger_event_ids)))
+            .where(one_of(self._conn, self._t.c.trigger_event_id, trigger_event_ids))
             .values(status=DECIDED, decided_at=now, not_before=None)
         )
 
@@ -235,18 +464,107 @@ class SqlTriggers:
             [{"tid": tid, "nb": at} for tid, at in sorted(until.items())],
         )
 
+    async def expire(self, created_before: datetime, now: datetime) -> int:
+        """Drop triggers still waiting for data since before that time; return how many."""
+        t = self._t
+        # The row stays (status expired, payload emptied): its id still tells a redelivered
+        # cause that it was seen.
+        result = await self._conn.execute(
+            update(t)
+            .where(
+                t.c.status == PENDING,
+                t.c.not_before.is_(None),
+                t.c.created_at < created_before,
+            )
+            .values(status=EXPIRED, decided_at=now, payload={})
+        )
+        return int(result.rowcount or 0)
+
+    async def delete(self, profile_ids: Collection[str]) -> None:
+        """Delete every trigger of these people."""
+        if profile_ids:
+            await self._conn.execute(
+                delete(self._t).where(one_of(self._conn, self._t.c.profile_id, profile_ids))
+            )
+
+    async def move(self, merged_id: str, survivor_id: str) -> None:
+        """Give the absorbed person's triggers to the survivor.
+
+        A waiting trigger named a version of the absorbed profile, which says nothing about
+        the survivor's: it now waits only for the survivor to be known.
+        """
+        t = self._t
+        rows = await self._conn.execute(
+            select(t.c.trigger_event_id, t.c.payload, t.c.status).where(t.c.profile_id == merged_id)
+        )
+        moved = [
+            {
+                "tid": row.trigger_event_id,
+                "payload": {
+                    **row.payload,
+                    "profile_id": survivor_id,
+                    "profile_version": 0
+                    if row.status == PENDING
+                    else row.payload.get("profile_version", 0),
+                },
+            }
+            for row in rows
+            if row.payload
+        ]
+        if moved:
+            await self._conn.execute(
+                update(t)
+                .where(t.c.trigger_event_id == bindparam("tid"))
+                .values(payload=bindparam("payload")),
+                moved,
+            )
+        await self._conn.execute(
+            update(t).where(t.c.profile_id == merged_id).values(profile_id=survivor_id)
+        )
+
 
 class SqlDecisions:
     """Decisions in SQL, unique per campaign and trigger, with responses and conversions."""
 
-    def __init__(self, conn: AsyncConnection, tables: CampaignTables) -> None:
+    def __init__(self, conn: AsyncConnection, tables: CampaignTables, schema: str | None) -> None:
         self._conn = conn
         self._t = tables.decisions
+        self._q = f'"{schema}".decisions' if schema else None
 
     async def add(self, decisions: Sequence[Decision]) -> set[str]:
         """Record decisions; return the ids recorded now (an existing one is not replaced)."""
         if not decisions:
             return set()
+        if self._q is not None:
+            ordered = sorted(decisions, key=lambda d: d.decision_id)
+            pg = await _asyncpg(self._conn)
+            rows = await pg.fetch(
+                f"INSERT INTO {self._q} (decision_id, campaign_id, trigger_event_id, profile_id, "
+                "channel, variant, offer, purpose, tier, segment, outcome, reasons, "
+                "expected_value, cost_micros, created_at, revenue_micros) "
+                "SELECT i, c, g, p, ch, v, o, pu, ti, se, ou, r::json, ev, co, cr, 0 "
+                "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], "
+                "$6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], "
+                "$12::text[], $13::float8[], $14::int8[], $15::timestamptz[]) "
+                "AS t(i, c, g, p, ch, v, o, pu, ti, se, ou, r, ev, co, cr) "
+                "ON CONFLICT DO NOTHING RETURNING decision_id",
+                [d.decision_id for d in ordered],
+                [d.campaign_id for d in ordered],
+                [d.trigger_event_id for d in ordered],
+                [d.profile_id for d in ordered],
+                [d.channel.value if d.channel is not None else None for d in ordered],
+                [d.variant for d in ordered],
+                [d.offer for d in ordered],
+                [d.purpose.value for d in ordered],
+                [d.tier.value for d in ordered],
+                [d.segment.value if d.segment is not None else None for d in ordered],
+                [d.outcome.value for d in ordered],
+                [_json([r.model_dump(mode="json") for r in d.reasons]) for d in ordered],
+                [d.expected_value for d in ordered],
+                [micros(d.cost) if d.outcome is Outcome.SENT else 0 for d in ordered],
+                [d.decided_at for d in ordered],
+            )
+            return {row[0] for row in rows}
         stmt = (
             upsert_insert(self._conn)(self._t)
             .on_conflict_do_nothing()
@@ -285,7 +603,7 @@ class SqlDecisions:
         t = self._t
         rows = await self._conn.execute(
             select(t.c.campaign_id, t.c.trigger_event_id).where(
-                t.c.trigger_event_id.in_(sorted(trigger_event_ids))
+                one_of(self._conn, t.c.trigger_event_id, trigger_event_ids)
             )
         )
         return {(row.campaign_id, row.trigger_event_id) for row in rows}
@@ -318,7 +636,7 @@ class SqlDecisions:
             return {}
         t = self._t
         rows = await self._conn.execute(
-            select(*self._ref_columns()).where(t.c.decision_id.in_(sorted(decision_ids)))
+            select(*self._ref_columns()).where(one_of(self._conn, t.c.decision_id, decision_ids))
         )
         return {row.decision_id: self._ref(row) for row in rows}
 
@@ -332,7 +650,7 @@ class SqlDecisions:
         stmt = (
             select(*self._ref_columns())
             .where(
-                t.c.profile_id.in_(sorted(profile_ids)),
+                one_of(self._conn, t.c.profile_id, profile_ids),
                 t.c.outcome.in_([Outcome.SENT.value, Outcome.CONTROL.value]),
                 t.c.created_at >= since,
                 t.c.converted_at.is_(None),
@@ -352,7 +670,7 @@ class SqlDecisions:
         result = await self._conn.execute(
             update(t)
             .where(
-                t.c.decision_id.in_(sorted(decision_ids)),
+                one_of(self._conn, t.c.decision_id, decision_ids),
                 t.c.outcome == Outcome.SENT.value,
                 t.c.responded_at.is_(None),
             )
@@ -375,6 +693,56 @@ class SqlDecisions:
                 for c in sorted(conversions, key=lambda c: c.decision_id)
             ],
         )
+
+
+class SqlDecisionHistory(SqlDecisions):
+    """Decisions, with what erasure and merges do to them."""
+
+    async def anonymise(self, profile_ids: Collection[str]) -> None:
+        """Detach these people's decisions from them, keeping what the results count."""
+        if not profile_ids:
+            return
+        t = self._t
+        # Outcome, channel, tier, segment, money and the response and conversion marks stay:
+        # counts, uplift and ROI are unchanged. The reasons go (they quote the person's data).
+        await self._conn.execute(
+            update(t)
+            .where(one_of(self._conn, t.c.profile_id, profile_ids))
+            .values(profile_id=ERASED_PROFILE, reasons=[])
+        )
+
+    async def move(self, merged_id: str, survivor_id: str) -> None:
+        """Give the absorbed person's decisions (their contact history) to the survivor."""
+        t = self._t
+        await self._conn.execute(
+            update(t).where(t.c.profile_id == merged_id).values(profile_id=survivor_id)
+        )
+
+
+class SqlErasures:
+    """Markers of erased profiles."""
+
+    def __init__(self, conn: AsyncConnection, tables: CampaignTables) -> None:
+        self._conn = conn
+        self._t = tables.erased
+
+    async def record(self, markers: Collection[str], now: datetime) -> None:
+        """Remember these markers."""
+        if not markers:
+            return
+        await self._conn.execute(
+            upsert_insert(self._conn)(self._t).on_conflict_do_nothing(index_elements=["marker"]),
+            [{"marker": m, "erased_at": now} for m in sorted(markers)],
+        )
+
+    async def erased(self, markers: Collection[str]) -> set[str]:
+        """Return the markers among these that were recorded."""
+        if not markers:
+            return set()
+        rows = await self._conn.execute(
+            select(self._t.c.marker).where(one_of(self._conn, self._t.c.marker, markers))
+        )
+        return {row.marker for row in rows}
 
 
 class SqlEvidence:
@@ -480,9 +848,10 @@ class SqlUnitOfWork(SqlTransaction):
 
     contacts: SqlContacts
     triggers: SqlTriggers
-    decisions: SqlDecisions
+    decisions: SqlDecisionHistory
     evidence: SqlEvidence
     budgets: SqlBudgets
+    erasures: SqlErasures
 
     def __init__(
         self,
@@ -490,6 +859,7 @@ class SqlUnitOfWork(SqlTransaction):
         tables: CampaignTables,
         kafka: KafkaSettings,
         on_staged_commit: Callable[[], None] | None = None,
+        schema: str | None = None,
     ) -> None:
         super().__init__(
             engine,
@@ -499,14 +869,25 @@ class SqlUnitOfWork(SqlTransaction):
             on_staged_commit=on_staged_commit,
         )
         self._tables = tables
+        self._schema = schema
 
     def _opened(self, conn: AsyncConnection) -> None:
-        self.contacts = SqlContacts(conn, self._tables)
-        self.triggers = SqlTriggers(conn, self._tables)
-        self.decisions = SqlDecisions(conn, self._tables)
+        schema = self._schema if is_postgres(conn) else None
+        self.contacts = SqlContacts(conn, self._tables, schema)
+        self.triggers = SqlTriggers(conn, self._tables, schema)
+        self.decisions = SqlDecisionHistory(conn, self._tables, schema)
         self.evidence = SqlEvidence(conn, self._tables)
         self.budgets = SqlBudgets(conn, self._tables)
+        self.erasures = SqlErasures(conn, self._tables)
 
     def _closed(self) -> None:
-        for name in ("contacts", "triggers", "decisions", "evidence", "budgets"):
+        for name in ("contacts", "triggers", "decisions", "evidence", "budgets", "erasures"):
             self.__dict__.pop(name, None)
+
+    async def unstage(self, keys: Collection[str]) -> None:
+        """Drop events with these keys that wait for publication (an erased person's)."""
+        if keys:
+            outbox = self._tables.outbox
+            await self.connection.execute(
+                delete(outbox).where(outbox.c.key.in_(sorted(k.encode() for k in keys)))
+            )

@@ -36,6 +36,7 @@ class CampaignTables:
     evidence: Table
     spend: Table
     campaigns: Table
+    erased: Table
     inbox: Table
     outbox: Table
 
@@ -56,6 +57,13 @@ def campaign_tables() -> CampaignTables:
         Column("last_seen_at", UtcDateTime(), nullable=True, index=True),
         Column("complained_at", UtcDateTime(), nullable=True),
         Column("updated_at", UtcDateTime(), nullable=False),
+        # Digests of the facts decisions read: a new version with the same digest only
+        # advances the version, it does not rewrite the row's facts.
+        Column("profile_fp", String(16), nullable=True),
+        Column("scores_fp", String(16), nullable=True),
+        # Channel habits ("email=0.3;web=0.7"): they move with most touchpoints, so they are
+        # kept apart from the profile facts and advanced with the version.
+        Column("habits", String(256), nullable=True),
     )
     triggers = Table(
         "triggers",
@@ -74,6 +82,8 @@ def campaign_tables() -> CampaignTables:
         Index("ix_triggers_profile_status", "profile_id", "status"),
         Index("ix_triggers_status_not_before", "status", "not_before"),
         Index("ix_triggers_episode", "profile_id", "episode_days", "episode_at"),
+        # Expiry looks for the oldest pending ones.
+        Index("ix_triggers_status_created", "status", "created_at"),
     )
     decisions = Table(
         "decisions",
@@ -118,6 +128,13 @@ def campaign_tables() -> CampaignTables:
         Column("campaign_id", String(64), primary_key=True),
         Column("spent_micros", BigInteger, nullable=False),
     )
+    erased = Table(
+        "erased_profiles",
+        metadata,
+        # HMAC-SHA256 of the profile id under the service's erasure key, never the id.
+        Column("marker", String(64), primary_key=True),
+        Column("erased_at", UtcDateTime(), nullable=False),
+    )
     campaigns = Table(
         "campaigns",
         metadata,
@@ -135,6 +152,7 @@ def campaign_tables() -> CampaignTables:
         evidence=evidence,
         spend=spend,
         campaigns=campaigns,
+        erased=erased,
         inbox=inbox_table(metadata),
         outbox=outbox_table(metadata),
     )
