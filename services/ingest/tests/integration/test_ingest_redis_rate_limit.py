@@ -64,11 +64,6 @@ async def test_without_redis_the_process_limits_alone(caplog: pytest.LogCaptureF
     assert sum("per-process limits apply" in r.getMessage() for r in caplog.records) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="wiring.create_app builds the in-process RateLimiter only; it must pass a "
-    "RedisRateLimiter when CLIENTELA_CACHE_URL is Redis",
-)
 async def test_two_ingest_processes_on_one_redis_share_the_rate_limit(
     kafka_settings: KafkaSettings, redis_url: str
 ) -> None:

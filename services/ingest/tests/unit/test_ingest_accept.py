@@ -27,12 +27,16 @@ class FakeDeduplicator:
         self.seen: set[str] = set()
         self.claim_calls: list[list[str]] = []
         self.released: list[str] = []
+        self.confirmed: list[str] = []
 
     async def claim(self, event_ids: Sequence[str]) -> list[bool]:
         self.claim_calls.append(list(event_ids))
         out = [i not in self.seen for i in event_ids]
         self.seen.update(event_ids)
         return out
+
+    async def confirm(self, event_ids: Sequence[str]) -> None:
+        self.confirmed.extend(event_ids)
 
     async def release(self, event_ids: Sequence[str]) -> None:
         self.released.extend(event_ids)
@@ -137,3 +141,14 @@ async def test_too_many_events_is_refused_before_any_work() -> None:
     with pytest.raises(TooManyEventsError, match="3 events exceed the limit of 2"):
         await intake.accept([visit(), visit(), visit()], CONTEXT)
     assert dedup.claim_calls == []
+
+
+async def test_ids_are_confirmed_only_after_the_publish_is_acknowledged() -> None:
+    dedup, publisher = FakeDeduplicator(), FakePublisher()
+    await make_intake(dedup, publisher).accept([visit("a"), visit("b", kind="nope")], CONTEXT)
+    assert dedup.confirmed == ["a"]
+
+    failing = FakeDeduplicator()
+    with pytest.raises(PublishFailedError):
+        await make_intake(failing, FakePublisher(fail=True)).accept([visit("c")], CONTEXT)
+    assert failing.confirmed == []

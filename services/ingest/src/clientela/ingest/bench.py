@@ -34,8 +34,8 @@ from typing import Any, cast
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from clientela.ingest.adapters.outbound.confluent_publisher import producer_config
 from clientela.shared.codec import HEADER_EVENT_ID, header
+from clientela.shared.confluent import producer_config
 from clientela.shared.contracts import TouchpointRecorded, topics
 from clientela.shared.embedded_broker import EmbeddedBroker, free_port
 from clientela.shared.kafka import ensure_topics

@@ -25,6 +25,7 @@ from clientela.ingest.adapters.outbound.kafka_publisher import (
     KafkaTouchpointPublisher,
 )
 from clientela.ingest.adapters.outbound.redis_deduplicator import RedisDeduplicator
+from clientela.ingest.adapters.outbound.redis_rate_limiter import RedisRateLimiter
 from clientela.ingest.application.accept_touchpoints import TouchpointIntake
 from clientela.ingest.application.ports import Deduplicator, EventPublisher
 from clientela.ingest.config import IngestSettings
@@ -152,17 +153,31 @@ def create_app(
     """Build the ingest HTTP app; its lifespan starts and stops the container."""
     settings = settings or IngestSettings()
     metrics = IngestMetrics()
+    local = RateLimiter(
+        settings.rate_limit_events_per_s,
+        settings.rate_limit_burst,
+        time.monotonic,
+        overrides=settings.rate_limits,
+    )
+    limiter: RateLimiter | RedisRateLimiter = local
+    if cache is None and settings.cache.url.startswith(("redis://", "rediss://")):
+        # Every worker and instance spends from one bucket per key, so a limit means what it says.
+        limiter = RedisRateLimiter(settings.cache.url, settings.cache.key_prefix, local)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with build(
-            settings, metrics=metrics, cache=cache, touchpoint_publisher=touchpoint_publisher
-        ) as container:
-            app.state.container = container
-            app.state.intake = container.intake
-            if settings.gc_tuning:
-                tune_gc()
-            yield
+        try:
+            async with build(
+                settings, metrics=metrics, cache=cache, touchpoint_publisher=touchpoint_publisher
+            ) as container:
+                app.state.container = container
+                app.state.intake = container.intake
+                if settings.gc_tuning:
+                    tune_gc()
+                yield
+        finally:
+            if isinstance(limiter, RedisRateLimiter):
+                await limiter.close()
 
     def readiness(app: FastAPI) -> Mapping[str, ReadinessCheck]:
         container: Container | None = getattr(app.state, "container", None)
@@ -181,12 +196,7 @@ def create_app(
     deps = HttpIntake(
         keyring=KeyRing.from_settings(settings.auth),
         metrics=metrics,
-        limiter=RateLimiter(
-            settings.rate_limit_events_per_s,
-            settings.rate_limit_burst,
-            time.monotonic,
-            overrides=settings.rate_limits,
-        ),
+        limiter=limiter,
         segment=settings.segment_mapping(),
         max_body_bytes=settings.max_body_bytes,
         max_event_bytes=settings.max_event_bytes,

@@ -127,6 +127,12 @@ async def accept_touchpoints(
             # Not acknowledged means not accepted: free the ids so the client's retry goes through.
             await _release(deduplicator, [e.event_id for e in to_publish])
             raise
+        try:
+            await deduplicator.confirm([e.event_id for e in to_publish])
+        except DeduplicationUnavailableError:
+            # The events are durable, so they stay accepted; a retry of these still-pending ids
+            # is published again and the consumers' inboxes drop the copy.
+            log.warning("could not confirm %d dedup claims after publishing", len(to_publish))
     return IntakeReport(tuple(outcomes))
 
 

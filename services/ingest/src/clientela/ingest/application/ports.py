@@ -18,10 +18,20 @@ class DeduplicationUnavailableError(Exception):
 
 
 class Deduplicator(Protocol):
-    """Remembers which event ids were accepted, across every ingest instance."""
+    """Remembers which event ids were accepted, across every ingest instance.
+
+    Two phases: `claim` marks ids pending, `confirm` marks them accepted once the event log
+    acknowledged them. Only confirmed ids are duplicates; a pending id (its request still in
+    flight, or its process killed before the acknowledgement) may be published again, which
+    the consumers' inboxes absorb. So a crash between claim and publish never loses an event.
+    """
 
     async def claim(self, event_ids: Sequence[str]) -> list[bool]:
-        """Claim each id; return True where it was not seen before (one round trip)."""
+        """Claim each id; return False only where it was confirmed before (one round trip)."""
+        ...
+
+    async def confirm(self, event_ids: Sequence[str]) -> None:
+        """Mark claimed ids as accepted: from now on a repeat is a duplicate."""
         ...
 
     async def release(self, event_ids: Sequence[str]) -> None:

@@ -29,6 +29,13 @@ class CacheDeduplicator:
         except CacheUnavailableError as exc:
             raise DeduplicationUnavailableError(f"dedup store unreachable: {exc}") from exc
 
+    async def confirm(self, event_ids: Sequence[str]) -> None:
+        """Nothing to do: the claim already marked the ids.
+
+        One phase is safe only where the claims die with the process (the in-process cache,
+        the embedded default); with Redis the two-phase RedisDeduplicator is wired instead.
+        """
+
     async def release(self, event_ids: Sequence[str]) -> None:
         """Forget the ids."""
         try:

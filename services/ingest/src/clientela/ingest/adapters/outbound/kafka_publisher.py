@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from clientela.ingest.adapters.outbound.confluent_publisher import Row
 from clientela.ingest.application.ports import PublishFailedError
 from clientela.ingest.domain.touchpoints import RecordedTouchpoint
 from clientela.shared import tracing
@@ -19,7 +18,7 @@ from clientela.shared.codec import (
     to_record,
 )
 from clientela.shared.contracts import DeadLetterEvent, TouchpointRecorded
-from clientela.shared.kafka import PublishError
+from clientela.shared.kafka import PublishError, Row
 
 _FIXED_HEADERS = [
     (HEADER_CONTENT_TYPE, b"application/json"),

@@ -1,4 +1,4 @@
-"""Deduplicator on Redis with a packed claim: one argument in, one string out, per batch.
+"""Deduplicator on Redis with a packed two-phase claim: one argument in, one string out.
 
 The shared cache's claim passes every key as its own Redis argument and reads back a list of
 integers; for 100 ids per request the client-side packing and parsing of those 200 values
@@ -31,9 +31,23 @@ _CLAIM = (
 local prefix, ttl = ARGV[1], tonumber(ARGV[2])
 local out = {}
 for i, id in ipairs(ids) do
-  if redis.call('SET', prefix .. id, '1', 'NX', 'EX', ttl) then out[i] = '1' else out[i] = '0' end
+  -- 'a' = accepted (confirmed): a duplicate. Absent or 'p' (pending): claim it (again).
+  if redis.call('GET', prefix .. id) == 'a' then
+    out[i] = '0'
+  else
+    redis.call('SET', prefix .. id, 'p', 'EX', ttl)
+    out[i] = '1'
+  end
 end
 return table.concat(out)
+"""
+)
+_CONFIRM = (
+    _IDS
+    + """
+local prefix, ttl = ARGV[1], tonumber(ARGV[2])
+for _, id in ipairs(ids) do redis.call('SET', prefix .. id, 'a', 'EX', ttl) end
+return 1
 """
 )
 _RELEASE = (
@@ -52,17 +66,18 @@ def _packed(event_ids: Sequence[str]) -> list[str]:
 
 
 class RedisDeduplicator:
-    """Claims event ids as Redis keys (SET NX EX) in one round trip per batch."""
+    """Claims event ids as pending Redis keys, confirms them once published: a call each."""
 
     def __init__(self, url: str, key_prefix: str, ttl_s: int) -> None:
         self._client: redis_asyncio.Redis = redis_asyncio.Redis.from_url(url)
         self._prefix = key_prefix + DEDUP_KEY_PREFIX
         self._ttl = str(ttl_s)
         self._claim = self._client.register_script(_CLAIM)
+        self._confirm = self._client.register_script(_CONFIRM)
         self._release = self._client.register_script(_RELEASE)
 
     async def claim(self, event_ids: Sequence[str]) -> list[bool]:
-        """Claim each id; return True where it was not seen before."""
+        """Claim each id as pending; return False only where it was confirmed before."""
         if not event_ids:
             return []
         try:
@@ -71,6 +86,15 @@ class RedisDeduplicator:
             raise DeduplicationUnavailableError(f"dedup store unreachable: {exc!r}") from exc
         flags = answer.decode() if isinstance(answer, bytes) else str(answer)
         return [flag == "1" for flag in flags]
+
+    async def confirm(self, event_ids: Sequence[str]) -> None:
+        """Mark the ids accepted for the dedup window."""
+        if not event_ids:
+            return
+        try:
+            await self._confirm(args=[self._prefix, self._ttl, *_packed(event_ids)])
+        except (redis_asyncio.RedisError, OSError) as exc:
+            raise DeduplicationUnavailableError(f"dedup store unreachable: {exc!r}") from exc
 
     async def release(self, event_ids: Sequence[str]) -> None:
         """Forget the ids."""
