@@ -45,8 +45,15 @@ TOPIC_REPLICAS = 3
 CONSUMED_TOPICS: Mapping[str, Sequence[TopicSpec]] = {
     "ingest": (topics.RAW_TOUCHPOINTS,),
     "profile": (topics.TOUCHPOINTS,),
-    "scoring": (topics.PROFILES,),
-    "campaign": (topics.PROFILES, topics.TIER_CHANGES),
+    "scoring": (topics.PROFILES, topics.PROFILE_ERASURES),
+    "campaign": (
+        topics.PROFILES,
+        topics.SCORES,
+        topics.TIER_CHANGES,
+        topics.TOUCHPOINTS,
+        topics.PROFILE_ERASURES,
+        topics.PROFILE_MERGES,
+    ),
 }
 # Services that also answer HTTP traffic worth scaling on (besides their consumer lag).
 CPU_SCALED = frozenset({"ingest"})

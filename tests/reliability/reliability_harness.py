@@ -73,8 +73,15 @@ GROUPS: dict[str, str] = {
 CONSUMES: dict[str, tuple[TopicSpec, ...]] = {
     "ingest": (topics.RAW_TOUCHPOINTS,),
     "profile": (topics.TOUCHPOINTS,),
-    "scoring": (topics.PROFILES,),
-    "campaign": (topics.PROFILES, topics.SCORES, topics.TIER_CHANGES, topics.TOUCHPOINTS),
+    "scoring": (topics.PROFILES, topics.PROFILE_ERASURES),
+    "campaign": (
+        topics.PROFILES,
+        topics.SCORES,
+        topics.TIER_CHANGES,
+        topics.TOUCHPOINTS,
+        topics.PROFILE_ERASURES,
+        topics.PROFILE_MERGES,
+    ),
 }
 DEAD_LETTERS: dict[str, TopicSpec] = {
     "ingest": topics.TOUCHPOINTS_DLQ,

@@ -181,13 +181,6 @@ async def test_security_erasure_leaves_no_personal_data_in_any_database(
     assert not found, f"personal data left after erasure: {found}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="scoring and campaign do not consume profiles.erasures.v1, and the shared "
-    "BatchProcessor skips profiles.v1 tombstones before the handler sees them: the erased "
-    "profile's scores (profile_scores), tier history (tier_history) and campaign decisions "
-    "and contacts stay keyed by its profile id",
-)
 async def test_security_erasure_drops_scores_and_campaign_history(rig: Rig, erased: Erased) -> None:
     found = {
         service: hits
@@ -208,11 +201,6 @@ async def test_security_erasure_tombstones_the_profiles_topic(rig: Rig, erased: 
     assert value is None, "the latest profiles.v1 record of the erased profile is not a tombstone"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="scoring never learns of erasures (see above), so scores.v1, also compacted, keeps "
-    "the erased profile's last ScoresUpdated instead of a tombstone",
-)
 async def test_security_erasure_tombstones_the_scores_topic(rig: Rig, erased: Erased) -> None:
     present, value = await _last_value(rig, topics.SCORES, erased.profile_id)
     assert present, "the profile was never scored"

@@ -32,6 +32,7 @@ from tqdm import tqdm
 from clientela.platform.launcher import SERVICES, Platform, PlatformSettings
 from clientela.platform.population import Population, PopulationSpec
 from clientela.shared.codec import accepted_at_ms, now_ms
+from clientela.shared.consumer import partition_ends
 from clientela.shared.contracts import topics
 from clientela.shared.embedded_broker import EmbeddedBroker, free_port
 from clientela.shared.settings import DEV_READ_KEY, DEV_WRITE_KEY
@@ -281,8 +282,15 @@ async def lag(bootstrap: str, prefix: str) -> int:
     """Return the total lag of the three consumer groups on the topics they consume."""
     consumed = {
         "clientela-profile": [topics.TOUCHPOINTS],
-        "clientela-scoring": [topics.PROFILES],
-        "clientela-campaign": [topics.TIER_CHANGES, topics.PROFILES],
+        "clientela-scoring": [topics.PROFILES, topics.PROFILE_ERASURES],
+        "clientela-campaign": [
+            topics.TIER_CHANGES,
+            topics.PROFILES,
+            topics.SCORES,
+            topics.TOUCHPOINTS,
+            topics.PROFILE_ERASURES,
+            topics.PROFILE_MERGES,
+        ],
     }
     total = 0
     for group, specs in consumed.items():
@@ -295,7 +303,7 @@ async def lag(bootstrap: str, prefix: str) -> int:
         )
         await consumer.start()
         try:
-            ends = await consumer.end_offsets(parts)
+            ends = await partition_ends(consumer, parts)
             for tp in parts:
                 committed = await consumer.committed(tp) or 0
                 total += max(0, ends[tp] - committed)

@@ -140,6 +140,12 @@ def _context(conn: Connection, schema: str | None) -> MigrationContext:
     )
 
 
+def _migration_engine(settings: DatabaseSettings, service: str) -> AsyncEngine:
+    """Return an engine without the statement timeout: a migration waits for the lock of
+    another instance's migration, and DDL on a large table may rightly take minutes."""
+    return create_engine(settings.model_copy(update={"command_timeout_s": None}), service)
+
+
 def _schema(engine: AsyncEngine, settings: DatabaseSettings, service: str) -> str | None:
     return settings.resolved_schema(service) if is_postgres(engine) else None
 
@@ -203,7 +209,7 @@ async def upgrade(
 ) -> tuple[str, ...]:
     """Bring the service's schema to the code's head; return the revision(s) it is at."""
     own = engine is None
-    engine = engine or create_engine(settings, migrations.service)
+    engine = engine or _migration_engine(settings, migrations.service)
     try:
         batch = not is_postgres(engine)
         current: tuple[str, ...] = await _on_connection(
@@ -225,7 +231,7 @@ async def status(
         return tuple(_context(conn, schema).get_current_heads())
 
     own = engine is None
-    engine = engine or create_engine(settings, migrations.service)
+    engine = engine or _migration_engine(settings, migrations.service)
     try:
         current = await _on_connection(engine, settings, migrations.service, work, writes=False)
     finally:
@@ -290,7 +296,7 @@ async def differences(
         return list(compare_metadata(context, metadata))
 
     own = engine is None
-    engine = engine or create_engine(settings, migrations.service)
+    engine = engine or _migration_engine(settings, migrations.service)
     try:
         return await _on_connection(engine, settings, migrations.service, work, writes=False)
     finally:
@@ -313,7 +319,7 @@ async def revision(
             url=url or f"sqlite+aiosqlite:///{scratch}/scratch.db",
             schema_name=f"revision_{uuid.uuid4().hex[:12]}",
         )
-        engine = create_engine(settings, migrations.service)
+        engine = _migration_engine(settings, migrations.service)
         try:
             await upgrade(settings, migrations, engine=engine)
 
