@@ -51,6 +51,10 @@ COMPOSE_VARIABLES: dict[str, str] = {
         'Hashed API keys, one JSON line: [{"name": "crm", "sha256": "<64 hex>", "scopes":'
         ' ["write"]}]; how to make them: docs/deployment.md.'
     ),
+    "CLIENTELA_ERASURE_KEY": (
+        "Secret that scoring and campaign key the hash of an erased profile id with (a marker"
+        " that stops late events resurrecting the person): e.g. `openssl rand -hex 32`."
+    ),
     "PUBLISH_ADDRESS": (
         "Host address the four HTTP ports (8081-8084) are published on; 0.0.0.0 for every"
         " interface (put TLS in front)."
