@@ -8,7 +8,7 @@ from pathlib import Path
 from clientela.profile import bench
 
 
-def test_bench_runs_and_writes_flat_json(postgres_url: str, tmp_path: Path) -> None:
+def test_bench_runs_and_writes_flat_json(postgres_url: str, redis_url: str, tmp_path: Path) -> None:
     output = tmp_path / "bench.json"
     bench.main(
         [
@@ -20,6 +20,8 @@ def test_bench_runs_and_writes_flat_json(postgres_url: str, tmp_path: Path) -> N
             "100",
             "--database-url",
             postgres_url,
+            "--cache-url",
+            redis_url,
             "--output",
             str(output),
         ]
@@ -29,6 +31,10 @@ def test_bench_runs_and_writes_flat_json(postgres_url: str, tmp_path: Path) -> N
     assert result["events_per_s"] > 0
     assert result["baseline_events_per_s"] > 0
     assert result["lookups"] > 0
+    assert result["lookup_cache"] == "redis"
+    assert result["consumer_processes"] == 2
+    assert result["cpu_us_per_event"] > 0
+    assert result["postgres_cpu_us_per_event"] > 0
     assert 0 < result["round_trips_per_batch_without_merge"] <= 8
     assert result["decode_us_per_event"] > 0
     assert all(not isinstance(v, dict | list) for v in result.values())

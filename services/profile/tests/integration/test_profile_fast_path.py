@@ -147,3 +147,36 @@ async def test_a_store_created_with_jsonb_snapshots_keeps_working(
     )
     assert record is not None
     assert (record.version, record.aggregates.purchase_count) == (2, 1)
+
+
+async def test_kept_decoded_profiles_never_carry_a_rolled_back_change(engine, tp, policy) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("the decoded profiles are kept on PostgreSQL's path only")
+    await _apply(engine, policy, tp(email="kim@x.io"))
+    pid = await _owner(engine, "email", "kim@x.io")
+    assert pid is not None
+
+    failing = SqlUnitOfWork(engine, KAFKA)
+
+    async def broken(events) -> None:
+        raise RuntimeError("outbox down")
+
+    failing.stage_encoded = broken  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        await handle_touchpoints(
+            [ReceivedTouchpoint(tp(kind="sale", amount="99", email="kim@x.io"))], failing, policy
+        )
+    await _apply(engine, policy, tp(email="kim@x.io"))
+    # Changed behind this process's back (as another instance would): the version moves on.
+    async with engine.begin() as conn:
+        await conn.execute(
+            tables.profiles.update()
+            .where(tables.profiles.c.profile_id == pid)
+            .values(version=tables.profiles.c.version + 10)
+        )
+    await _apply(engine, policy, tp(email="kim@x.io"))
+
+    stored = await SqlProfileReader(engine).get(pid)
+    assert stored is not None
+    assert (stored.profile.tally.touchpoint_count, stored.profile.tally.purchase_count) == (3, 0)
+    assert stored.profile.version == 13

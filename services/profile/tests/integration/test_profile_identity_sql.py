@@ -217,7 +217,8 @@ async def test_split_moves_what_follows_the_identifier_and_blocks_a_remerge(
 
 
 async def test_erasure_removes_pii_tombstones_and_gives_a_receipt(engine, tp, policy) -> None:
-    await _apply(engine, policy, tp(kind="sale", email="eve@example.com", traits={"name": "Eve"}))
+    first = tp(kind="sale", email="eve@example.com", traits={"name": "Eve"})
+    await _apply(engine, policy, first)
     await _apply(engine, policy, tp(phone="+33633333333"))
     eve = await _owner(engine, "email", "eve@example.com")
     other = await _owner(engine, "phone", "+33633333333")
@@ -241,6 +242,12 @@ async def test_erasure_removes_pii_tombstones_and_gives_a_receipt(engine, tp, po
     erased = decode_event(ProfileErasedEvent, rows[-1].value)
     assert rows[-1].topic == "itest.profiles.erasures.v1"
     assert (erased.data.profile_id, erased.data.request_id) == (eve, "dsr-1")
+
+    # The timeline is the inbox: an erased touchpoint redelivered is still a no-op.
+    redelivered = await _apply(engine, policy, first)
+    assert (redelivered.applied, redelivered.duplicates) == (0, 1)
+    assert await _owner(engine, "email", "eve@example.com") is None
+    assert len(await _rows(engine, tables.erased_events)) == 3
 
     await _apply(engine, policy, tp(email="eve@example.com"))
     fresh = await _owner(engine, "email", "eve@example.com")

@@ -27,7 +27,7 @@ class FakeUnitOfWork:
     """Implements the UnitOfWork port with dicts; writes apply only on commit."""
 
     def __init__(self) -> None:
-        self.processed: set[str] = set()
+        self.erased: set[str] = set()
         self.owners: dict[IdentifierKey, str] = {}
         self.stored: dict[str, dict] = {}
         self.timeline_rows: dict[str, str] = {}
@@ -54,10 +54,9 @@ class FakeUnitOfWork:
         self.pending = []
         self.commits += 1
 
-    async def claim_fresh(self, event_ids):
-        fresh = set(event_ids) - self.processed
-        self.pending.append(lambda: self.processed.update(fresh))
-        return fresh - self.timeline_rows.keys()
+    async def fresh_events(self, event_ids):
+        # The timeline is the inbox; erased touchpoints' ids are kept apart.
+        return set(event_ids) - self.timeline_rows.keys() - self.erased
 
     async def lock_owners(self, keys):
         owners = await self.identities.owners(keys)
@@ -273,12 +272,18 @@ async def test_a_failed_batch_commits_nothing(uow, tp, policy) -> None:
     uow.stage_encoded = broken
     with pytest.raises(RuntimeError):
         await _handle([ReceivedTouchpoint(tp(email="ann@example.com"))], uow, policy)
-    assert (uow.processed, uow.stored, uow.owners, uow.commits) == (set(), {}, {}, 0)
+    assert (uow.timeline_rows, uow.stored, uow.owners, uow.commits) == ({}, {}, {}, 0)
 
 
 async def test_a_touchpoint_on_the_timeline_is_not_applied_again(uow, tp, policy) -> None:
     batch = [ReceivedTouchpoint(tp(email="ann@example.com"))]
     await _handle(batch, uow, policy)
-    uow.processed.clear()  # the inbox prunes old ids; the timeline keeps them
     outcome = await _handle(batch, uow, policy, ids=_ids())
     assert (outcome.applied, outcome.duplicates, len(uow.published)) == (0, 1, 1)
+
+
+async def test_an_erased_touchpoint_is_not_applied_again(uow, tp, policy) -> None:
+    event = tp(email="ann@example.com")
+    uow.erased.add(event.event_id)  # erasure removed it from the timeline, kept its id
+    outcome = await _handle([ReceivedTouchpoint(event)], uow, policy)
+    assert (outcome.applied, outcome.duplicates, uow.stored) == (0, 1, {})

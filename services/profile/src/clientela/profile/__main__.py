@@ -20,7 +20,10 @@ async def rebuild(settings: ProfileSettings) -> dict[str, int]:
     """Recompute every profile from its stored touchpoints; announce those that changed."""
     async with build(settings, consume=False) as container:
         outcome = await rebuild_profiles(
-            container.unit_of_work(), container.policy, source=settings.source
+            container.unit_of_work(),
+            container.policy,
+            source=settings.source,
+            cache=container.cache,
         )
         # Let the relay publish what the rebuild staged before the process ends.
         while await container.relay.pending():

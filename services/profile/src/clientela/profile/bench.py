@@ -3,9 +3,12 @@
 `python -m clientela.profile.bench --output .bench/bench-profile.json [--touchpoints N]`
 generates a population with a realistic identifier mix (customers known by customer id and
 email, phone callers, anonymous web visitors who later identify themselves), applies it in
-batches through the real use case and SQL unit of work from several concurrent workers (one
-per partition), while another process looks identifiers up through the read side. The
-baseline is the bare insert of the same touchpoints into a table through the same driver.
+batches through the real use case and SQL unit of work, one consumer process per partition
+(`--in-process`: one process for all), while another process looks identifiers up through
+the read side and its cache (Redis, cleared by the writers; `--cache-url none`: no cache).
+CPU per touchpoint is reported for the consumer processes and for the PostgreSQL backends
+serving them. The baseline is the bare insert of the same touchpoints into a table through
+the same driver.
 """
 
 from __future__ import annotations
@@ -26,23 +29,30 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psutil
 from sqlalchemy import JSON, Column, MetaData, String, Table, func, select, text
+from sqlalchemy import event as sa_event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from clientela.profile.adapters.outbound import tables
+from clientela.profile.adapters.outbound.profile_cache import (
+    CachedProfileReader,
+    ProfileCacheInvalidator,
+)
 from clientela.profile.adapters.outbound.sql_reader import SqlProfileReader
 from clientela.profile.adapters.outbound.sql_unit_of_work import SqlUnitOfWork
 from clientela.profile.application.handle_touchpoints import BatchOutcome, handle_touchpoints
-from clientela.profile.application.ports import ReceivedTouchpoint
+from clientela.profile.application.ports import ProfileCache, ProfileReader, ReceivedTouchpoint
 from clientela.profile.application.queries import golden_record_by_identifier
 from clientela.profile.domain.policy import ProfilePolicy
 from clientela.profile.migrations import MIGRATIONS
+from clientela.shared.cache import Cache, make_cache
 from clientela.shared.codec import decode_event
 from clientela.shared.contracts import TouchpointRecorded
 from clientela.shared.db import create_engine
 from clientela.shared.migrations import upgrade
-from clientela.shared.settings import DatabaseSettings, KafkaSettings
+from clientela.shared.settings import CacheSettings, DatabaseSettings, KafkaSettings
 
 DEFAULT_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 START = datetime(2024, 1, 1, tzinfo=UTC)
@@ -176,25 +186,121 @@ class Applied:
     round_trips: int
 
 
+@dataclass(frozen=True, slots=True)
+class Consumed:
+    """What one consumer applied, when, and the CPU it and its database backends used."""
+
+    started: float
+    finished: float
+    cpu_s: float
+    db_cpu_s: float
+    applied: list[Applied]
+
+
+class BackendCpu:
+    """CPU time of the PostgreSQL backends that serve an engine's connections (psutil)."""
+
+    def __init__(self) -> None:
+        self.pids: set[int] = set()
+
+    def watch(self, engine: AsyncEngine) -> None:
+        """Record the backend pid of every connection the engine opens."""
+        sa_event.listen(engine.sync_engine, "connect", self._connected)
+
+    def _connected(self, dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("SELECT pg_backend_pid()")
+        self.pids.add(int(cursor.fetchone()[0]))
+        cursor.close()
+
+    def seconds(self) -> float:
+        """Return the CPU seconds (user + system) the backends have used so far."""
+        total = 0.0
+        for pid in self.pids:
+            try:
+                times = psutil.Process(pid).cpu_times()
+            except psutil.Error:
+                continue
+            total += times.user + times.system
+        return total
+
+
+def _cache(url: str | None, prefix: str) -> Cache | None:
+    return make_cache(CacheSettings(url=url, key_prefix=prefix)) if url else None
+
+
 async def _worker(
-    engine: AsyncEngine, events: Sequence[TouchpointRecorded], batch: int, policy: ProfilePolicy
+    engine: AsyncEngine,
+    events: Sequence[TouchpointRecorded],
+    batch: int,
+    policy: ProfilePolicy,
+    cache: ProfileCache | None,
 ) -> list[Applied]:
     kafka = KafkaSettings()
     applied = []
     for start in range(0, len(events), batch):
         chunk = [ReceivedTouchpoint(e) for e in events[start : start + batch]]
         uow = SqlUnitOfWork(engine, kafka)
-        outcome = await handle_touchpoints(chunk, uow, policy)
+        outcome = await handle_touchpoints(chunk, uow, policy, cache=cache)
         applied.append(Applied(outcome, uow.round_trips))
     return applied
 
 
-async def _apply_all(
-    engine: AsyncEngine, parts: list[list[TouchpointRecorded]], batch: int, policy: ProfilePolicy
-) -> tuple[float, list[Applied]]:
-    started = time.perf_counter()
-    results = await asyncio.gather(*(_worker(engine, part, batch, policy) for part in parts))
-    return time.perf_counter() - started, [a for applied in results for a in applied]
+async def _consume(
+    engine: AsyncEngine,
+    parts: list[list[TouchpointRecorded]],
+    batch: int,
+    policy: ProfilePolicy,
+    cache: ProfileCache | None,
+    backends: BackendCpu,
+) -> Consumed:
+    """Apply the partitions concurrently in this process; measure time and CPU."""
+    db_before, cpu_before = backends.seconds(), time.process_time()
+    started = time.monotonic()
+    results = await asyncio.gather(*(_worker(engine, p, batch, policy, cache) for p in parts))
+    finished = time.monotonic()
+    return Consumed(
+        started,
+        finished,
+        time.process_time() - cpu_before,
+        backends.seconds() - db_before,
+        [a for applied in results for a in applied],
+    )
+
+
+def _consumer_process(options: dict[str, Any], index: int, ready: Any, go: Any, out: Any) -> None:
+    """Apply one partition of the measured touchpoints when go is set (one per partition)."""
+
+    async def run() -> Consumed:
+        items = generate(options["count"], options["people"], seed=options["seed"])
+        part = _partition(items[options["warm"] :], options["workers"])[index]
+        del items
+        # As in the parent: the input is not the consumer's heap.
+        gc.collect()
+        gc.freeze()
+        settings = DatabaseSettings(url=options["url"], schema_name=options["schema"], pool_size=2)
+        engine = create_engine(settings, "profile")
+        backends = BackendCpu()
+        backends.watch(engine)
+        cache = _cache(options["cache_url"], options["cache_prefix"])
+        invalidator = ProfileCacheInvalidator(cache, grace_s=2.0) if cache else None
+        try:
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            ready.set()
+            await asyncio.to_thread(go.wait)
+            return await _consume(
+                engine, [part], options["batch"], ProfilePolicy(), invalidator, backends
+            )
+        finally:
+            if invalidator is not None:
+                await invalidator.drain()
+            if cache is not None:
+                await cache.close()
+            await engine.dispose()
+
+    out.send(asyncio.run(run()))
+    out.close()
 
 
 def _decode_us(events: Sequence[TouchpointRecorded]) -> float:
@@ -235,22 +341,47 @@ async def _baseline(
     return time.perf_counter() - started
 
 
-def _lookup_process(
-    url: str, schema: str, keys: list[tuple[str, str]], ready: Any, stop: Any, out: Any
-) -> None:
-    """Look identifiers up until stop is set; send the latencies in ms back."""
+class _CountingReader(SqlProfileReader):
+    """The SQL reader, counting the lookups that reached the database."""
 
-    async def run() -> list[float]:
-        settings = DatabaseSettings(url=url, schema_name=schema, pool_size=2)
+    store_reads = 0
+
+    async def by_identifier(self, key: tuple[str, str]) -> Any:
+        self.store_reads += 1
+        return await super().by_identifier(key)
+
+
+def _lookup_process(
+    options: dict[str, Any], keys: list[tuple[str, str]], ready: Any, stop: Any, out: Any
+) -> None:
+    """Look identifiers up until stop is set; send back the latencies in ms, the CPU, and
+    how many lookups reached the database."""
+
+    async def run() -> tuple[list[float], float, int]:
+        settings = DatabaseSettings(url=options["url"], schema_name=options["schema"], pool_size=8)
         engine = create_engine(settings, "profile")
-        reader = SqlProfileReader(engine)
+        cache = _cache(options["cache_url"], options["cache_prefix"])
+        store = _CountingReader(engine)
+        reader: ProfileReader = store
+        if cache is not None:
+            reader = CachedProfileReader(reader, cache, ttl_s=300, grace_s=2.0)
         policy = ProfilePolicy()
         rng = random.Random(3)
         latencies: list[float] = []
         try:
-            # One lookup connects the pool; only then is the process ready to measure.
-            await golden_record_by_identifier(reader, *keys[0], datetime.now(UTC), policy)
+            # Every key looked up once (the cache, if any, is warm as under steady use); only
+            # then is the process ready to measure.
+            distinct = sorted(set(keys))
+            for start in range(0, len(distinct), 8):
+                await asyncio.gather(
+                    *(
+                        golden_record_by_identifier(reader, t, v, datetime.now(UTC), policy)
+                        for t, v in distinct[start : start + 8]
+                    )
+                )
             ready.set()
+            reads_before = store.store_reads
+            cpu_before = time.process_time()
             while not stop.is_set():
                 id_type, value = rng.choice(keys)
                 started = time.perf_counter()
@@ -258,9 +389,12 @@ def _lookup_process(
                 latencies.append((time.perf_counter() - started) * 1000)
                 # About 200 lookups/s: an API under steady use, not a second load generator.
                 await asyncio.sleep(0.005)
+            cpu = time.process_time() - cpu_before
         finally:
+            if cache is not None:
+                await cache.close()
             await engine.dispose()
-        return latencies
+        return latencies, cpu, store.store_reads - reads_before
 
     out.send(asyncio.run(run()))
     out.close()
@@ -273,6 +407,16 @@ def _percentile(values: Sequence[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
+async def _cache_answers(url: str | None) -> bool:
+    cache = _cache(url, "")
+    if cache is None:
+        return False
+    try:
+        return await cache.ping()
+    finally:
+        await cache.close()
+
+
 async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     """Run the benchmark and return its flat result."""
     schema = f"bench_profile_{uuid.uuid4().hex[:8]}"
@@ -280,11 +424,31 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         url=args.database_url, schema_name=schema, pool_size=args.workers + 2
     )
     engine = create_engine(settings, "profile")
+    backends = BackendCpu()
+    backends.watch(engine)
     policy = ProfilePolicy()
+    cache_url = None if args.cache_url in ("", "none") else args.cache_url
+    if cache_url is not None and not await _cache_answers(cache_url):
+        print(f"no cache answers at {cache_url}: lookups go to the database")
+        cache_url = None
+    options = {
+        "url": args.database_url,
+        "schema": schema,
+        "cache_url": cache_url,
+        "cache_prefix": f"{schema}:",
+        "people": args.people,
+        "seed": args.seed,
+        "workers": args.workers,
+        "batch": args.batch,
+    }
+    cache = _cache(cache_url, options["cache_prefix"])
+    invalidator = ProfileCacheInvalidator(cache, grace_s=2.0) if cache else None
+    ctx = multiprocessing.get_context("spawn")
     try:
         await upgrade(settings, MIGRATIONS, engine=engine)
         print(f"generating {args.touchpoints} touchpoints of {args.people} people ...")
         warm_count = max(args.batch, args.touchpoints // 10)
+        options |= {"count": args.touchpoints + warm_count, "warm": warm_count}
         items = generate(args.touchpoints + warm_count, args.people, seed=args.seed)
         warm, timed = items[:warm_count], items[warm_count:]
         # The generated input is not the service's heap: kept out of the collector's sight,
@@ -292,35 +456,59 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         gc.collect()
         gc.freeze()
         # Warm-up: the population exists before the measured load, so lookups find people.
-        await _apply_all(engine, _partition(warm, args.workers), args.batch, policy)
+        await _consume(engine, _partition(warm, args.workers), args.batch, policy, None, backends)
         keys = [
             (id_type, value)
             for _, e in warm[:2000]
             for id_type, value in e.data.identifiers.pairs()
         ]
         parts = _partition(timed, args.workers)
-        ctx = multiprocessing.get_context("spawn")
-        receiver, sender = ctx.Pipe(duplex=False)
-        ready, stop = ctx.Event(), ctx.Event()
+        go = ctx.Event()
+        consumers = []
+        if not args.in_process:
+            for index in range(args.workers):
+                receiver, sender = ctx.Pipe(duplex=False)
+                ready = ctx.Event()
+                process = ctx.Process(
+                    target=_consumer_process, args=(options, index, ready, go, sender)
+                )
+                process.start()
+                consumers.append((process, receiver, ready))
+            for _, _, ready in consumers:
+                if not await asyncio.to_thread(ready.wait, 300):
+                    raise RuntimeError("a consumer process did not start")
+        lookup_results, lookup_sender = ctx.Pipe(duplex=False)
+        lookup_ready, stop = ctx.Event(), ctx.Event()
         lookups = ctx.Process(
-            target=_lookup_process, args=(args.database_url, schema, keys, ready, stop, sender)
+            target=_lookup_process, args=(options, keys, lookup_ready, stop, lookup_sender)
         )
         lookups.start()
-        if not await asyncio.to_thread(ready.wait, 120):
+        if not await asyncio.to_thread(lookup_ready.wait, 120):
             raise RuntimeError("the lookup process did not start")
-        cpu_before = time.process_time()
-        elapsed, applied = await _apply_all(engine, parts, args.batch, policy)
-        cpu = time.process_time() - cpu_before
-        outcomes = [a.outcome for a in applied]
+        if args.in_process:
+            consumed = [await _consume(engine, parts, args.batch, policy, invalidator, backends)]
+        else:
+            go.set()
+            consumed = [await asyncio.to_thread(receiver.recv) for _, receiver, _ in consumers]
+            for process, _, _ in consumers:
+                process.join()
+        load = os.getloadavg()[0]
         stop.set()
-        latencies: list[float] = receiver.recv()
+        latencies, lookup_cpu, store_reads = await asyncio.to_thread(lookup_results.recv)
         lookups.join()
+        elapsed = max(c.finished for c in consumed) - min(c.started for c in consumed)
+        applied = [a for c in consumed for a in c.applied]
+        outcomes = [a.outcome for a in applied]
         baseline_elapsed = await _baseline(engine, parts, args.batch)
         async with engine.connect() as conn:
             profiles = int(
                 await conn.scalar(select(func.count()).select_from(tables.profiles)) or 0
             )
     finally:
+        if invalidator is not None:
+            await invalidator.drain()
+        if cache is not None:
+            await cache.close()
         await engine.dispose()
         cleanup = create_engine(DatabaseSettings(url=args.database_url), "profile")
         async with cleanup.begin() as conn:
@@ -333,12 +521,14 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         "people": args.people,
         "profiles": profiles,
         "workers": args.workers,
+        "consumer_processes": 1 if args.in_process else args.workers,
         "batch_size": args.batch,
         "duration_s": round(elapsed, 3),
         "events_per_s": round(events_per_s, 1),
         "baseline_events_per_s": round(baseline, 1),
         "ratio": round(events_per_s / baseline, 3),
-        "cpu_us_per_event": round(cpu / len(timed) * 1e6, 1),
+        "cpu_us_per_event": round(sum(c.cpu_s for c in consumed) / len(timed) * 1e6, 1),
+        "postgres_cpu_us_per_event": round(sum(c.db_cpu_s for c in consumed) / len(timed) * 1e6, 1),
         "decode_us_per_event": round(_decode_us([e for _, e in timed[:5000]]), 1),
         "round_trips_per_batch": round(
             sum(a.round_trips for a in applied) / max(1, len(applied)), 2
@@ -346,11 +536,14 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         "round_trips_per_batch_without_merge": round(
             statistics.mean([a.round_trips for a in applied if not a.outcome.merges] or [0]), 2
         ),
-        "load_average_1m": round(os.getloadavg()[0], 2),
+        "load_average_1m": round(load, 2),
         "merges": sum(o.merges for o in outcomes),
         "conflicts": sum(o.conflicts for o in outcomes),
         "retried_batches": sum(1 for o in outcomes if o.attempts > 1),
+        "lookup_cache": "redis" if cache_url and cache_url.startswith("redis") else "none",
         "lookups": len(latencies),
+        "lookup_cpu_us_per_lookup": round(lookup_cpu / max(1, len(latencies)) * 1e6, 1),
+        "lookup_cache_hit_ratio": round(1 - store_reads / max(1, len(latencies)), 3),
         "lookup_p50_ms": round(_percentile(latencies, 0.50), 3),
         "lookup_p99_ms": round(_percentile(latencies, 0.99), 3),
         "lookup_max_ms": round(max(latencies, default=float("nan")), 3),
@@ -372,6 +565,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--people", type=int, default=20_000)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--workers", type=int, default=2, help="concurrent partitions")
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="apply every partition in this process (default: one process per partition)",
+    )
+    parser.add_argument(
+        "--cache-url",
+        default=os.environ.get("CLIENTELA_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
+        help="lookup cache shared by the writers and the lookup process ('none': no cache)",
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
         "--database-url",

@@ -86,6 +86,17 @@ class ProfileSettings(ServiceSettings):
     preference_half_life_days: float = Field(
         default=90, gt=0, description="Half-life of an inbound contact in channel preference."
     )
+    lookup_cache_ttl_s: int = Field(
+        default=300,
+        ge=0,
+        description="Lifetime of a cached profile in the lookup cache (0: no cache). The "
+        "cache is CLIENTELA_CACHE_URL: Redis, or memory:// (in-process: one replica only).",
+    )
+    lookup_cache_grace_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="Writers delete changed profiles again after this; slower fills are dropped.",
+    )
 
     @field_validator("identifier_limits")
     @classmethod

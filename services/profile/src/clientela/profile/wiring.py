@@ -17,13 +17,19 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from clientela.profile.adapters.inbound.http import ReadApi, admin_router, profile_router
 from clientela.profile.adapters.inbound.kafka import subscribe_touchpoints, touchpoint_handler
 from clientela.profile.adapters.outbound import tables
+from clientela.profile.adapters.outbound.profile_cache import (
+    CachedProfileReader,
+    ProfileCacheInvalidator,
+)
 from clientela.profile.adapters.outbound.sql_reader import SqlProfileReader
 from clientela.profile.adapters.outbound.sql_unit_of_work import SqlUnitOfWork
+from clientela.profile.application.ports import ProfileReader
 from clientela.profile.config import ProfileSettings
 from clientela.profile.domain.policy import ProfilePolicy
 from clientela.profile.migrations import MIGRATIONS
 from clientela.shared import http as shared_http
 from clientela.shared.auth import KeyRing
+from clientela.shared.cache import Cache, make_cache
 from clientela.shared.contracts import ALL_TOPICS, utc_now
 from clientela.shared.db import create_engine
 from clientela.shared.kafka import KafkaPublisher, ensure_topics, make_broker
@@ -42,7 +48,9 @@ class Container:
     engine: AsyncEngine
     publisher: KafkaPublisher
     relay: OutboxRelay
-    reader: SqlProfileReader
+    reader: ProfileReader
+    # The lookup cache's writer side (None when the cache is off).
+    cache: ProfileCacheInvalidator | None = None
     broker: KafkaBroker | None = None
 
     def unit_of_work(self) -> SqlUnitOfWork:
@@ -84,13 +92,27 @@ async def build(
         relay = OutboxRelay(engine, tables.outbox, tables.inbox, publisher, name=SERVICE)
         relay_task = asyncio.create_task(relay.run(), name=f"{SERVICE}-outbox-relay")
         stack.push_async_callback(shared_http.drain, relay_task)
+        reader: ProfileReader = SqlProfileReader(engine)
+        invalidator: ProfileCacheInvalidator | None = None
+        if settings.lookup_cache_ttl_s > 0:
+            cache: Cache = make_cache(settings.cache)
+            stack.push_async_callback(cache.close)
+            invalidator = ProfileCacheInvalidator(cache, grace_s=settings.lookup_cache_grace_s)
+            stack.push_async_callback(invalidator.drain)
+            reader = CachedProfileReader(
+                reader,
+                cache,
+                ttl_s=settings.lookup_cache_ttl_s,
+                grace_s=settings.lookup_cache_grace_s,
+            )
         container = Container(
             settings=settings,
             policy=settings.policy(),
             engine=engine,
             publisher=publisher,
             relay=relay,
-            reader=SqlProfileReader(engine),
+            reader=reader,
+            cache=invalidator,
         )
         if consume:
             broker = make_broker(settings.kafka)
@@ -100,7 +122,7 @@ async def build(
                 group_id=settings.group_id,
                 publisher=publisher,
                 handler=touchpoint_handler(
-                    container.unit_of_work, container.policy, settings.source
+                    container.unit_of_work, container.policy, settings.source, invalidator
                 ),
                 consumer_name=settings.group_id,
             )
@@ -130,6 +152,7 @@ def create_app(
                 clock,
                 unit_of_work=container.unit_of_work,
                 source=settings.source,
+                cache=container.cache,
             )
             yield
 

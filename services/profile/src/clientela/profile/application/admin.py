@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from clientela.profile.application.handle_touchpoints import (
+    forget_quietly,
     new_profile_id,
     profile_changed,
     with_retries,
@@ -15,6 +16,7 @@ from clientela.profile.application.handle_touchpoints import (
 from clientela.profile.application.ports import (
     ConsentUpdate,
     ErasureReceipt,
+    ProfileCache,
     ProfileHistory,
     UnitOfWork,
 )
@@ -92,6 +94,7 @@ async def split_profile(
     source: str = "profile",
     clock: Callable[[], datetime] = utc_now,
     make_profile_id: Callable[[], str] = new_profile_id,
+    cache: ProfileCache | None = None,
 ) -> SplitOutcome:
     """Split the named identifiers (and what follows them) off a profile into a new one."""
     rules = policy.identity
@@ -143,6 +146,7 @@ async def split_profile(
                 ]
             )
             await uow.commit()
+        await forget_quietly(cache, [pid, new_id], plan.identifiers)
         return SplitOutcome(pid, new_id, len(plan.identifiers), len(plan.event_ids))
 
     return await with_retries(run)
@@ -155,10 +159,17 @@ async def erase_profile(
     request_id: str,
     source: str = "profile",
     clock: Callable[[], datetime] = utc_now,
+    cache: ProfileCache | None = None,
 ) -> ErasureReceipt:
-    """Erase a person: identifiers, touchpoints and golden record go; a tombstone is staged."""
+    """Erase a person: identifiers, touchpoints and golden record go; a tombstone is staged.
+
+    The person's cached profile and identifier owners are dropped after the commit; an
+    unreachable cache raises (asking again repeats the drop and returns the same receipt).
+    """
+    owned: list[IdentifierKey] = []
 
     async def run() -> ErasureReceipt:
+        nonlocal owned
         async with uow:
             earlier = await uow.profiles.erasure(profile_id)
             if earlier is not None:
@@ -166,6 +177,7 @@ async def erase_profile(
             pid = await uow.profiles.resolve(profile_id)
             if not await uow.profiles.lock([pid]):
                 raise ProfileNotFoundError(profile_id)
+            owned = (await uow.identities.of_profiles([pid])).get(pid, [])
             now = clock()
             receipt = ErasureReceipt(
                 request_id=request_id,
@@ -183,7 +195,10 @@ async def erase_profile(
         log.info("profile %s erased under request %s", pid, request_id)
         return receipt
 
-    return await with_retries(run)
+    receipt = await with_retries(run)
+    if cache is not None:
+        await cache.forget([receipt.profile_id, profile_id], owned)
+    return receipt
 
 
 def _profile_erased(receipt: ErasureReceipt, source: str) -> OutgoingEvent:
@@ -217,6 +232,7 @@ async def update_consent(
     update_id: str,
     source: str = "profile",
     clock: Callable[[], datetime] = utc_now,
+    cache: ProfileCache | None = None,
 ) -> Profile:
     """Record a consent decision stated through the API; the latest decision still wins."""
 
@@ -237,6 +253,7 @@ async def update_consent(
                 [profile_changed(profile, [], now, source, policy, cause_id=update_id)]
             )
             await uow.commit()
+        await forget_quietly(cache, [profile.profile_id])
         return profile
 
     return await with_retries(run)
@@ -249,6 +266,7 @@ async def rebuild_profiles(
     page_size: int = 200,
     source: str = "profile",
     clock: Callable[[], datetime] = utc_now,
+    cache: ProfileCache | None = None,
 ) -> RebuildOutcome:
     """Recompute every profile from its stored touchpoints; save and announce those that differ."""
     cursor: str | None = None
@@ -283,6 +301,7 @@ async def rebuild_profiles(
                 ]
             )
             await uow.commit()
+        await forget_quietly(cache, [p.profile_id for p in changed])
         seen += len(stored)
         changed_count += len(changed)
         cursor = ids[-1]

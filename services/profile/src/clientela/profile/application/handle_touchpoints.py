@@ -6,7 +6,7 @@ import asyncio
 import logging
 import random
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
@@ -17,6 +17,8 @@ from clientela.profile.application.ports import (
     ConcurrentChangeError,
     EncodedEvent,
     LockedOwners,
+    ProfileCache,
+    ProfileCacheUnavailableError,
     ReceivedTouchpoint,
     UnitOfWork,
 )
@@ -83,6 +85,21 @@ async def with_retries(run: Callable[[], Awaitable[T]], attempts: int = MAX_ATTE
     raise AssertionError("unreachable")
 
 
+async def forget_quietly(
+    cache: ProfileCache | None,
+    profile_ids: Collection[str],
+    keys: Collection[IdentifierKey] = (),
+) -> None:
+    """Clear what a commit changed from the lookup cache; an unreachable cache is logged
+    (its entries expire after their time to live), not a reason to apply a batch again."""
+    if cache is None or not (profile_ids or keys):
+        return
+    try:
+        await cache.forget(profile_ids, keys)
+    except ProfileCacheUnavailableError as exc:
+        log.warning("lookup cache not cleared (%s): entries may be stale until they expire", exc)
+
+
 async def handle_touchpoints(
     batch: Sequence[ReceivedTouchpoint],
     uow: UnitOfWork,
@@ -91,18 +108,20 @@ async def handle_touchpoints(
     source: str = "profile",
     clock: Callable[[], datetime] = utc_now,
     new_profile_id: Callable[[], str] = new_profile_id,
+    cache: ProfileCache | None = None,
 ) -> BatchOutcome:
     """Apply a batch in one transaction; a redelivered touchpoint changes nothing."""
     if not batch:
         return BatchOutcome()
     attempts = 0
 
-    async def run() -> BatchOutcome:
+    async def run() -> tuple[BatchOutcome, list[str]]:
         nonlocal attempts
         attempts += 1
         return await _apply(batch, uow, policy, source, clock, new_profile_id)
 
-    outcome = await with_retries(run)
+    outcome, changed = await with_retries(run)
+    await forget_quietly(cache, changed)
     if attempts > 1:
         outcome = BatchOutcome(**{**_fields(outcome), "attempts": attempts})
     return outcome
@@ -141,9 +160,10 @@ async def _apply(
     source: str,
     clock: Callable[[], datetime],
     make_profile_id: Callable[[], str],
-) -> BatchOutcome:
+) -> tuple[BatchOutcome, list[str]]:
+    """Apply the batch; return what it did and the ids of the profiles it changed."""
     async with uow:
-        fresh = await uow.claim_fresh([r.event.event_id for r in batch])
+        fresh = await uow.fresh_events([r.event.event_id for r in batch])
         todo: list[ReceivedTouchpoint] = []
         for received in batch:
             if received.event.event_id in fresh:
@@ -151,7 +171,7 @@ async def _apply(
                 todo.append(received)
         if not todo:
             await uow.commit()
-            return BatchOutcome(duplicates=len(batch))
+            return BatchOutcome(duplicates=len(batch)), []
 
         rules = policy.identity
         identities = [
@@ -233,7 +253,7 @@ async def _apply(
             ]
         )
         await uow.commit()
-    return BatchOutcome(
+    outcome = BatchOutcome(
         applied=len(todo),
         duplicates=len(batch) - len(todo),
         profiles_created=len(set(resolution.new_profiles)),
@@ -242,6 +262,7 @@ async def _apply(
         conflicts=len(resolution.conflicts),
         over_limit=resolution.over_limit,
     )
+    return outcome, [p.profile_id for p in changed] + sorted(moves)
 
 
 def _profiles_merged(

@@ -63,6 +63,20 @@ class LockedOwners:
     stale: bool = False
 
 
+class ProfileCacheUnavailableError(Exception):
+    """The lookup cache could not be reached to drop what a commit changed."""
+
+
+class ProfileCache(Protocol):
+    """The read side's cache of profiles, cleared by every writer after its commit."""
+
+    async def forget(
+        self, profile_ids: Collection[str], keys: Collection[IdentifierKey] = ()
+    ) -> None:
+        """Drop cached profiles and identifier owners (raise ProfileCacheUnavailableError)."""
+        ...
+
+
 class ConcurrentChangeError(Exception):
     """Another writer changed what this transaction read; the whole transaction is retried."""
 
@@ -244,9 +258,9 @@ class UnitOfWork(Protocol):
         """The touchpoints."""
         ...
 
-    async def claim_fresh(self, event_ids: Sequence[str]) -> set[str]:
-        """Record event ids as processed (inbox); return those neither processed before nor
-        on a timeline (the inbox forgets old ids, the timeline keeps every touchpoint)."""
+    async def fresh_events(self, event_ids: Sequence[str]) -> set[str]:
+        """Return the ids among event_ids never applied: the timeline (which keeps every
+        applied touchpoint) is the inbox, and erased touchpoints' ids are kept apart."""
         ...
 
     async def lock_owners(self, keys: Collection[IdentifierKey]) -> LockedOwners:

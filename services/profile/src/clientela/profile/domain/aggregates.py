@@ -56,6 +56,15 @@ def _decay(age_months: int, half_life_months: float) -> float:
     return float(0.5 ** (age_months / half_life_months))
 
 
+_DECAY_TABLE_MONTHS = 240
+
+
+@functools.lru_cache(maxsize=16)
+def _decay_table(half_life_months: float) -> tuple[float, ...]:
+    """Return the decay of each age in months (the same values `_decay` gives)."""
+    return tuple(_decay(age, half_life_months) for age in range(_DECAY_TABLE_MONTHS))
+
+
 class CaseState(msgspec.Struct, frozen=True, array_like=True):
     """The latest known status of a support case; the stamp decides which status is latest."""
 
@@ -210,14 +219,22 @@ class Tally(msgspec.Struct):
         """Return each inbound channel's share of recency-weighted inbound contacts."""
         if not self.inbound_months:
             return {}
-        latest = max(_month_index(m) for months in self.inbound_months.values() for m in months)
+        # "YYYY-MM" sorts as time does: the latest month is the greatest string.
+        newest = max((max(m) for m in self.inbound_months.values() if m), default=None)
+        if newest is None:
+            return {}
+        latest = _month_index(newest)
         half_life_months = policy.preference_half_life.total_seconds() / 86_400 / _DAYS_PER_MONTH
+        decay = _decay_table(half_life_months)
         weights: dict[str, float] = {}
         total = 0.0
         for channel, months in self.inbound_months.items():
             weight = 0.0
             for month, count in months.items():
-                weight += count * _decay(latest - _month_index(month), half_life_months)
+                age = latest - _month_index(month)
+                weight += count * (
+                    decay[age] if age < _DECAY_TABLE_MONTHS else _decay(age, half_life_months)
+                )
             weights[channel] = weight
             total += weight
         if total <= 0:

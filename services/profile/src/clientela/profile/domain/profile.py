@@ -29,6 +29,10 @@ STATE_SCHEMA = 3
 
 # Which contact point makes which channel reachable.
 _CHANNELS: tuple[Channel, ...] = tuple(Channel)
+_CONTACT_POINTS_MAX = 4096
+_CONTACT_POINTS: dict[
+    tuple[int, frozenset[str], bool], tuple[Any, tuple[str, ...], tuple[Channel, ...]]
+] = {}
 _CHANNELS_OF_IDENTIFIER: Mapping[str, tuple[Channel, ...]] = {
     IdentifierType.EMAIL.value: (Channel.EMAIL,),
     IdentifierType.PHONE.value: (Channel.PHONE, Channel.SMS),
@@ -272,14 +276,14 @@ class Profile:
 
     def published(self, policy: ProfilePolicy) -> dict[str, Any]:
         """Return the fields of ProfileChanged as plain values (the JSON the topic carries)."""
-        id_types = self.sorted_identifier_types(policy)
+        id_types, reachable = self._contact_points(policy)
         return {
             "profile_id": self.profile_id,
             "version": self.version,
             "lifecycle": self.stage,
             "created_at": self.created_at,
             "identifier_types": id_types,
-            "reachable_channels": self.reachable_channels(id_types),
+            "reachable_channels": reachable,
             "consent": {
                 channel: {"status": e.status, "updated_at": e.at, "source": e.source}
                 for channel, e in self.consent.items()
@@ -287,6 +291,21 @@ class Profile:
             "traits": self.current_traits(policy.traits) if self.traits else {},
             "aggregates": self.tally.published(policy),
         }
+
+    def _contact_points(self, policy: ProfilePolicy) -> tuple[list[str], list[Channel]]:
+        """Return the identifier types (strongest first) and the reachable channels."""
+        # Few combinations of types exist: remembered per rule set, they cost one lookup
+        # instead of a sort and enum hashing for every announced profile.
+        types = frozenset(t for t, count in self.identifier_counts.items() if count > 0)
+        key = (id(policy.identity), types, self.visited_branch)
+        found = _CONTACT_POINTS.get(key)
+        if found is None or found[0] is not policy.identity:
+            id_types = self.sorted_identifier_types(policy)
+            found = (policy.identity, tuple(id_types), tuple(self.reachable_channels(id_types)))
+            if len(_CONTACT_POINTS) >= _CONTACT_POINTS_MAX:
+                _CONTACT_POINTS.clear()
+            _CONTACT_POINTS[key] = found
+        return list(found[1]), list(found[2])
 
     def changed(self, policy: ProfilePolicy | None = None) -> ProfileChanged:
         """Return the profile's published state as of its last change: no identifier values."""

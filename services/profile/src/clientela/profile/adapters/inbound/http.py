@@ -17,7 +17,13 @@ from clientela.profile.application.admin import (
     split_profile,
     update_consent,
 )
-from clientela.profile.application.ports import ProfileReader, TimelineQuery, UnitOfWork
+from clientela.profile.application.ports import (
+    ProfileCache,
+    ProfileCacheUnavailableError,
+    ProfileReader,
+    TimelineQuery,
+    UnitOfWork,
+)
 from clientela.profile.application.queries import (
     MAX_TIMELINE_PAGE,
     GoldenRecord,
@@ -52,6 +58,8 @@ class ReadApi:
     clock: Callable[[], datetime]
     unit_of_work: Callable[[], UnitOfWork] | None = None
     source: str = "profile"
+    # Cleared by the admin routes after they commit (the reader may serve from it).
+    cache: ProfileCache | None = None
 
     def uow(self) -> UnitOfWork:
         """Return a fresh unit of work (admin routes)."""
@@ -288,6 +296,7 @@ def admin_router(keyring: KeyRing) -> APIRouter:
                 update_id=body.request_id or new_event_id(),
                 source=api.source,
                 clock=api.clock,
+                cache=api.cache,
             )
         except ProfileNotFoundError:
             raise _not_found("profile") from None
@@ -308,6 +317,7 @@ def admin_router(keyring: KeyRing) -> APIRouter:
                 request_id=new_event_id(),
                 source=api.source,
                 clock=api.clock,
+                cache=api.cache,
             )
         except ProfileNotFoundError:
             raise _not_found("profile") from None
@@ -320,7 +330,10 @@ def admin_router(keyring: KeyRing) -> APIRouter:
             touchpoints_moved=outcome.touchpoints_moved,
         )
 
-    @router.delete("/{profile_id}")
+    @router.delete(
+        "/{profile_id}",
+        responses={503: {"description": "Erased, but the lookup cache could not be cleared"}},
+    )
     async def delete_profile(
         profile_id: str, api: ReadApiDep, request_id: str | None = None
     ) -> ErasureReceiptView:
@@ -332,9 +345,16 @@ def admin_router(keyring: KeyRing) -> APIRouter:
                 request_id=request_id or new_event_id(),
                 source=api.source,
                 clock=api.clock,
+                cache=api.cache,
             )
         except ProfileNotFoundError:
             raise _not_found("profile") from None
+        except ProfileCacheUnavailableError:
+            # The erasure is committed; personal data may still sit in the lookup cache.
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                "erased, but the lookup cache could not be cleared: ask again",
+            ) from None
         return ErasureReceiptView(
             request_id=receipt.request_id,
             profile_id=receipt.profile_id,

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from faststream.kafka import KafkaBroker
 
 from clientela.profile.application.handle_touchpoints import handle_touchpoints
-from clientela.profile.application.ports import ReceivedTouchpoint, UnitOfWork
+from clientela.profile.application.ports import ProfileCache, ReceivedTouchpoint, UnitOfWork
 from clientela.profile.domain.policy import ProfilePolicy
 from clientela.shared.consumer import BatchProcessor, Incoming
 from clientela.shared.contracts import Envelope, TouchpointRecorded, topics
@@ -21,7 +21,10 @@ BatchHandler = Callable[[list[Incoming[Envelope]]], Awaitable[None]]
 
 
 def touchpoint_handler(
-    unit_of_work: Callable[[], UnitOfWork], policy: ProfilePolicy, source: str
+    unit_of_work: Callable[[], UnitOfWork],
+    policy: ProfilePolicy,
+    source: str,
+    cache: ProfileCache | None = None,
 ) -> BatchHandler:
     """Return the handler that applies a decoded batch of touchpoints."""
 
@@ -31,7 +34,9 @@ def touchpoint_handler(
             for item in batch
             if isinstance(item.event, TouchpointRecorded)
         ]
-        outcome = await handle_touchpoints(received, unit_of_work(), policy, source=source)
+        outcome = await handle_touchpoints(
+            received, unit_of_work(), policy, source=source, cache=cache
+        )
         log.debug(
             "touchpoints applied=%d duplicates=%d created=%d changed=%d merges=%d "
             "conflicts=%d over_limit=%d attempts=%d",

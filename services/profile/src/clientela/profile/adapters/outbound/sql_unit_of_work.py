@@ -1,8 +1,9 @@
-"""SQL unit of work: identity graph, profiles, timeline, inbox and outbox in one transaction."""
+"""SQL unit of work: identities, profiles, timeline (the inbox) and outbox in one transaction."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 import weakref
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -58,7 +59,7 @@ from clientela.shared.codec import (
     OutgoingRecord,
 )
 from clientela.shared.contracts import Channel, ConsentStatus, TopicSpec, TouchpointRecorded
-from clientela.shared.db import is_postgres, upsert_insert
+from clientela.shared.db import UtcDateTime, is_postgres, upsert_insert
 from clientela.shared.settings import KafkaSettings
 
 T = TypeVar("T")
@@ -73,6 +74,67 @@ _RACE_SQLSTATES = frozenset({"40P01", "40001", "23505"})
 # SQLite has one writer, but its deferred transactions read before they lock: one in-process
 # lock per database serialises the service's read-modify-write transactions instead.
 _SQLITE_WRITERS: weakref.WeakKeyDictionary[Engine, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+class DecodedProfiles:
+    """Profiles this process committed, kept decoded for a short while under their version.
+
+    Decoding a locked profile's snapshot is, after the announcement, the largest share of
+    the consumer's CPU per profile. A consumer owns its partitions, so the next batch that
+    locks a profile often finds it here: the locked row's version and update time say
+    whether it is still the stored state (every writer bumps the version). An entry is taken
+    out when used, and the transaction that took it puts its profiles back only once it
+    committed, so a rolled-back change never leaks into a later batch. Entries expire after
+    `max_age_s`, so an erased person's data does not linger in another replica's memory.
+    """
+
+    def __init__(self, capacity: int = 50_000, max_age_s: float = 120.0) -> None:
+        self._capacity = capacity
+        self._max_age = max_age_s
+        self._entries: dict[str, tuple[Profile, float]] = {}
+
+    def take(self, profile_id: str, version: int, updated_at: datetime) -> Profile | None:
+        """Return the profile if this process holds it at exactly that version (removed)."""
+        found = self._entries.pop(profile_id, None)
+        if found is None:
+            return None
+        profile, kept_at = found
+        if (
+            profile.version != version
+            or profile.updated_at != updated_at
+            or time.monotonic() - kept_at > self._max_age
+        ):
+            return None
+        return profile
+
+    def put(self, profiles: Collection[Profile]) -> None:
+        """Keep committed profiles; drop the expired and, when full, the oldest."""
+        entries = self._entries
+        now = time.monotonic()
+        for profile in profiles:
+            entries.pop(profile.profile_id, None)
+            entries[profile.profile_id] = (profile, now)
+        # Insertion order is age order: expired entries are at the front.
+        while entries:
+            oldest = next(iter(entries))
+            if len(entries) <= self._capacity and now - entries[oldest][1] <= self._max_age:
+                break
+            del entries[oldest]
+
+    def forget(self, profile_ids: Collection[str]) -> None:
+        """Drop profiles (erased)."""
+        for profile_id in profile_ids:
+            self._entries.pop(profile_id, None)
+
+
+_DECODED: weakref.WeakKeyDictionary[Engine, dict[str, DecodedProfiles]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def decoded_profiles(engine: AsyncEngine, schema: str) -> DecodedProfiles:
+    """Return the decoded profiles this process holds for a store."""
+    return _DECODED.setdefault(engine.sync_engine, {}).setdefault(schema, DecodedProfiles())
 
 
 def chunks(items: Sequence[T], size: int = _MAX_KEYS_PER_QUERY) -> Iterator[Sequence[T]]:
@@ -106,15 +168,13 @@ def quoted(schema: str, table: str) -> str:
 # prepared once and reused whatever the batch size), run on the asyncpg connection under the
 # SQLAlchemy one (same transaction). `{name}` is the schema-qualified table.
 _PG_SQL = {
-    # Inbox and timeline in one: ids seen for the first time and not on any timeline.
-    "claim_fresh": """
-        WITH claimed AS (
-            INSERT INTO {inbox} (event_id, processed_at)
-            SELECT e, $2 FROM unnest($1::text[]) AS e
-            ON CONFLICT (event_id) DO NOTHING
-            RETURNING event_id)
-        SELECT c.event_id FROM claimed c
-        WHERE NOT EXISTS (SELECT 1 FROM {touchpoints} t WHERE t.event_id = c.event_id)""",
+    # The timeline is the inbox: ids neither on a timeline nor erased. Two instances applying
+    # one event at once both pass; the second's timeline COPY then fails on the event id (a
+    # unique violation, which retries the batch) and its retry finds the id here.
+    "fresh_events": """
+        SELECT e FROM unnest($1::text[]) AS e
+        WHERE NOT EXISTS (SELECT 1 FROM {touchpoints} t WHERE t.event_id = e)
+          AND NOT EXISTS (SELECT 1 FROM {erased_events} x WHERE x.event_id = e)""",
     # Owners of the keys (kind 0), their profiles locked in id order (kind 1), and the admin
     # separations of those profiles (kind 2), in one round trip.
     "lock_owners": """
@@ -219,6 +279,9 @@ class PgSession:
     statements: int = 0
     begun: bool = False
     locked: set[str] = field(default_factory=set)
+    decoded: DecodedProfiles = field(default_factory=DecodedProfiles)
+    # Profiles saved by this transaction: kept decoded once it commits.
+    saved: list[Profile] = field(default_factory=list)
 
     async def _begin(self, name: str, args: tuple[Any, ...]) -> list[Any] | None:
         # SQLAlchemy sends BEGIN lazily, before its first statement; a statement sent to the
@@ -529,6 +592,7 @@ class SqlProfileRepository:
                 [p.to_json().decode() for p in ordered],
                 [p.profile_id in self._pg.locked for p in ordered],
             )
+            self._pg.saved.extend(ordered)
             return
         t = tables.profiles
         insert = upsert_insert(self._conn)(t)
@@ -560,6 +624,8 @@ class SqlProfileRepository:
     async def delete(self, profile_ids: Collection[str]) -> None:
         """Remove profiles."""
         t = tables.profiles
+        if self._pg is not None:
+            self._pg.decoded.forget(profile_ids)
         for part in chunks(sorted(profile_ids)):
             await self._conn.execute(delete(t).where(t.c.profile_id.in_(part)))
 
@@ -655,14 +721,15 @@ class SqlTimeline:
         self._pg = pg
 
     async def known(self, event_ids: Collection[str]) -> set[str]:
-        """Return the ids among event_ids already stored."""
-        t = tables.touchpoints
+        """Return the ids among event_ids already applied: on a timeline, or erased."""
+        t, e = tables.touchpoints, tables.erased_events
         found: set[str] = set()
         for part in chunks(sorted(event_ids)):
-            rows = await self._conn.execute(
-                select(t.c.event_id).where(among(self._conn, t.c.event_id, part))
-            )
-            found.update(rows.scalars())
+            for column in (t.c.event_id, e.c.event_id):
+                rows = await self._conn.execute(
+                    select(column).where(among(self._conn, column, part))
+                )
+                found.update(rows.scalars())
         return found
 
     async def add(self, entries: Sequence[tuple[str, TouchpointRecorded]]) -> None:
@@ -779,10 +846,23 @@ class SqlTimeline:
             )
 
     async def delete_profile(self, profile_id: str) -> int:
-        """Remove a profile's touchpoints and consent decisions; return the touchpoints."""
-        t, c = tables.touchpoints, tables.consent_updates
+        """Remove a profile's touchpoints and consent decisions; return the touchpoints.
+
+        The touchpoints' ids (no personal data) go to erased_events: the timeline is the
+        inbox, so without them a redelivered erased touchpoint would be applied again.
+        """
+        t, c, e = tables.touchpoints, tables.consent_updates, tables.erased_events
         count = await self._conn.scalar(
             select(func.count()).select_from(t).where(t.c.profile_id == profile_id)
+        )
+        erased_at = bindparam("erased_at", datetime.now(UTC), type_=UtcDateTime())
+        await self._conn.execute(
+            upsert_insert(self._conn)(e)
+            .from_select(
+                ["event_id", "erased_at"],
+                select(t.c.event_id, erased_at).where(t.c.profile_id == profile_id),
+            )
+            .on_conflict_do_nothing(index_elements=["event_id"])
         )
         await self._conn.execute(delete(t).where(t.c.profile_id == profile_id))
         await self._conn.execute(delete(c).where(c.c.profile_id == profile_id))
@@ -854,6 +934,7 @@ class SqlUnitOfWork(shared_outbox.SqlTransaction):
             self.connection.info[_STATEMENTS] = 0
             if is_postgres(self.connection):
                 pg = self._pg = await pg_session(self.connection)
+                pg.decoded = decoded_profiles(self._engine, pg.schema)
                 self._identities = SqlIdentityGraph(self.connection, pg)
                 self._profiles = SqlProfileRepository(self.connection, pg)
                 self._timeline = SqlTimeline(self.connection, pg)
@@ -884,14 +965,16 @@ class SqlUnitOfWork(shared_outbox.SqlTransaction):
         if state in _RACE_SQLSTATES:
             raise ConcurrentChangeError(f"database reported a race ({state})") from exc
 
-    async def claim_fresh(self, event_ids: Sequence[str]) -> set[str]:
-        """Record event ids as processed; return those neither processed nor on a timeline."""
+    async def fresh_events(self, event_ids: Sequence[str]) -> set[str]:
+        """Return the ids among event_ids neither on a timeline nor erased."""
         unique = sorted(set(event_ids))
         if not unique:
             return set()
         if self._pg is not None:
-            rows = await self._pg.fetch("claim_fresh", unique, datetime.now(UTC))
-            return {r[0] for r in rows}
+            return {r[0] for r in await self._pg.fetch("fresh_events", unique)}
+        # SQLite: Python's driver begins a transaction at the first write, not at a read, so
+        # the inbox insert stays first: it takes the write lock before anything is read,
+        # which serialises writers sharing the file from other engines or processes.
         fresh = await self.claim_new(unique)
         return fresh - await self.timeline.known(fresh) if fresh else fresh
 
@@ -917,7 +1000,10 @@ class SqlUnitOfWork(shared_outbox.SqlTransaction):
                 owners[(r[1], r[2])] = r[3]
                 seen_versions[r[3]] = r[4]
             elif kind == 1:
-                profiles[r[3]] = Profile.from_state(r[3], r[4], r[5], r[6], r[7], r[8])
+                profile = pg.decoded.take(r[3], r[4], r[6])
+                if profile is None:
+                    profile = Profile.from_state(r[3], r[4], r[5], r[6], r[7], r[8])
+                profiles[r[3]] = profile
             else:
                 separated.add((r[1], r[2]))
         pg.locked.update(profiles)
@@ -969,6 +1055,13 @@ class SqlUnitOfWork(shared_outbox.SqlTransaction):
             await shared_outbox.stage(self.connection, tables.outbox, records)
         # The base class counts what it staged to decide whether a commit wakes the relay.
         self._staged += len(rows)
+
+    async def commit(self) -> None:
+        """Commit; keep the saved profiles decoded for the next batch (PostgreSQL)."""
+        await super().commit()
+        if self._pg is not None and self._pg.saved:
+            self._pg.decoded.put(self._pg.saved)
+            self._pg.saved = []
 
     async def stage_tombstones(self, topic: TopicSpec, keys: Sequence[str]) -> None:
         """Queue null-valued records under the keys: deletions on a compacted topic."""

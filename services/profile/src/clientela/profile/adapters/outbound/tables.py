@@ -113,5 +113,16 @@ erasures = Table(
     Column("forwards_removed", Integer, nullable=False),
 )
 
+# Ids of erased touchpoints (no personal data): the timeline is the consumer's inbox, so
+# these keep a redelivered erased touchpoint a no-op.
+erased_events = Table(
+    "erased_events",
+    metadata,
+    Column("event_id", String(128), primary_key=True),
+    Column("erased_at", UtcDateTime, nullable=False),
+)
+
+# Written by nothing since the timeline became the inbox; kept for the shared outbox relay,
+# which prunes it.
 inbox = inbox_table(metadata)
 outbox = outbox_table(metadata)

@@ -1,0 +1,219 @@
+"""Lookup cache (Redis and in-process): served from it, cleared by changes, merges, splits
+and erasures, and no stale fill outlives the grace period."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from clientela.profile.adapters.outbound.profile_cache import (
+    CachedProfileReader,
+    ProfileCacheInvalidator,
+    encode_stored,
+    identifier_key,
+    profile_key,
+)
+from clientela.profile.adapters.outbound.sql_reader import SqlProfileReader
+from clientela.profile.adapters.outbound.sql_unit_of_work import SqlUnitOfWork
+from clientela.profile.application.admin import erase_profile, split_profile, update_consent
+from clientela.profile.application.handle_touchpoints import handle_touchpoints
+from clientela.profile.application.ports import (
+    ProfileCacheUnavailableError,
+    ReceivedTouchpoint,
+    StoredProfile,
+)
+from clientela.profile.domain.identity import IdentifierKey
+from clientela.shared.cache import Cache, RedisCache, make_cache
+from clientela.shared.contracts import Channel, ConsentStatus
+from clientela.shared.settings import CacheSettings, KafkaSettings
+
+KAFKA = KafkaSettings(topic_prefix="ctest.")
+GRACE_S = 0.2
+
+
+class CountingReader(SqlProfileReader):
+    """The SQL reader, counting the lookups that reached the store."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        super().__init__(engine)
+        self.store_reads = 0
+
+    async def by_identifier(self, key: IdentifierKey) -> StoredProfile | None:
+        self.store_reads += 1
+        return await super().by_identifier(key)
+
+    async def live(self, profile_id: str) -> StoredProfile | None:
+        self.store_reads += 1
+        return await super().live(profile_id)
+
+
+@pytest.fixture
+async def cache(cache_settings: CacheSettings) -> AsyncIterator[Cache]:
+    cache = make_cache(cache_settings)
+    yield cache
+    await cache.close()
+
+
+@pytest.fixture
+def store(engine: AsyncEngine) -> CountingReader:
+    return CountingReader(engine)
+
+
+@pytest.fixture
+def reader(store: CountingReader, cache: Cache) -> CachedProfileReader:
+    return CachedProfileReader(store, cache, ttl_s=60, grace_s=GRACE_S)
+
+
+@pytest.fixture
+async def invalidator(cache: Cache) -> AsyncIterator[ProfileCacheInvalidator]:
+    invalidator = ProfileCacheInvalidator(cache, grace_s=GRACE_S)
+    yield invalidator
+    await invalidator.drain()
+
+
+async def _apply(engine, policy, invalidator, *events) -> None:
+    batch = [ReceivedTouchpoint(e) for e in events]
+    await handle_touchpoints(batch, SqlUnitOfWork(engine, KAFKA), policy, cache=invalidator)
+
+
+async def test_a_lookup_is_served_from_the_cache_and_a_change_clears_it(
+    engine, policy, tp, store, reader, invalidator
+) -> None:
+    await _apply(engine, policy, invalidator, tp(email="ann@example.com", phone="+33611111111"))
+    first = await reader.by_identifier(("email", "ann@example.com"))
+    assert first is not None
+    again = await reader.by_identifier(("email", "ann@example.com"))
+    by_id = await reader.live(first.profile.profile_id)
+    assert store.store_reads == 1
+    assert again is not None
+    assert by_id is not None
+    assert again.profile.to_json_sorted() == first.profile.to_json_sorted()
+    assert by_id.identifiers == first.identifiers
+
+    await _apply(engine, policy, invalidator, tp(kind="sale", amount="30", phone="+33611111111"))
+    changed = await reader.by_identifier(("email", "ann@example.com"))
+    assert changed is not None
+    assert (changed.profile.version, changed.profile.tally.purchase_count) == (2, 1)
+    assert store.store_reads == 2
+
+
+async def test_a_merge_moves_cached_lookups_to_the_survivor(
+    engine, policy, tp, reader, invalidator
+) -> None:
+    await _apply(engine, policy, invalidator, tp(email="bo@example.com"))
+    await _apply(engine, policy, invalidator, tp(phone="+33622222222"))
+    by_email = await reader.by_identifier(("email", "bo@example.com"))
+    by_phone = await reader.by_identifier(("phone", "+33622222222"))
+    assert by_email is not None
+    assert by_phone is not None
+    merged_id = by_phone.profile.profile_id
+
+    await _apply(engine, policy, invalidator, tp(email="bo@example.com", phone="+33622222222"))
+    after = await reader.by_identifier(("phone", "+33622222222"))
+    assert after is not None
+    assert after.profile.profile_id == by_email.profile.profile_id
+    assert set(after.identifiers) == {("email", "bo@example.com"), ("phone", "+33622222222")}
+    survivor = await reader.live(merged_id)
+    assert survivor is not None
+    assert survivor.profile.profile_id == after.profile.profile_id
+
+
+async def test_a_split_and_a_consent_update_clear_the_cache(
+    engine, policy, tp, reader, invalidator
+) -> None:
+    await _apply(engine, policy, invalidator, tp(email="cy@example.com", phone="+33633333333"))
+    before = await reader.by_identifier(("phone", "+33633333333"))
+    assert before is not None
+    pid = before.profile.profile_id
+    outcome = await split_profile(
+        SqlUnitOfWork(engine, KAFKA),
+        pid,
+        [("phone", "+33633333333")],
+        policy,
+        request_id="split-1",
+        cache=invalidator,
+    )
+    moved = await reader.by_identifier(("phone", "+33633333333"))
+    kept = await reader.live(pid)
+    assert moved is not None
+    assert kept is not None
+    assert moved.profile.profile_id == outcome.new_profile_id
+    assert kept.identifiers == [("email", "cy@example.com")]
+
+    await update_consent(
+        SqlUnitOfWork(engine, KAFKA),
+        pid,
+        Channel.EMAIL,
+        ConsentStatus.OPTED_OUT,
+        policy,
+        stated_by="desk",
+        occurred_at=datetime(2024, 6, 1, tzinfo=UTC),
+        update_id="c-1",
+        cache=invalidator,
+    )
+    updated = await reader.live(pid)
+    assert updated is not None
+    assert updated.profile.consent[Channel.EMAIL].status is ConsentStatus.OPTED_OUT
+
+
+async def test_erasure_removes_the_person_from_the_cache(
+    engine, policy, tp, reader, invalidator, cache
+) -> None:
+    await _apply(engine, policy, invalidator, tp(email="eve@example.com", traits={"name": "Eve"}))
+    stored = await reader.by_identifier(("email", "eve@example.com"))
+    assert stored is not None
+    pid = stored.profile.profile_id
+    assert await cache.get(profile_key(pid)) is not None
+
+    await erase_profile(SqlUnitOfWork(engine, KAFKA), pid, request_id="dsr-1", cache=invalidator)
+
+    assert await cache.get(profile_key(pid)) is None
+    assert await cache.get(identifier_key(("email", "eve@example.com"))) is None
+    assert await reader.by_identifier(("email", "eve@example.com")) is None
+    assert await reader.live(pid) is None
+
+
+async def test_a_fill_racing_a_write_is_dropped_or_deleted_again(
+    engine, policy, tp, store, cache, invalidator
+) -> None:
+    await _apply(engine, policy, invalidator, tp(email="dan@example.com"))
+    old = await store.by_identifier(("email", "dan@example.com"))
+    assert old is not None
+    pid = old.profile.profile_id
+
+    class SlowReader(CountingReader):
+        async def live(self, profile_id: str) -> StoredProfile | None:
+            found = await super().live(profile_id)
+            await asyncio.sleep(GRACE_S)  # the read took longer than half the grace period
+            return found
+
+    slow = CachedProfileReader(SlowReader(engine), cache, ttl_s=60, grace_s=GRACE_S)
+    assert await slow.live(pid) is not None
+    assert await cache.get(profile_key(pid)) is None
+
+    # A quick fill of the old state landing just after the writer's first delete...
+    await invalidator.forget([pid])
+    await cache.set(profile_key(pid), encode_stored(old), 60)
+    # ...is deleted again after the grace period.
+    await asyncio.sleep(GRACE_S * 2)
+    assert await cache.get(profile_key(pid)) is None
+
+
+async def test_an_unreachable_cache_falls_back_to_the_store(
+    engine, policy, tp, store, invalidator
+) -> None:
+    await _apply(engine, policy, invalidator, tp(email="fay@example.com"))
+    down = RedisCache("redis://127.0.0.1:1/0")
+    try:
+        reader = CachedProfileReader(store, down, ttl_s=60, grace_s=GRACE_S)
+        found = await reader.by_identifier(("email", "fay@example.com"))
+        assert found is not None
+        assert store.store_reads == 1
+        with pytest.raises(ProfileCacheUnavailableError):
+            await ProfileCacheInvalidator(down, grace_s=GRACE_S).forget([found.profile.profile_id])
+    finally:
+        await down.close()
