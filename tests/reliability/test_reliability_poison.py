@@ -38,7 +38,15 @@ from clientela.ingest.config import IngestSettings
 from clientela.ingest.wiring import build
 from clientela.shared.codec import to_record
 from clientela.shared.consumer import BatchProcessor, RetryPolicy
-from clientela.shared.contracts import TopicSpec, TouchpointRecorded, topics
+from clientela.shared.contracts import (
+    ProfileErased,
+    ProfileErasedEvent,
+    ProfilesMerged,
+    ProfilesMergedEvent,
+    TopicSpec,
+    TouchpointRecorded,
+    topics,
+)
 from clientela.shared.kafka import KafkaPublisher
 from clientela.shared.settings import KafkaSettings
 
@@ -110,6 +118,26 @@ async def _valid_record(rig: Rig, spec: TopicSpec) -> tuple[bytes | None, bytes,
     raise AssertionError(f"no valid record on {spec.name} to copy")
 
 
+def _ghost_event(spec: TopicSpec, run_id: str) -> ProfileErasedEvent | ProfilesMergedEvent:
+    ghost = f"poison-ghost-{run_id}"
+    if spec is topics.PROFILE_ERASURES:
+        return ProfileErasedEvent(
+            source="poison-test",
+            data=ProfileErased(
+                profile_id=ghost, request_id=f"req-{run_id}", erased_at=datetime.now(UTC)
+            ),
+        )
+    return ProfilesMergedEvent(
+        source="poison-test",
+        data=ProfilesMerged(
+            survivor_id=ghost,
+            merged_id=f"{ghost}-absorbed",
+            rule="poison_test",
+            identifier_types=["customer_id"],
+        ),
+    )
+
+
 async def _seed_traffic(rig: Rig, client: httpx.AsyncClient) -> None:
     """Make sure every topic holds a valid record: one sale all the way to a tier change."""
     customer = f"poison-seed-{rig.run_id}-{uuid.uuid4().hex[:6]}"
@@ -162,6 +190,15 @@ async def poisoned(rig: Rig) -> Poisoned:
                 good = (record.key, record.value or b"", record.headers)
                 valid = json.loads(record.value or b"{}")
                 contract_type = TouchpointRecorded.EVENT_TYPE
+            elif spec in (topics.PROFILE_ERASURES, topics.PROFILE_MERGES):
+                # The seed traffic neither merges nor erases anyone: a valid event about
+                # profiles that do not exist is the good record (a no-op for its consumers).
+                customer = ""
+                event = _ghost_event(spec, rig.run_id)
+                record = to_record(name, f"poison-ghost-{rig.run_id}", event)
+                good = (record.key, record.value or b"", record.headers)
+                valid = json.loads(record.value or b"{}")
+                contract_type = event.EVENT_TYPE
             else:
                 customer = ""
                 good = await _valid_record(rig, spec)

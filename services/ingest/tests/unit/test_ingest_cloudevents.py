@@ -146,6 +146,9 @@ class MemoryDedup:
         self.seen.update(event_ids)
         return out
 
+    async def confirm(self, event_ids: Sequence[str]) -> None:
+        pass
+
     async def release(self, event_ids: Sequence[str]) -> None:
         self.seen.difference_update(event_ids)
 
