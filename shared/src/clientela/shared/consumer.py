@@ -95,7 +95,7 @@ class BatchProcessor:
                     raise DecodeError("unknown_topic", f"no contract for topic {record.topic}")
                 event = decode_event(contract, record.value, self._max_bytes)
             except DecodeError as exc:
-                dead.append(self._dead_letter(record, exc))
+                dead.append(dead_letter_for(self._consumer, record, exc))
                 metrics.consumer_dead_letters.labels(self._consumer, exc.code).inc()
                 continue
             good.append(
@@ -123,57 +123,58 @@ class BatchProcessor:
             # Dead letters are published before the batch commits, so a crash redelivers them
             # rather than losing them; a duplicate dead letter carries the same event id.
             if dead:
-                await self._with_retry(
+                await with_retry(
                     lambda: self._publisher.publish(
                         [to_record(self._dlq, d.data.source_topic, d) for d in dead]
-                    )
+                    ),
+                    self._retry,
                 )
                 log.warning("dead-lettered %d record(s) to %s", len(dead), self._dlq)
             if good:
-                await self._with_retry(lambda: self._handler(good), count_failures=True)
+                await with_retry(lambda: self._handler(good), self._retry, self._consumer)
 
-    async def _with_retry(
-        self, call: Callable[[], Awaitable[None]], *, count_failures: bool = False
-    ) -> None:
-        delay = self._retry.first_delay_s
-        for attempt in range(1, self._retry.attempts + 1):
-            try:
-                await call()
-                return
-            except Exception:
-                if count_failures:
-                    metrics.consumer_handler_failures.labels(self._consumer).inc()
-                if attempt == self._retry.attempts:
-                    raise
-                log.exception("batch failed (attempt %d), retrying in %.1fs", attempt, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._retry.max_delay_s)
 
-    def _dead_letter(self, record: ConsumerRecord, exc: DecodeError) -> DeadLetterEvent:
-        key: bytes | None = record.key
-        value: bytes | None = record.value
-        return DeadLetterEvent(
-            event_id=derived_event_id(
-                "dead-letter",
-                self._consumer,
-                record.topic,
-                str(record.partition),
-                str(record.offset),
-            ),
-            source=self._consumer,
-            data=DeadLetter.of_record(
-                reason_code=exc.code,
-                reason=exc.reason,
-                errors=exc.errors,
-                source_topic=record.topic,
-                source_partition=record.partition,
-                source_offset=record.offset,
-                consumer=self._consumer,
-                key=key,
-                value=value,
-                headers=record.headers or (),
-            ),
-        )
+async def with_retry(
+    call: Callable[[], Awaitable[object]], policy: RetryPolicy, consumer: str | None = None
+) -> None:
+    """Run `call`, retrying with exponential backoff; count failures when `consumer` is set."""
+    delay = policy.first_delay_s
+    for attempt in range(1, policy.attempts + 1):
+        try:
+            await call()
+            return
+        except Exception:
+            if consumer is not None:
+                metrics.consumer_handler_failures.labels(consumer).inc()
+            if attempt == policy.attempts:
+                raise
+            log.exception("batch failed (attempt %d), retrying in %.1fs", attempt, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, policy.max_delay_s)
+
+
+def dead_letter_for(consumer: str, record: ConsumerRecord, exc: DecodeError) -> DeadLetterEvent:
+    """Build the dead letter of a record the consumer could not decode (one id per position)."""
+    key: bytes | None = record.key
+    value: bytes | None = record.value
+    return DeadLetterEvent(
+        event_id=derived_event_id(
+            "dead-letter", consumer, record.topic, str(record.partition), str(record.offset)
+        ),
+        source=consumer,
+        data=DeadLetter.of_record(
+            reason_code=exc.code,
+            reason=exc.reason,
+            errors=exc.errors,
+            source_topic=record.topic,
+            source_partition=record.partition,
+            source_offset=record.offset,
+            consumer=consumer,
+            key=key,
+            value=value,
+            headers=record.headers or (),
+        ),
+    )
 
 
 async def partition_ends(

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import TypeAlias
 
 from aiokafka import ConsumerRecord
@@ -21,8 +20,8 @@ from clientela.campaign.application.decide_campaigns import CampaignDecider
 from clientela.campaign.application.ports import UnitOfWork
 from clientela.shared import metrics
 from clientela.shared.codec import DecodeError, accepted_at_ms, now_ms, to_record
-from clientela.shared.consumer import RetryPolicy
-from clientela.shared.contracts import DeadLetter, DeadLetterEvent, derived_event_id
+from clientela.shared.consumer import RetryPolicy, dead_letter_for, with_retry
+from clientela.shared.contracts import DeadLetterEvent
 from clientela.shared.kafka import KafkaPublisher, RecordBatch
 from clientela.shared.tracing import BatchTrace
 
@@ -97,7 +96,7 @@ class CampaignBatchHandler:
                     ctx = Context(at, _trace_fields(trace, record))
                 item = READERS[kind](record.value, ctx)
             except DecodeError as exc:
-                dead.append(self._dead_letter(record, exc))
+                dead.append(dead_letter_for(self._consumer, record, exc))
                 metrics.consumer_dead_letters.labels(self._consumer, exc.code).inc()
                 continue
             if item is not None:
@@ -113,58 +112,20 @@ class CampaignBatchHandler:
             # Dead letters are published before the batch commits, so a crash redelivers them
             # rather than losing them; a duplicate dead letter carries the same event id.
             if dead:
-                await self._with_retry(
+                await with_retry(
                     lambda: self._publisher.publish(
                         [to_record(self._dlq, d.data.source_topic, d) for d in dead]
-                    )
+                    ),
+                    self._retry,
                 )
                 log.warning("dead-lettered %d record(s) to %s", len(dead), self._dlq)
             if items:
                 inputs = inputs_of(items)
-                await self._with_retry(
-                    lambda: self._decider.handle_batch(inputs, self._uow()), count_failures=True
+                await with_retry(
+                    lambda: self._decider.handle_batch(inputs, self._uow()),
+                    self._retry,
+                    self._consumer,
                 )
-
-    async def _with_retry(
-        self, call: Callable[[], Awaitable[object]], *, count_failures: bool = False
-    ) -> None:
-        delay = self._retry.first_delay_s
-        for attempt in range(1, self._retry.attempts + 1):
-            try:
-                await call()
-                return
-            except Exception:
-                if count_failures:
-                    metrics.consumer_handler_failures.labels(self._consumer).inc()
-                if attempt == self._retry.attempts:
-                    raise
-                log.exception("batch failed (attempt %d), retrying in %.1fs", attempt, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._retry.max_delay_s)
-
-    def _dead_letter(self, record: Record, exc: DecodeError) -> DeadLetterEvent:
-        return DeadLetterEvent(
-            event_id=derived_event_id(
-                "dead-letter",
-                self._consumer,
-                record.topic,
-                str(record.partition),
-                str(record.offset),
-            ),
-            source=self._consumer,
-            data=DeadLetter.of_record(
-                reason_code=exc.code,
-                reason=exc.reason,
-                errors=exc.errors,
-                source_topic=record.topic,
-                source_partition=record.partition,
-                source_offset=record.offset,
-                consumer=self._consumer,
-                key=record.key,
-                value=record.value,
-                headers=record.headers or (),
-            ),
-        )
 
 
 def _trace_fields(trace: BatchTrace, record: Record) -> tuple[tuple[str, str], ...]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -17,7 +16,7 @@ from clientela.scoring.application.ports import (
 from clientela.scoring.application.score_profiles import ScoreProfiles
 from clientela.shared import metrics
 from clientela.shared.codec import accepted_at_ms, now_ms
-from clientela.shared.consumer import BatchProcessor, Incoming, RetryPolicy
+from clientela.shared.consumer import BatchProcessor, Incoming, RetryPolicy, with_retry
 from clientela.shared.contracts import Envelope, ProfileChangedEvent, ProfileErasedEvent
 from clientela.shared.kafka import RecordBatch
 from clientela.shared.tracing import BatchTrace
@@ -119,24 +118,12 @@ class ProfileStream:
         outcome = "failed"
         try:
             with batch_trace:
-                await self._with_retry(changes)
+                await with_retry(
+                    lambda: self._use_case(changes, self._uow()), self._retry, self._consumer
+                )
             outcome = "ok"
         finally:
             metrics.consumer_batches.labels(self._consumer, outcome).inc()
             metrics.consumer_batch_seconds.labels(self._consumer).observe(
                 time.perf_counter() - started
             )
-
-    async def _with_retry(self, changes: list[ProfileChangeMessage]) -> None:
-        delay = self._retry.first_delay_s
-        for attempt in range(1, self._retry.attempts + 1):
-            try:
-                await self._use_case(changes, self._uow())
-                return
-            except Exception:
-                metrics.consumer_handler_failures.labels(self._consumer).inc()
-                if attempt == self._retry.attempts:
-                    raise
-                log.exception("batch failed (attempt %d), retrying in %.1fs", attempt, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._retry.max_delay_s)
