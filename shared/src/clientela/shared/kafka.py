@@ -13,8 +13,6 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from clientela.shared.codec import Headers, OutgoingRecord
 from clientela.shared.contracts import TopicSpec
@@ -33,17 +31,6 @@ class PublishError(Exception):
 # (topic, key, value, headers): what a publisher sends, without an intermediate object.
 Row = tuple[str, bytes | None, bytes | None, Headers]
 ProducerClient = Literal["aiokafka", "confluent"]
-
-
-class ProducerSettings(BaseSettings):
-    """Which Kafka client publishes (env CLIENTELA_KAFKA_PRODUCER)."""
-
-    model_config = SettingsConfigDict(env_prefix="CLIENTELA_KAFKA_", extra="ignore")
-
-    producer: ProducerClient = Field(
-        default="confluent",
-        description="confluent (librdkafka, a fraction of aiokafka's CPU per record) or aiokafka.",
-    )
 
 
 class RecordPublisher(Protocol):
@@ -133,11 +120,11 @@ class AiokafkaPublisher:
 class KafkaPublisher:
     """Produces batches with the configured client and returns once all are acknowledged.
 
-    The client is `client` when given, else CLIENTELA_KAFKA_PRODUCER (confluent by default).
+    The client is `client` when given, else the settings' `producer` (CLIENTELA_KAFKA_PRODUCER).
     """
 
     def __init__(self, settings: KafkaSettings, *, client: ProducerClient | None = None) -> None:
-        self.client: ProducerClient = client or ProducerSettings().producer
+        self.client: ProducerClient = client or settings.producer
         self._impl: RecordPublisher
         if self.client == "confluent":
             # Imported on demand: librdkafka loads only in processes that use it.

@@ -26,6 +26,11 @@ class KafkaSettings(BaseSettings):
     client_id: str = "clientela"
     # Apache Kafka supports idempotent producers; the embedded broker does not, hence off.
     enable_idempotence: bool = False
+    producer: Literal["aiokafka", "confluent"] = Field(
+        default="confluent",
+        description="Client of every publisher: confluent (librdkafka, a fraction of aiokafka's "
+        "CPU per record) or aiokafka.",
+    )
     linger_ms: int = Field(default=5, ge=0)
     max_batch_bytes: int = Field(default=262_144, ge=1024)
     request_timeout_ms: int = Field(default=15_000, ge=1000)

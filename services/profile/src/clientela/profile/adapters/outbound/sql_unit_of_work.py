@@ -58,7 +58,7 @@ from clientela.shared.codec import (
     HEADER_TYPE,
     OutgoingRecord,
 )
-from clientela.shared.contracts import Channel, ConsentStatus, TopicSpec, TouchpointRecorded
+from clientela.shared.contracts import Channel, ConsentStatus, TouchpointRecorded
 from clientela.shared.db import UtcDateTime, is_postgres, upsert_insert
 from clientela.shared.settings import KafkaSettings
 
@@ -1053,8 +1053,8 @@ class SqlUnitOfWork(shared_outbox.SqlTransaction):
                 for t, k, v, h in rows
             ]
             await shared_outbox.stage(self.connection, tables.outbox, records)
-        # The base class counts what it staged to decide whether a commit wakes the relay.
-        self._staged += len(rows)
+        # The base class counts what was staged to decide whether a commit wakes the relay.
+        self.count_staged(len(rows))
 
     async def commit(self) -> None:
         """Commit; keep the saved profiles decoded for the next batch (PostgreSQL)."""
@@ -1062,13 +1062,6 @@ class SqlUnitOfWork(shared_outbox.SqlTransaction):
         if self._pg is not None and self._pg.saved:
             self._pg.decoded.put(self._pg.saved)
             self._pg.saved = []
-
-    async def stage_tombstones(self, topic: TopicSpec, keys: Sequence[str]) -> None:
-        """Queue null-valued records under the keys: deletions on a compacted topic."""
-        name = self._kafka.topic(topic)
-        records = [OutgoingRecord(topic=name, key=key.encode(), value=None) for key in keys]
-        await shared_outbox.stage(self.connection, tables.outbox, records)
-        self._staged += len(records)
 
 
 _HEADERS_ENCODER = msgspec.json.Encoder()

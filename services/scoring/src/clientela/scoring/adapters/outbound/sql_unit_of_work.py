@@ -34,9 +34,9 @@ from clientela.shared.codec import (
     HEADER_TYPE,
     OutgoingRecord,
 )
-from clientela.shared.contracts import Lifecycle, ScoresUpdated, Tier, TopicSpec
+from clientela.shared.contracts import Lifecycle, ScoresUpdated, Tier
 from clientela.shared.db import is_postgres, upsert_insert
-from clientela.shared.outbox import SqlTransaction, stage
+from clientela.shared.outbox import SqlTransaction
 from clientela.shared.settings import KafkaSettings
 
 _RECORD_COLUMNS = (
@@ -592,7 +592,7 @@ class SqlScoringUnitOfWork(SqlTransaction):
             ).decode(),
             _joined([e.value for e in events]),
         )
-        self._staged += len(events)
+        self.count_staged(len(events))
 
     async def erase(self, profile_ids: Sequence[str]) -> None:
         """Delete the profiles' scores, tier history and unpublished events; keep markers."""
@@ -619,13 +619,6 @@ class SqlScoringUnitOfWork(SqlTransaction):
             [{"marker": erasure_marker(self._marker_key, pid), "erased_at": now} for pid in ids],
         )
 
-    async def stage_tombstones(self, topic: TopicSpec, keys: Sequence[str]) -> None:
-        """Queue null-valued records under the keys: deletions on a compacted topic."""
-        name = self._kafka.topic(topic)
-        records = [OutgoingRecord(topic=name, key=key.encode(), value=None) for key in keys]
-        await stage(self.connection, self._outbox_table, records)
-        self._staged += len(records)
-
     @property
     def scores(self) -> SqlScoreStore:
         """Return the scores of this unit of work."""
@@ -651,8 +644,7 @@ class SqlScoringUnitOfWork(SqlTransaction):
             )
             for e in events
         ]
-        await stage(self.connection, self._outbox_table, records)
-        self._staged += len(records)
+        await self.stage_records(records)
 
     async def record_tier_changes(self, changes: Sequence[TierTransition]) -> None:
         """Append tier moves to the history; a repeated event id is kept once."""
