@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -69,16 +70,8 @@ class BatchProcessor:
 
     async def __call__(self, records: RecordBatch) -> None:
         """Process one batch; raise to have it redelivered."""
-        started = time.perf_counter()
-        outcome = "failed"
-        try:
+        with batch_metrics(self._consumer):
             await self._process(records)
-            outcome = "ok"
-        finally:
-            metrics.consumer_batches.labels(self._consumer, outcome).inc()
-            metrics.consumer_batch_seconds.labels(self._consumer).observe(
-                time.perf_counter() - started
-            )
 
     async def _process(self, records: RecordBatch) -> None:
         good: list[Incoming[Envelope]] = []
@@ -132,6 +125,19 @@ class BatchProcessor:
                 log.warning("dead-lettered %d record(s) to %s", len(dead), self._dlq)
             if good:
                 await with_retry(lambda: self._handler(good), self._retry, self._consumer)
+
+
+@contextlib.contextmanager
+def batch_metrics(consumer: str, started: float | None = None) -> Iterator[None]:
+    """Count one batch as ok or failed and observe its duration (from `started` if given)."""
+    began = time.perf_counter() if started is None else started
+    outcome = "failed"
+    try:
+        yield
+        outcome = "ok"
+    finally:
+        metrics.consumer_batches.labels(consumer, outcome).inc()
+        metrics.consumer_batch_seconds.labels(consumer).observe(time.perf_counter() - began)
 
 
 async def with_retry(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Mapping
 from typing import TypeAlias
 
@@ -20,7 +19,7 @@ from clientela.campaign.application.decide_campaigns import CampaignDecider
 from clientela.campaign.application.ports import UnitOfWork
 from clientela.shared import metrics
 from clientela.shared.codec import DecodeError, accepted_at_ms, now_ms, to_record
-from clientela.shared.consumer import RetryPolicy, dead_letter_for, with_retry
+from clientela.shared.consumer import RetryPolicy, batch_metrics, dead_letter_for, with_retry
 from clientela.shared.contracts import DeadLetterEvent
 from clientela.shared.kafka import KafkaPublisher, RecordBatch
 from clientela.shared.tracing import BatchTrace
@@ -60,16 +59,8 @@ class CampaignBatchHandler:
 
     async def __call__(self, records: RecordBatch) -> None:
         """Process one batch; raise to have it redelivered."""
-        started = time.perf_counter()
-        outcome = "failed"
-        try:
+        with batch_metrics(self._consumer):
             await self._process(records)
-            outcome = "ok"
-        finally:
-            metrics.consumer_batches.labels(self._consumer, outcome).inc()
-            metrics.consumer_batch_seconds.labels(self._consumer).observe(
-                time.perf_counter() - started
-            )
 
     async def _process(self, records: RecordBatch) -> None:
         items: list[Item] = []

@@ -16,7 +16,13 @@ from clientela.scoring.application.ports import (
 from clientela.scoring.application.score_profiles import ScoreProfiles
 from clientela.shared import metrics
 from clientela.shared.codec import accepted_at_ms, now_ms
-from clientela.shared.consumer import BatchProcessor, Incoming, RetryPolicy, with_retry
+from clientela.shared.consumer import (
+    BatchProcessor,
+    Incoming,
+    RetryPolicy,
+    batch_metrics,
+    with_retry,
+)
 from clientela.shared.contracts import Envelope, ProfileChangedEvent, ProfileErasedEvent
 from clientela.shared.kafka import RecordBatch
 from clientela.shared.tracing import BatchTrace
@@ -115,15 +121,7 @@ class ProfileStream:
         metrics.observe_chain_latency(
             self._consumer, [m.accepted_at_ms for m in changes if m.accepted_at_ms], now_ms()
         )
-        outcome = "failed"
-        try:
-            with batch_trace:
-                await with_retry(
-                    lambda: self._use_case(changes, self._uow()), self._retry, self._consumer
-                )
-            outcome = "ok"
-        finally:
-            metrics.consumer_batches.labels(self._consumer, outcome).inc()
-            metrics.consumer_batch_seconds.labels(self._consumer).observe(
-                time.perf_counter() - started
+        with batch_metrics(self._consumer, started), batch_trace:
+            await with_retry(
+                lambda: self._use_case(changes, self._uow()), self._retry, self._consumer
             )
