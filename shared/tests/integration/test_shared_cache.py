@@ -43,6 +43,21 @@ async def test_get_set_and_ping(cache: Cache) -> None:
     assert await cache.ping()
 
 
+async def test_get_via_follows_a_value_to_the_key_it_names(cache: Cache) -> None:
+    assert await cache.get_via("owner:x", "id:") == (None, None)
+    await cache.set_many([("owner:x", b"p1"), ("owner:y", b"p2"), ("id:p1", b"state")], ttl_s=60)
+    assert await cache.get_via("owner:x", "id:") == (b"p1", b"state")
+    # The value names a key that is absent (expired, or deleted by a writer).
+    assert await cache.get_via("owner:y", "id:") == (b"p2", None)
+
+
+async def test_set_many_expires(cache: Cache) -> None:
+    await cache.set_many([("brief", b"1")], ttl_s=1)
+    assert await cache.get("brief") == b"1"
+    await asyncio.sleep(1.2)
+    assert await cache.get("brief") is None
+
+
 async def test_concurrent_claims_grant_each_key_to_one_caller(cache: Cache) -> None:
     keys = [f"race-{i}" for i in range(200)]
     results = await asyncio.gather(*(cache.claim_many(keys, ttl_s=60) for _ in range(5)))

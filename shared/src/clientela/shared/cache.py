@@ -19,6 +19,14 @@ for i, key in ipairs(KEYS) do
 end
 return out
 """
+# A value and the value of the key it names (prefix + value), in one round trip. The second
+# key is computed here, so it is not declared in KEYS: fine on one Redis (and a replica set),
+# not on a Redis Cluster, where both keys would have to share a hash slot.
+_VIA_SCRIPT = """
+local first = redis.call('GET', KEYS[1])
+if not first then return {false, false} end
+return {first, redis.call('GET', ARGV[1] .. first)}
+"""
 
 
 class CacheUnavailableError(Exception):
@@ -42,6 +50,14 @@ class Cache(Protocol):
 
     async def set(self, key: str, value: bytes, ttl_s: int | None = None) -> None:
         """Set a key, optionally expiring."""
+        ...
+
+    async def get_via(self, key: str, prefix: str) -> tuple[bytes | None, bytes | None]:
+        """Return a key's value and the value of the key prefix + that value (one round trip)."""
+        ...
+
+    async def set_many(self, items: Sequence[tuple[str, bytes]], ttl_s: int) -> None:
+        """Set several expiring keys (one round trip)."""
         ...
 
     async def ping(self) -> bool:
@@ -110,6 +126,16 @@ class MemoryCache:
         self._evict(now)
         self._data[self._prefix + key] = (value, now + ttl_s if ttl_s else None)
 
+    async def get_via(self, key: str, prefix: str) -> tuple[bytes | None, bytes | None]:
+        """Return a key's value and the value of the key prefix + that value."""
+        first = await self.get(key)
+        return (first, None) if first is None else (first, await self.get(prefix + first.decode()))
+
+    async def set_many(self, items: Sequence[tuple[str, bytes]], ttl_s: int) -> None:
+        """Set several expiring keys."""
+        for key, value in items:
+            await self.set(key, value, ttl_s)
+
     async def ping(self) -> bool:
         """Return True: the process is alive."""
         return True
@@ -126,6 +152,7 @@ class RedisCache:
         self._client: redis_asyncio.Redis = redis_asyncio.Redis.from_url(url)
         self._prefix = key_prefix
         self._claim = self._client.register_script(_CLAIM_SCRIPT)
+        self._via = self._client.register_script(_VIA_SCRIPT)
 
     async def claim_many(self, keys: Sequence[str], ttl_s: int) -> list[bool]:
         """Set each key if absent; return True where this call set it."""
@@ -153,6 +180,20 @@ class RedisCache:
     async def set(self, key: str, value: bytes, ttl_s: int | None = None) -> None:
         """Set a key, optionally expiring."""
         await self._client.set(self._prefix + key, value, ex=ttl_s)
+
+    async def get_via(self, key: str, prefix: str) -> tuple[bytes | None, bytes | None]:
+        """Return a key's value and the value of the key prefix + that value (one Lua call)."""
+        first, second = await self._via(keys=[self._prefix + key], args=[self._prefix + prefix])
+        return first or None, second or None
+
+    async def set_many(self, items: Sequence[tuple[str, bytes]], ttl_s: int) -> None:
+        """Set several expiring keys in one pipelined round trip (not atomic: a cache fill)."""
+        if not items:
+            return
+        async with self._client.pipeline(transaction=False) as pipe:
+            for key, value in items:
+                pipe.set(self._prefix + key, value, ex=ttl_s)
+            await pipe.execute()
 
     async def ping(self) -> bool:
         """Return whether Redis answers."""

@@ -77,9 +77,12 @@ def decode_stored(value: bytes) -> StoredProfile:
     return StoredProfile(profile, [(t, v) for t, v in c.identifiers])
 
 
+_PROFILE_PREFIX = "profile:id:"
+
+
 def profile_key(profile_id: str) -> str:
     """Return the cache key of a profile."""
-    return "profile:id:" + profile_id
+    return _PROFILE_PREFIX + profile_id
 
 
 def identifier_key(key: IdentifierKey) -> str:
@@ -108,21 +111,23 @@ class CachedProfileReader:
         if time.monotonic() - started > self._fill_within:
             return
         try:
-            for key, value in entries:
-                await self._cache.set(key, value, self._ttl)
+            await self._cache.set_many(entries, self._ttl)
         except _BACKEND_ERRORS as exc:
             log.warning("lookup cache unavailable (%s); not filled", type(exc).__name__)
 
     async def by_identifier(self, key: IdentifierKey) -> StoredProfile | None:
         """Return the profile owning an identifier, with its identifiers, or None."""
-        owner = await self._get(identifier_key(key))
-        if owner is not None:
-            cached = await self._get(profile_key(owner.decode()))
-            if cached is not None:
-                hit = decode_stored(cached)
-                # The owner entry may predate a merge or split that moved the identifier.
-                if key in hit.identifiers:
-                    return hit
+        # The owner entry and the profile it names, in one round trip.
+        try:
+            owner, cached = await self._cache.get_via(identifier_key(key), _PROFILE_PREFIX)
+        except _BACKEND_ERRORS as exc:
+            log.warning("lookup cache unavailable (%s); reading the store", type(exc).__name__)
+            owner, cached = None, None
+        if cached is not None:
+            hit = decode_stored(cached)
+            # The owner entry may predate a merge or split that moved the identifier.
+            if key in hit.identifiers:
+                return hit
         started = time.monotonic()
         stored = await self._reader.by_identifier(key)
         if stored is not None:
