@@ -13,7 +13,7 @@ from clientela.profile.adapters.outbound import tables
 from clientela.profile.adapters.outbound.sql_reader import SqlProfileReader
 from clientela.profile.adapters.outbound.sql_unit_of_work import SqlUnitOfWork
 from clientela.profile.application.handle_touchpoints import handle_touchpoints
-from clientela.profile.application.ports import ReceivedTouchpoint
+from clientela.profile.application.ports import ReceivedTouchpoint, TimelineQuery
 from clientela.profile.application.queries import golden_record, golden_record_by_identifier
 from clientela.shared.codec import decode_event
 from clientela.shared.contracts import ProfileChangedEvent, topics, utc_now
@@ -180,3 +180,34 @@ async def test_kept_decoded_profiles_never_carry_a_rolled_back_change(engine, tp
     assert stored is not None
     assert (stored.profile.tally.touchpoint_count, stored.profile.tally.purchase_count) == (3, 0)
     assert stored.profile.version == 13
+
+
+async def test_the_timeline_keeps_the_record_as_delivered(engine, tp, policy) -> None:
+    """The record's bytes are the stored payload (fields this version does not know stay)."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite stores the model's encoding (its write path is not the hot one)")
+    first, second = tp(customer_id="C-RAW", email="raw@x.io"), tp(customer_id="C-RAW")
+    delivered = first.model_dump_json()[:-1] + ', "from_a_newer_producer": {"x": 1}}'
+    received = [
+        ReceivedTouchpoint(first, 1, delivered.encode()),
+        # Not text: the model's own encoding is stored instead.
+        ReceivedTouchpoint(second, 1, b'{"event_id": "\xff"}'),
+    ]
+    await handle_touchpoints(received, SqlUnitOfWork(engine, KAFKA), policy)
+    async with engine.connect() as conn:
+        rows = dict(
+            (
+                await conn.execute(
+                    select(tables.touchpoints.c.event_id, tables.touchpoints.c.payload)
+                )
+            )
+            .tuples()
+            .all()
+        )
+    assert rows[first.event_id]["from_a_newer_producer"] == {"x": 1}
+    assert rows[second.event_id] == second.model_dump(mode="json")
+    pid = await _owner(engine, "customer_id", "C-RAW")
+    assert pid is not None
+    page = await SqlProfileReader(engine).timeline(pid, TimelineQuery(limit=10))
+    assert sorted(e.event_id for e in page) == sorted([first.event_id, second.event_id])
+    assert {e.event_id: e for e in page}[first.event_id] == first

@@ -156,7 +156,7 @@ class _Timeline:
         self.uow = uow
 
     async def add(self, entries) -> None:
-        rows = {event.event_id: pid for pid, event in entries}
+        rows = {received.event.event_id: pid for pid, received in entries}
         self.uow.pending.append(lambda: self.uow.timeline_rows.update(rows))
 
     async def reassign_profiles(self, moves) -> None:

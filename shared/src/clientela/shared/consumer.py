@@ -33,6 +33,9 @@ class Incoming(Generic[E]):
     offset: int
     accepted_at_ms: int | None
     trace: TraceContext | None = None
+    # The record's value as delivered (the event's JSON): stored as is where a consumer keeps
+    # the whole event, instead of encoding the decoded model again.
+    raw: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +108,7 @@ class BatchProcessor:
                         record.offset,
                         record.headers,
                     ),
+                    record.value,
                 )
             )
         for topic, count in by_topic.items():

@@ -170,11 +170,14 @@ def generate(count: int, people: int, seed: int = 7) -> list[tuple[int, Touchpoi
 
 def _partition(
     items: Sequence[tuple[int, TouchpointRecorded]], workers: int
-) -> list[list[TouchpointRecorded]]:
+) -> list[list[ReceivedTouchpoint]]:
     # Ingest keys by the strongest identifier; by person is the same split for this population.
-    parts: list[list[TouchpointRecorded]] = [[] for _ in range(workers)]
+    # Each touchpoint comes with its record bytes, as the consumer receives it.
+    parts: list[list[ReceivedTouchpoint]] = [[] for _ in range(workers)]
     for index, event in items:
-        parts[index % workers].append(event)
+        parts[index % workers].append(
+            ReceivedTouchpoint(event, None, event.model_dump_json().encode())
+        )
     return parts
 
 
@@ -231,7 +234,7 @@ def _cache(url: str | None, prefix: str) -> Cache | None:
 
 async def _worker(
     engine: AsyncEngine,
-    events: Sequence[TouchpointRecorded],
+    events: Sequence[ReceivedTouchpoint],
     batch: int,
     policy: ProfilePolicy,
     cache: ProfileCache | None,
@@ -239,7 +242,7 @@ async def _worker(
     kafka = KafkaSettings()
     applied = []
     for start in range(0, len(events), batch):
-        chunk = [ReceivedTouchpoint(e) for e in events[start : start + batch]]
+        chunk = list(events[start : start + batch])
         uow = SqlUnitOfWork(engine, kafka)
         outcome = await handle_touchpoints(chunk, uow, policy, cache=cache)
         applied.append(Applied(outcome, uow.round_trips))
@@ -248,7 +251,7 @@ async def _worker(
 
 async def _consume(
     engine: AsyncEngine,
-    parts: list[list[TouchpointRecorded]],
+    parts: list[list[ReceivedTouchpoint]],
     batch: int,
     policy: ProfilePolicy,
     cache: ProfileCache | None,
@@ -313,7 +316,7 @@ def _decode_us(events: Sequence[TouchpointRecorded]) -> float:
 
 
 async def _baseline(
-    engine: AsyncEngine, parts: list[list[TouchpointRecorded]], batch: int
+    engine: AsyncEngine, parts: list[list[ReceivedTouchpoint]], batch: int
 ) -> float:
     """Insert the touchpoints, as they are, into a bare table: the floor of storing them."""
     bare = Table(
@@ -325,14 +328,14 @@ async def _baseline(
     async with engine.begin() as conn:
         await conn.run_sync(bare.metadata.create_all)
 
-    async def insert(events: Sequence[TouchpointRecorded]) -> None:
+    async def insert(events: Sequence[ReceivedTouchpoint]) -> None:
         for start in range(0, len(events), batch):
             async with engine.begin() as conn:
                 await conn.execute(
                     bare.insert(),
                     [
-                        {"event_id": e.event_id, "payload": e.model_dump(mode="json")}
-                        for e in events[start : start + batch]
+                        {"event_id": r.event.event_id, "payload": r.event.model_dump(mode="json")}
+                        for r in events[start : start + batch]
                     ],
                 )
 

@@ -238,7 +238,7 @@ async def _apply(
         for profile in changed:
             profile.mark_changed(now, policy)
         await uow.profiles.save(changed)
-        await uow.timeline.add([(resolution.profile_of[r.event.event_id], r.event) for r in todo])
+        await uow.timeline.add([(resolution.profile_of[r.event.event_id], r) for r in todo])
         # Everything the batch announces goes to the outbox in one write: merges, tombstones
         # of the merged ids, then the changed profiles.
         causes = {r.event.event_id: r for r in todo} if announced else {}

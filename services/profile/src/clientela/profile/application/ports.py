@@ -30,6 +30,8 @@ class ReceivedTouchpoint:
 
     event: TouchpointRecorded
     accepted_at_ms: int | None = None
+    # The record as delivered, when it is this event's JSON: the timeline stores it as is.
+    raw: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +217,7 @@ class ProfileRepository(Protocol):
 class Timeline(Protocol):
     """Every touchpoint and API consent decision, filed under its profile."""
 
-    async def add(self, entries: Sequence[tuple[str, TouchpointRecorded]]) -> None:
+    async def add(self, entries: Sequence[tuple[str, ReceivedTouchpoint]]) -> None:
         """File touchpoints under profiles, given as (profile_id, touchpoint)."""
         ...
 

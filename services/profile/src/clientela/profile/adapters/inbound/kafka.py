@@ -30,7 +30,7 @@ def touchpoint_handler(
 
     async def handle(batch: list[Incoming[Envelope]]) -> None:
         received = [
-            ReceivedTouchpoint(item.event, item.accepted_at_ms)
+            ReceivedTouchpoint(item.event, item.accepted_at_ms, item.raw)
             for item in batch
             if isinstance(item.event, TouchpointRecorded)
         ]

@@ -39,6 +39,7 @@ from clientela.profile.application.ports import (
     ErasureReceipt,
     LockedOwners,
     ProfileHistory,
+    ReceivedTouchpoint,
 )
 from clientela.profile.domain.identity import (
     IdentifierClaim,
@@ -713,6 +714,20 @@ def receipt_from_row(row: Row[Any]) -> ErasureReceipt:
     )
 
 
+def _by_event_id(entry: tuple[str, ReceivedTouchpoint]) -> str:
+    return entry[1].event.event_id
+
+
+def _payload(event: TouchpointRecorded, raw: bytes | None) -> str:
+    """Return the touchpoint's JSON: the record as delivered, or the model encoded again."""
+    if raw is not None:
+        try:
+            return raw.decode()
+        except UnicodeDecodeError:
+            pass  # valid for the decoder, not as text: the model's own encoding is
+    return event.model_dump_json()
+
+
 class SqlTimeline:
     """Touchpoints (the full event, basis of rebuilds) and consent stated through the API."""
 
@@ -732,11 +747,11 @@ class SqlTimeline:
                 found.update(rows.scalars())
         return found
 
-    async def add(self, entries: Sequence[tuple[str, TouchpointRecorded]]) -> None:
+    async def add(self, entries: Sequence[tuple[str, ReceivedTouchpoint]]) -> None:
         """File touchpoints under their profiles."""
         if not entries:
             return
-        ordered = sorted(entries, key=lambda e: e[1].event_id)
+        ordered = [(pid, r.event, r.raw) for pid, r in sorted(entries, key=_by_event_id)]
         if self._pg is not None:
             # COPY is several times cheaper per row than INSERT. Rows here are new (the inbox
             # and timeline filtered repeats); a concurrent duplicate raises a unique violation,
@@ -753,9 +768,9 @@ class SqlTimeline:
                         event.data.channel.value,
                         event.data.direction.value,
                         event.data.agent.agent_id if event.data.agent else None,
-                        event.model_dump_json(),
+                        _payload(event, raw),
                     )
-                    for profile_id, event in ordered
+                    for profile_id, event, raw in ordered
                 ],
             )
             return
@@ -775,7 +790,7 @@ class SqlTimeline:
                     "agent_id": event.data.agent.agent_id if event.data.agent else None,
                     "payload": event.model_dump(mode="json"),
                 }
-                for profile_id, event in ordered
+                for profile_id, event, _ in ordered
             ],
         )
 
