@@ -78,8 +78,13 @@ class Stack:
     ada: str
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout_s: float = 60) -> Any:
-    """Poll until check() returns something truthy; fail with what was awaited."""
+def wait_for(
+    what: str,
+    check: Callable[[], Any],
+    timeout_s: float = 60,
+    explain: Callable[[], str] | None = None,
+) -> Any:
+    """Poll until check() returns something truthy; fail with what was awaited (and why)."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
@@ -88,7 +93,10 @@ def wait_for(what: str, check: Callable[[], Any], timeout_s: float = 60) -> Any:
             value = None
         if value:
             return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        if time.monotonic() >= deadline:
+            raise AssertionError(
+                f"timed out waiting for {what}" + (f": {explain()}" if explain else "")
+            )
         time.sleep(0.3)
 
 
@@ -247,8 +255,10 @@ def load(platform: Platform, console_url: str) -> str:
             return answer.json()["profile_id"] if answer.status_code == 200 else None
 
         post(known + phone_only + population)
-        wait_for("both profiles", lambda: profile_of("customer_id", ADA["customer_id"]))
-        wait_for("the phone profile", lambda: profile_of("phone", ADA["phone"]))
+        before_merge = {
+            wait_for("both profiles", lambda: profile_of("customer_id", ADA["customer_id"])),
+            wait_for("the phone profile", lambda: profile_of("phone", ADA["phone"])),
+        }
         post([linking])
         ada = wait_for(
             "the merge",
@@ -258,11 +268,27 @@ def load(platform: Platform, console_url: str) -> str:
                 and pid
             ),
         )
+
+        def pipeline_state() -> str:
+            # What scoring and campaign hold of the demo customer's profiles (both before the
+            # merge, and the survivor), for a failure to say where the decision stopped.
+            seen = {
+                pid: (
+                    client.get(s.url("scoring") + f"/v1/scores/{pid}", headers=read).text[:300],
+                    client.get(
+                        s.url("campaign") + f"/v1/profiles/{pid}/messages", headers=read
+                    ).text[:300],
+                )
+                for pid in sorted(before_merge | {ada})
+            }
+            return f"survivor {ada}: {seen}"
+
         wait_for(
             "a campaign decision for the demo customer",
             lambda: client.get(
                 s.url("campaign") + f"/v1/profiles/{ada}/messages", headers=read
             ).json()["messages"],
+            explain=pipeline_state,
         )
         # Responses after the decisions: the same people buy again now, so campaigns have
         # conversions to compare between treated and control people.
