@@ -288,6 +288,9 @@ def load(platform: Platform, console_url: str) -> str:
             lambda: client.get(
                 s.url("campaign") + f"/v1/profiles/{ada}/messages", headers=read
             ).json()["messages"],
+            # Four services work through 3,000 touchpoints first: on a busy machine that can
+            # take longer than the other waits allow.
+            timeout_s=180,
             explain=pipeline_state,
         )
         # Responses after the decisions: the same people buy again now, so campaigns have
