@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
 
-from clientela.profile.application.handle_touchpoints import handle_touchpoints
+from clientela.profile.application.handle_touchpoints import handle_touchpoints, new_profile_id
 from clientela.profile.application.ports import LockedOwners, ReceivedTouchpoint
 from clientela.profile.domain.identity import IdentifierClaim, IdentifierKey
 from clientela.profile.domain.profile import Profile
@@ -287,3 +288,13 @@ async def test_an_erased_touchpoint_is_not_applied_again(uow, tp, policy) -> Non
     uow.erased.add(event.event_id)  # erasure removed it from the timeline, kept its id
     outcome = await _handle([ReceivedTouchpoint(event)], uow, policy)
     assert (outcome.applied, outcome.duplicates, uow.stored) == (0, 1, {})
+
+
+def test_new_profile_ids_are_distinct_random_uuids() -> None:
+    ids = [new_profile_id() for _ in range(2_000)]  # several pools of 256
+    assert len(set(ids)) == len(ids)
+    for found in ids:
+        parsed = uuid.UUID(found)
+        assert parsed.version == 4
+        assert parsed.variant == uuid.RFC_4122
+        assert str(parsed) == found

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -76,7 +77,8 @@ class IdentityRules:
     default_region: str = "US"
     _rank: Mapping[str, int] = field(init=False, repr=False, compare=False)
     _exact: frozenset[IdentifierKey] = field(init=False, repr=False, compare=False)
-    _patterns: Mapping[str, tuple[str, ...]] = field(init=False, repr=False, compare=False)
+    # Per type, the blocked patterns as one regular expression (fnmatch's own translation).
+    _patterns: Mapping[str, re.Pattern[str]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Patterns and values are normalised like identifiers, so configuration may be loose.
@@ -91,9 +93,11 @@ class IdentityRules:
         rank = {id_type: index for index, id_type in enumerate(self.priority)}
         object.__setattr__(self, "_rank", MappingProxyType(rank))
         object.__setattr__(self, "_exact", frozenset(exact))
-        object.__setattr__(
-            self, "_patterns", MappingProxyType({k: tuple(v) for k, v in patterns.items()})
-        )
+        compiled = {
+            k: re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in v))
+            for k, v in patterns.items()
+        }
+        object.__setattr__(self, "_patterns", MappingProxyType(compiled))
 
     def rank(self, id_type: str) -> int:
         """Return the rank of a type: lower is stronger; unlisted types come last."""
@@ -121,10 +125,7 @@ class IdentityRules:
         if key in self._exact:
             return True
         patterns = self._patterns.get(key[0])
-        if not patterns:
-            return False
-        lowered = key[1].lower()
-        return any(fnmatch.fnmatchcase(lowered, pattern) for pattern in patterns)
+        return patterns is not None and patterns.match(key[1].lower()) is not None
 
     def keys(self, identifiers: Identifiers) -> list[IdentifierKey]:
         """Return a touchpoint's usable identifiers: normalised, unblocked, strongest first."""

@@ -292,7 +292,13 @@ class PgSession:
             return None
         self.begun = True
         result = await self.conn.exec_driver_sql(self.sql[name], args)
-        return list(result.all()) if result.returns_rows else []
+        if not result.returns_rows:
+            return []
+        # The driver's records, as the later statements return them: SQLAlchemy's rows would
+        # cost more than the query for a batch's ids.
+        rows = list(result.cursor.fetchall())
+        result.close()
+        return rows
 
     async def fetch(self, name: str, *args: Any) -> list[Any]:
         """Run a named statement; return its rows (indexable by position)."""
