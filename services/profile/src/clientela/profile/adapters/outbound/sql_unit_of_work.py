@@ -181,8 +181,13 @@ _PG_SQL = {
     "lock_owners": """
         WITH owned AS (
             SELECT i.id_type, i.id_value, i.profile_id, p.version AS seen_version
-            FROM {identifiers} i
-            JOIN unnest($1::text[], $2::text[]) AS w(t, v) ON i.id_type = w.t AND i.id_value = w.v
+            FROM unnest($1::text[], $2::text[]) AS w(t, v)
+            -- One primary-key probe per key: LIMIT keeps the subquery from being flattened
+            -- into a join the planner may run as a scan of the whole table (it does, for
+            -- tables of up to a few hundred thousand rows, whose probes it overprices).
+            CROSS JOIN LATERAL (
+                SELECT o.id_type, o.id_value, o.profile_id FROM {identifiers} o
+                WHERE o.id_type = w.t AND o.id_value = w.v LIMIT 1) AS i
             LEFT JOIN {profiles} p ON p.profile_id = i.profile_id),
         locked AS (
             SELECT p.profile_id, p.version, p.created_at, p.updated_at, p.lifecycle,
@@ -214,8 +219,10 @@ _PG_SQL = {
         SELECT 0 AS kind, id_type, id_value FROM ins
         UNION ALL
         SELECT 1, i.id_type, i.id_value
-        FROM {identifiers} i
-        JOIN unnest($5::text[], $6::text[]) AS w(t, v) ON i.id_type = w.t AND i.id_value = w.v""",
+        FROM unnest($5::text[], $6::text[]) AS w(t, v)
+        CROSS JOIN LATERAL (
+            SELECT o.id_type, o.id_value FROM {identifiers} o
+            WHERE o.id_type = w.t AND o.id_value = w.v LIMIT 1) AS i""",
     "merge_away": """
         WITH m AS (SELECT * FROM unnest($1::text[], $2::text[]) AS m(old, new)),
         ids AS (
