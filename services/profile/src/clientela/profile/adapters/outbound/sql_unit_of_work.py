@@ -223,21 +223,24 @@ _PG_SQL = {
         CROSS JOIN LATERAL (
             SELECT o.id_type, o.id_value FROM {identifiers} o
             WHERE o.id_type = w.t AND o.id_value = w.v LIMIT 1) AS i""",
+    # Each "= ANY($1)" repeats the join condition so that the planner reaches the rows
+    # through the profile id index even on statistics from when the table was small (it
+    # otherwise joins against a scan of the whole timeline).
     "merge_away": """
         WITH m AS (SELECT * FROM unnest($1::text[], $2::text[]) AS m(old, new)),
         ids AS (
             UPDATE {identifiers} i SET profile_id = m.new FROM m
-            WHERE i.profile_id = m.old RETURNING 1),
+            WHERE i.profile_id = m.old AND i.profile_id = ANY($1::text[]) RETURNING 1),
         tps AS (
             UPDATE {touchpoints} t SET profile_id = m.new FROM m
-            WHERE t.profile_id = m.old RETURNING 1),
+            WHERE t.profile_id = m.old AND t.profile_id = ANY($1::text[]) RETURNING 1),
         cons AS (
             UPDATE {consent_updates} c SET profile_id = m.new FROM m
-            WHERE c.profile_id = m.old RETURNING 1),
+            WHERE c.profile_id = m.old AND c.profile_id = ANY($1::text[]) RETURNING 1),
         gone AS (DELETE FROM {profiles} p USING m WHERE p.profile_id = m.old RETURNING 1),
         chained AS (
             UPDATE {profile_forwards} f SET survivor_id = m.new FROM m
-            WHERE f.survivor_id = m.old RETURNING 1)
+            WHERE f.survivor_id = m.old AND f.survivor_id = ANY($1::text[]) RETURNING 1)
         INSERT INTO {profile_forwards} (merged_id, survivor_id, merged_at)
         SELECT old, new, $3 FROM m
         ON CONFLICT (merged_id) DO UPDATE
