@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -57,6 +57,11 @@ def _decay(age_months: int, half_life_months: float) -> float:
 
 
 _DECAY_TABLE_MONTHS = 240
+
+
+@functools.lru_cache(maxsize=16)
+def _half_life_months(half_life: timedelta) -> float:
+    return half_life.total_seconds() / 86_400 / _DAYS_PER_MONTH
 
 
 @functools.lru_cache(maxsize=16)
@@ -220,13 +225,17 @@ class Tally(msgspec.Struct):
         if not self.inbound_months:
             return {}
         # "YYYY-MM" sorts as time does: the latest month is the greatest string.
-        newest = max((max(m) for m in self.inbound_months.values() if m), default=None)
-        if newest is None:
+        newest = ""
+        for months in self.inbound_months.values():
+            for month in months:
+                if month > newest:
+                    newest = month
+        if not newest:
             return {}
         latest = _month_index(newest)
-        half_life_months = policy.preference_half_life.total_seconds() / 86_400 / _DAYS_PER_MONTH
+        half_life_months = _half_life_months(policy.preference_half_life)
         decay = _decay_table(half_life_months)
-        weights: dict[str, float] = {}
+        weights: list[tuple[str, float]] = []
         total = 0.0
         for channel, months in self.inbound_months.items():
             weight = 0.0
@@ -235,11 +244,13 @@ class Tally(msgspec.Struct):
                 weight += count * (
                     decay[age] if age < _DECAY_TABLE_MONTHS else _decay(age, half_life_months)
                 )
-            weights[channel] = weight
+            weights.append((channel, weight))
             total += weight
         if total <= 0:
             return {}
-        return {c: round(w / total, 4) for c, w in sorted(weights.items())}
+        if len(weights) > 1:
+            weights.sort()
+        return {c: round(w / total, 4) for c, w in weights}
 
     def _add_cost(self, touchpoint: Touchpoint, policy: ProfilePolicy) -> None:
         cost = touchpoint.cost
@@ -255,18 +266,25 @@ class Tally(msgspec.Struct):
     def published(self, policy: ProfilePolicy) -> dict[str, Any]:
         """Return the published figures: the fields of ProfileAggregates as plain values."""
         preference = self.channel_preference(policy)
-        preferred = (
-            min(preference, key=lambda c: (-preference[c], _CHANNEL_ORDER.get(c, len(Channel))))
-            if preference
-            else None
-        )
+        preferred: str | None = None
+        if preference:
+            # The greatest share; a tie goes to the channel listed first in the contract.
+            best = (0.0, 0)
+            for channel, share in preference.items():
+                rank = (-share, _CHANNEL_ORDER.get(channel, _CHANNEL_COUNT))
+                if preferred is None or rank < best:
+                    preferred, best = channel, rank
         average = (
             quantize_money(self.total_spend / self.priced_purchase_count)
             if self.priced_purchase_count
             else _ZERO_MONEY
         )
         first = self.first_sale
-        open_cases = sum(1 for case in self.cases.values() if case.status not in _CLOSED)
+        open_cases = (
+            sum(1 for case in self.cases.values() if case.status not in _CLOSED)
+            if self.cases
+            else 0
+        )
         return {
             "first_seen_at": self.first_seen_at,
             "last_seen_at": self.last_seen_at,
@@ -293,7 +311,11 @@ class Tally(msgspec.Struct):
             "closed_support_cases": len(self.cases) - open_cases,
             "purchase_categories": self.categories,
             "inbound_channel_preference": preference,
-            "preferred_inbound_channel": Channel(preferred) if preferred is not None else None,
+            "preferred_inbound_channel": (
+                _CHANNEL_BY_VALUE.get(preferred) or Channel(preferred)
+                if preferred is not None
+                else None
+            ),
         }
 
     def to_contract(self, policy: ProfilePolicy) -> ProfileAggregates:
@@ -330,6 +352,8 @@ class Tally(msgspec.Struct):
 _ZERO_MONEY = Decimal(0)
 _CLOSED = CLOSED_CASE_STATUSES
 _CHANNEL_ORDER = {channel.value: index for index, channel in enumerate(Channel)}
+_CHANNEL_COUNT = len(Channel)
+_CHANNEL_BY_VALUE = {channel.value: channel for channel in Channel}
 
 
 def decode_time(value: str | None) -> datetime | None:
