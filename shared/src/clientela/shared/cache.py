@@ -183,8 +183,9 @@ class RedisCache:
 
     async def get_via(self, key: str, prefix: str) -> tuple[bytes | None, bytes | None]:
         """Return a key's value and the value of the key prefix + that value (one Lua call)."""
+        # A Lua false (no such key) arrives as None; an empty value stays an empty value.
         first, second = await self._via(keys=[self._prefix + key], args=[self._prefix + prefix])
-        return first or None, second or None
+        return first, second
 
     async def set_many(self, items: Sequence[tuple[str, bytes]], ttl_s: int) -> None:
         """Set several expiring keys in one pipelined round trip (not atomic: a cache fill)."""
