@@ -29,9 +29,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import psutil
 from sqlalchemy import JSON, Column, MetaData, String, Table, func, select, text
-from sqlalchemy import event as sa_event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -47,6 +45,7 @@ from clientela.profile.application.ports import ProfileCache, ProfileReader, Rec
 from clientela.profile.application.queries import golden_record_by_identifier
 from clientela.profile.domain.policy import ProfilePolicy
 from clientela.profile.migrations import MIGRATIONS
+from clientela.shared.benchmarking import BackendCpu
 from clientela.shared.cache import Cache, make_cache
 from clientela.shared.codec import decode_event
 from clientela.shared.contracts import TouchpointRecorded
@@ -198,34 +197,6 @@ class Consumed:
     cpu_s: float
     db_cpu_s: float
     applied: list[Applied]
-
-
-class BackendCpu:
-    """CPU time of the PostgreSQL backends that serve an engine's connections (psutil)."""
-
-    def __init__(self) -> None:
-        self.pids: set[int] = set()
-
-    def watch(self, engine: AsyncEngine) -> None:
-        """Record the backend pid of every connection the engine opens."""
-        sa_event.listen(engine.sync_engine, "connect", self._connected)
-
-    def _connected(self, dbapi_connection: Any, _record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        cursor.execute("SELECT pg_backend_pid()")
-        self.pids.add(int(cursor.fetchone()[0]))
-        cursor.close()
-
-    def seconds(self) -> float:
-        """Return the CPU seconds (user + system) the backends have used so far."""
-        total = 0.0
-        for pid in self.pids:
-            try:
-                times = psutil.Process(pid).cpu_times()
-            except psutil.Error:
-                continue
-            total += times.user + times.system
-        return total
 
 
 def _cache(url: str | None, prefix: str) -> Cache | None:

@@ -27,12 +27,10 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, cast
+from typing import Self, cast
 
 import numpy as np
-import psutil
-from sqlalchemy import event, text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import text
 
 from clientela.scoring.adapters.inbound.profile_wire import decode_profile_change
 from clientela.scoring.adapters.outbound import tables
@@ -53,6 +51,7 @@ from clientela.scoring.domain.facts import SECONDS_PER_DAY, FactColumns, facts_o
 from clientela.scoring.domain.rfm import fit_rfm_edges
 from clientela.scoring.domain.tiers import TieringPolicy, compute_cutoffs
 from clientela.scoring.domain.value_model import BgNbdGammaGammaModel, FittedParameters
+from clientela.shared.benchmarking import BackendCpu
 from clientela.shared.codec import decode_event, encode_event
 from clientela.shared.contracts import (
     Channel,
@@ -269,35 +268,6 @@ def decode_changes(values: Sequence[bytes]) -> list[ProfileChangeMessage]:
             )
         )
     return out
-
-
-class BackendCpu:
-    """CPU time of the PostgreSQL backends that served an engine's connections (psutil)."""
-
-    def __init__(self) -> None:
-        self.pids: set[int] = set()
-
-    def watch(self, engine: AsyncEngine) -> None:
-        """Record the backend pid of every connection the engine opens."""
-
-        def connected(dbapi_connection: Any, _record: Any) -> None:
-            cursor = dbapi_connection.cursor()
-            cursor.execute("SELECT pg_backend_pid()")
-            self.pids.add(int(cursor.fetchone()[0]))
-            cursor.close()
-
-        event.listen(engine.sync_engine, "connect", connected)
-
-    def seconds(self) -> float:
-        """Return the CPU seconds (user + system) the backends have used so far."""
-        total = 0.0
-        for pid in self.pids:
-            try:
-                times = psutil.Process(pid).cpu_times()
-            except psutil.Error:
-                continue
-            total += times.user + times.system
-        return total
 
 
 @asynccontextmanager
