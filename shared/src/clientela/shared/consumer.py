@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -117,16 +117,7 @@ class BatchProcessor:
             self._consumer, [i.accepted_at_ms for i in good if i.accepted_at_ms], now_ms()
         )
         with batch_trace:
-            # Dead letters are published before the batch commits, so a crash redelivers them
-            # rather than losing them; a duplicate dead letter carries the same event id.
-            if dead:
-                await with_retry(
-                    lambda: self._publisher.publish(
-                        [to_record(self._dlq, d.data.source_topic, d) for d in dead]
-                    ),
-                    self._retry,
-                )
-                log.warning("dead-lettered %d record(s) to %s", len(dead), self._dlq)
+            await publish_dead_letters(self._publisher, self._dlq, dead, self._retry)
             if good:
                 await with_retry(lambda: self._handler(good), self._retry, self._consumer)
 
@@ -161,6 +152,19 @@ async def with_retry(
             log.exception("batch failed (attempt %d), retrying in %.1fs", attempt, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, policy.max_delay_s)
+
+
+async def publish_dead_letters(
+    publisher: KafkaPublisher, topic: str, dead: Sequence[DeadLetterEvent], retry: RetryPolicy
+) -> None:
+    """Publish a batch's dead letters (with retries) before the batch itself is handled."""
+    # Published before the batch commits, so a crash redelivers them rather than losing them;
+    # a duplicate dead letter carries the same event id.
+    if not dead:
+        return
+    records = [to_record(topic, d.data.source_topic, d) for d in dead]
+    await with_retry(lambda: publisher.publish(records), retry)
+    log.warning("dead-lettered %d record(s) to %s", len(dead), topic)
 
 
 def dead_letter_for(consumer: str, record: ConsumerRecord, exc: DecodeError) -> DeadLetterEvent:

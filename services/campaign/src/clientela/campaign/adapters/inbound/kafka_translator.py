@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping
 from typing import TypeAlias
 
@@ -18,13 +17,17 @@ from clientela.campaign.adapters.inbound.wire import (
 from clientela.campaign.application.decide_campaigns import CampaignDecider
 from clientela.campaign.application.ports import UnitOfWork
 from clientela.shared import metrics
-from clientela.shared.codec import DecodeError, accepted_at_ms, now_ms, to_record
-from clientela.shared.consumer import RetryPolicy, batch_metrics, dead_letter_for, with_retry
+from clientela.shared.codec import DecodeError, accepted_at_ms, now_ms
+from clientela.shared.consumer import (
+    RetryPolicy,
+    batch_metrics,
+    dead_letter_for,
+    publish_dead_letters,
+    with_retry,
+)
 from clientela.shared.contracts import DeadLetterEvent
 from clientela.shared.kafka import KafkaPublisher, RecordBatch
 from clientela.shared.tracing import BatchTrace
-
-log = logging.getLogger(__name__)
 
 Record: TypeAlias = ConsumerRecord[bytes | None, bytes | None]
 
@@ -100,16 +103,7 @@ class CampaignBatchHandler:
         step = max(1, len(accepted) // 50)
         metrics.observe_chain_latency(self._consumer, accepted[::step], now_ms())
         with trace:
-            # Dead letters are published before the batch commits, so a crash redelivers them
-            # rather than losing them; a duplicate dead letter carries the same event id.
-            if dead:
-                await with_retry(
-                    lambda: self._publisher.publish(
-                        [to_record(self._dlq, d.data.source_topic, d) for d in dead]
-                    ),
-                    self._retry,
-                )
-                log.warning("dead-lettered %d record(s) to %s", len(dead), self._dlq)
+            await publish_dead_letters(self._publisher, self._dlq, dead, self._retry)
             if items:
                 inputs = inputs_of(items)
                 await with_retry(
