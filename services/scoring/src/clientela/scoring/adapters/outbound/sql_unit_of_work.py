@@ -148,28 +148,16 @@ def _record(
 
 
 def _row(record: ScoreRecord) -> dict[str, Any]:
-    f = record.facts
+    """Return a record as the SQLAlchemy insert takes it (enum values, JSON as text)."""
+    row = _pg_row(record)
     features = record.prospect_features
-    return {
-        "profile_id": record.profile_id,
-        "profile_version": record.profile_version,
-        "revision": record.revision,
-        "tier_seq": record.tier_seq,
-        "lifecycle": record.lifecycle.value,
-        "tier": record.tier.value,
-        "predicted_value": record.predicted_value,
-        "at_risk": record.at_risk,
-        "purchase_days": f.purchase_days if f else 0,
-        "purchase_count": f.purchase_count if f else 0,
-        "first_purchase_s": f.first_purchase_s if f else None,
-        "last_purchase_s": f.last_purchase_s if f else None,
-        "total_spend": f.total_spend if f else 0.0,
-        "cost_to_serve": f.cost_to_serve if f else 0.0,
-        "prospect_features": encode(features.as_json()).decode() if features else None,
-        "state": record.state.decode(),
-        "updated_at": record.updated_at,
-        "inputs_digest": record.inputs_digest,
-    }
+    row.update(
+        lifecycle=record.lifecycle.value,
+        tier=record.tier.value,
+        prospect_features=encode(features.as_json()).decode() if features else None,
+        state=record.state.decode(),
+    )
+    return row
 
 
 # Everything but the published state: what streaming and the start-up load read.
@@ -403,6 +391,7 @@ def _joined(documents: list[bytes]) -> str | None:
 
 
 def _pg_row(record: ScoreRecord) -> dict[str, Any]:
+    """Return a record's columns but its state, as msgspec encodes them for PostgreSQL."""
     f = record.facts
     features = record.prospect_features
     return {
