@@ -42,19 +42,7 @@ TOPIC_REPLICAS = 3
 
 # What each service consumes (its consumer group is the `group_id` default of its settings).
 # A test checks that each service's code references these topics.
-CONSUMED_TOPICS: Mapping[str, Sequence[TopicSpec]] = {
-    "ingest": (topics.RAW_TOUCHPOINTS,),
-    "profile": (topics.TOUCHPOINTS,),
-    "scoring": (topics.PROFILES, topics.PROFILE_ERASURES),
-    "campaign": (
-        topics.PROFILES,
-        topics.SCORES,
-        topics.TIER_CHANGES,
-        topics.TOUCHPOINTS,
-        topics.PROFILE_ERASURES,
-        topics.PROFILE_MERGES,
-    ),
-}
+CONSUMED_TOPICS: Mapping[str, Sequence[TopicSpec]] = topics.CONSUMED_BY
 # Services that also answer HTTP traffic worth scaling on (besides their consumer lag).
 CPU_SCALED = frozenset({"ingest"})
 LAG_PER_REPLICA = 1000

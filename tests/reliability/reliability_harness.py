@@ -17,7 +17,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -70,19 +70,7 @@ GROUPS: dict[str, str] = {
     "scoring": str(ScoringSettings.model_fields["group_id"].default),
     "campaign": str(CampaignSettings.model_fields["group_id"].default),
 }
-CONSUMES: dict[str, tuple[TopicSpec, ...]] = {
-    "ingest": (topics.RAW_TOUCHPOINTS,),
-    "profile": (topics.TOUCHPOINTS,),
-    "scoring": (topics.PROFILES, topics.PROFILE_ERASURES),
-    "campaign": (
-        topics.PROFILES,
-        topics.SCORES,
-        topics.TIER_CHANGES,
-        topics.TOUCHPOINTS,
-        topics.PROFILE_ERASURES,
-        topics.PROFILE_MERGES,
-    ),
-}
+CONSUMES: Mapping[str, tuple[TopicSpec, ...]] = topics.CONSUMED_BY
 DEAD_LETTERS: dict[str, TopicSpec] = {
     "ingest": topics.TOUCHPOINTS_DLQ,
     "profile": topics.PROFILE_DLQ,

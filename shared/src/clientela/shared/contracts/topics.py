@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from types import MappingProxyType
 
 from clientela.shared.contracts.base import Envelope
 from clientela.shared.contracts.campaign import CampaignMessageEvent
@@ -177,4 +179,22 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     CAMPAIGN_MESSAGES,
     CAMPAIGN_DLQ,
     CONSOLE_DLQ,
+)
+
+# What each service consumes: the autoscaling manifests and the poison-record tests read it,
+# and a test checks that each service's code references these topics.
+CONSUMED_BY: Mapping[str, tuple[TopicSpec, ...]] = MappingProxyType(
+    {
+        "ingest": (RAW_TOUCHPOINTS,),
+        "profile": (TOUCHPOINTS,),
+        "scoring": (PROFILES, PROFILE_ERASURES),
+        "campaign": (
+            PROFILES,
+            SCORES,
+            TIER_CHANGES,
+            TOUCHPOINTS,
+            PROFILE_ERASURES,
+            PROFILE_MERGES,
+        ),
+    }
 )
