@@ -31,6 +31,7 @@ from clientela.shared.contracts import (
     TopicSpec,
     derived_event_id,
 )
+from clientela.shared.testing import SettableClock
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 
@@ -241,23 +242,13 @@ def uow() -> FakeUnitOfWork:
     return FakeUnitOfWork()
 
 
-class Clock:
-    """A settable clock."""
-
-    def __init__(self, moment: datetime) -> None:
-        self.moment = moment
-
-    def __call__(self) -> datetime:
-        return self.moment
-
-
 @pytest.fixture
-def clock() -> Clock:
+def clock() -> SettableClock:
     """Return a clock set to NOW."""
-    return Clock(NOW)
+    return SettableClock(NOW)
 
 
 @pytest.fixture
-def application(uow: FakeUnitOfWork, clock: Clock) -> ScoringApplication:
+def application(uow: FakeUnitOfWork, clock: SettableClock) -> ScoringApplication:
     """Return the scoring application on the fake unit of work, ranking every batch."""
     return ScoringApplication(ScoringConfig(cutoff_refresh_s=0.0), uow, clock)

@@ -19,28 +19,19 @@ from clientela.campaign.domain.contact_policy import cap_keys
 from clientela.campaign.wiring import Container, build
 from clientela.shared.contracts import Channel, Envelope, Tier, TierMove
 from clientela.shared.settings import CacheSettings, DatabaseSettings, KafkaSettings
+from clientela.shared.testing import SettableClock
 
 NOW = datetime(2025, 3, 3, 12, 0, tzinfo=UTC)  # a Monday, midday in UTC
 
 
-class Clock:
-    """A clock the test moves forward."""
-
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> SettableClock:
+    return SettableClock(NOW)
 
 
 @pytest.fixture
 async def container(
-    database_settings: DatabaseSettings, cache_settings: CacheSettings, clock: Clock
+    database_settings: DatabaseSettings, cache_settings: CacheSettings, clock: SettableClock
 ) -> AsyncIterator[Container]:
     settings = CampaignSettings(
         database=database_settings,
@@ -187,7 +178,7 @@ async def test_an_unchanged_profile_advances_the_version_and_last_seen_only(
 
 
 async def test_a_trigger_whose_contact_never_arrives_expires(
-    container: Container, events, clock: Clock
+    container: Container, events, clock: SettableClock
 ) -> None:
     stale = events.tier("never-known", 1)
     await handle(container, stale)

@@ -26,27 +26,20 @@ from clientela.shared.contracts import (
     TierMove,
 )
 from clientela.shared.settings import DatabaseSettings, KafkaSettings
+from clientela.shared.testing import SettableClock
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
 
-class Clock:
-    """A clock the test moves forward."""
-
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> datetime:
-        return self.now
+@pytest.fixture
+def clock() -> SettableClock:
+    return SettableClock(NOW)
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-async def container(database_settings: DatabaseSettings, clock: Clock) -> AsyncIterator[Container]:
+async def container(
+    database_settings: DatabaseSettings, clock: SettableClock
+) -> AsyncIterator[Container]:
     settings = CampaignSettings(
         database=database_settings, kafka=KafkaSettings(topic_prefix="test.")
     )

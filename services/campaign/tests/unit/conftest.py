@@ -43,6 +43,7 @@ from clientela.shared.contracts import (
     CampaignMessageEvent,
     Envelope,
 )
+from clientela.shared.testing import SettableClock
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 NOW_MS = 1_700_000_000_000
@@ -410,28 +411,18 @@ class FakeUnitOfWork:
         self.committed.__dict__.update(self._work.__dict__)
 
 
-class Clock:
-    """A clock the test moves."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
 def state() -> FakeState:
     return FakeState()
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock(NOW)
+def clock() -> SettableClock:
+    return SettableClock(NOW)
 
 
 @pytest.fixture
-def decider(clock: Clock) -> CampaignDecider:
+def decider(clock: SettableClock) -> CampaignDecider:
     return CampaignDecider(
         LiveCatalog(load_catalog()),
         DecisionPolicy(global_holdout_share=0.05),
@@ -461,7 +452,7 @@ def run(decider: CampaignDecider, state: FakeState) -> Runner:
 
 
 @pytest.fixture
-def make_runner(clock: Clock, state: FakeState) -> Callable[..., Runner]:
+def make_runner(clock: SettableClock, state: FakeState) -> Callable[..., Runner]:
     """Return a builder of runners over a custom TOML catalog (no global control group)."""
     from clientela.campaign.adapters.outbound.campaign_file import parse_catalog
 

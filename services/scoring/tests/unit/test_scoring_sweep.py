@@ -39,7 +39,7 @@ async def test_a_sweep_reranks_everyone_and_publishes_each_move_once(
     assert uow.scores.rows["small"].tier is Tier.A
     before = len(uow.outbox)
 
-    clock.moment += timedelta(days=1)
+    clock.now += timedelta(days=1)
     first = await application.sweep()
     second = await application.sweep()
 
@@ -73,10 +73,10 @@ async def test_time_alone_moves_tiers_at_the_next_sweep(
         ],
     )
     assert uow.scores.rows["lapsing"].tier is Tier.A
-    clock.moment += timedelta(days=1)
+    clock.now += timedelta(days=1)
     assert (await application.sweep()).tier_changes == 0
     # Same decay for both: shares do not change, nobody moves. Now steady buys again.
-    await seed(application, uow, [profile_changed("steady", 2, spend="400", now=clock.moment)])
+    await seed(application, uow, [profile_changed("steady", 2, spend="400", now=clock.now)])
     outcome = await application.sweep()
     assert outcome.tier_changes == 1
     assert uow.scores.rows["lapsing"].tier is not Tier.A

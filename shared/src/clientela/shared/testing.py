@@ -14,6 +14,7 @@ import socket
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -157,3 +158,13 @@ def cache_settings(request: pytest.FixtureRequest, run_id: str) -> CacheSettings
         return CacheSettings(url="memory://", key_prefix=prefix)
     url: str = request.getfixturevalue("redis_url")
     return CacheSettings(url=url, key_prefix=prefix)
+
+
+class SettableClock:
+    """A clock a test sets and moves: call it for the time, assign `now` to move it."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
