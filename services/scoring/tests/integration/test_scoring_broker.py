@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 from clientela.scoring.config import ScoringSettings
 from clientela.scoring.wiring import Container, create_app
@@ -63,10 +63,14 @@ async def service(
         await publisher.stop()
 
 
-async def read_topic(
-    settings: KafkaSettings, topic: str, keys: set[str], want: int, timeout_s: float = 30.0
-) -> list[tuple[dict[str, Any], list[tuple[str, bytes]]]]:
-    """Read records for the given keys from the start of a topic until `want` arrived."""
+async def _records(
+    settings: KafkaSettings,
+    topic: str,
+    keep: Callable[[ConsumerRecord[bytes, bytes]], bool],
+    done: Callable[[list[ConsumerRecord[bytes, bytes]]], bool],
+    timeout_s: float = 30.0,
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Read the records `keep` accepts from the start of a topic until `done` says so."""
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=settings.bootstrap_servers,
@@ -74,20 +78,29 @@ async def read_topic(
         enable_auto_commit=False,
     )
     await consumer.start()
-    found: list[tuple[dict[str, Any], list[tuple[str, bytes]]]] = []
+    found: list[ConsumerRecord[bytes, bytes]] = []
     try:
         deadline = asyncio.get_running_loop().time() + timeout_s
-        while len(found) < want and asyncio.get_running_loop().time() < deadline:
-            batches = await consumer.getmany(timeout_ms=500)
-            for records in batches.values():
-                found += [
-                    (json.loads(r.value), list(r.headers))
-                    for r in records
-                    if r.key is not None and r.key.decode() in keys
-                ]
+        while not done(found) and asyncio.get_running_loop().time() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                found += [r for r in records if keep(r)]
     finally:
         await consumer.stop()
     return found
+
+
+async def read_topic(
+    settings: KafkaSettings, topic: str, keys: set[str], want: int, timeout_s: float = 30.0
+) -> list[tuple[dict[str, Any], list[tuple[str, bytes]]]]:
+    """Read records for the given keys from the start of a topic until `want` arrived."""
+    found = await _records(
+        settings,
+        topic,
+        lambda r: r.key is not None and r.key.decode() in keys,
+        lambda rs: len(rs) >= want,
+        timeout_s,
+    )
+    return [(json.loads(r.value), list(r.headers)) for r in found]
 
 
 async def test_profile_changes_become_tier_changes_on_the_broker(
@@ -129,22 +142,10 @@ async def last_values(
     settings: KafkaSettings, topic: str, key: str, done: Callable[[list[bytes | None]], bool]
 ) -> list[bytes | None]:
     """Read a key's values (tombstones as None) from the start of a topic until done."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=settings.bootstrap_servers,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
+    found = await _records(
+        settings, topic, lambda r: r.key == key.encode(), lambda rs: done([r.value for r in rs])
     )
-    await consumer.start()
-    values: list[bytes | None] = []
-    try:
-        deadline = asyncio.get_running_loop().time() + 30
-        while not done(values) and asyncio.get_running_loop().time() < deadline:
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                values += [r.value for r in records if r.key == key.encode()]
-    finally:
-        await consumer.stop()
-    return values
+    return [r.value for r in found]
 
 
 async def test_an_erasure_tombstones_the_scores_and_a_late_change_does_not_resurrect(
