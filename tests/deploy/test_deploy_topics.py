@@ -97,7 +97,7 @@ def test_every_consumer_scales_on_its_lag(
         for spec in consumed.get(service.name, ()):
             assert re.search(rf"\b{constants[spec.name]}\b", source), (
                 f"{service.name} does not reference {constants[spec.name]}: "
-                "update CONSUMED_TOPICS in deploy/generate_topics.py"
+                "update CONSUMED_BY in clientela.shared.contracts.topics"
             )
 
 
