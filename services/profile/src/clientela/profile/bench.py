@@ -5,9 +5,10 @@ generates a population with a realistic identifier mix (customers known by custo
 email, phone callers, anonymous web visitors who later identify themselves), applies it in
 batches through the real use case and SQL unit of work, one consumer process per partition
 (`--in-process`: one process for all), while another process looks identifiers up through
-the read side and its cache (Redis, cleared by the writers; `--cache-url none`: no cache).
-CPU per touchpoint is reported for the consumer processes and for the PostgreSQL backends
-serving them. The baseline is the bare insert of the same touchpoints into a table through
+the read side and its cache (Redis, kept current by the writers; `--cache-url none`: no
+cache); lookup latency is also reported for cache hits and misses apart. CPU per
+touchpoint is reported for the consumer processes and for the PostgreSQL backends serving
+them. The baseline is the bare insert of the same touchpoints into a table through
 the same driver.
 """
 
@@ -36,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from clientela.profile.adapters.outbound import tables
 from clientela.profile.adapters.outbound.profile_cache import (
     CachedProfileReader,
-    ProfileCacheInvalidator,
+    ProfileCacheWriter,
 )
 from clientela.profile.adapters.outbound.sql_reader import SqlProfileReader
 from clientela.profile.adapters.outbound.sql_unit_of_work import SqlUnitOfWork
@@ -257,18 +258,18 @@ def _consumer_process(options: dict[str, Any], index: int, ready: Any, go: Any, 
         backends = BackendCpu()
         backends.watch(engine)
         cache = _cache(options["cache_url"], options["cache_prefix"])
-        invalidator = ProfileCacheInvalidator(cache, grace_s=2.0) if cache else None
+        cache_writer = ProfileCacheWriter(cache, ttl_s=300, grace_s=2.0) if cache else None
         try:
             async with engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
             ready.set()
             await asyncio.to_thread(go.wait)
             return await _consume(
-                engine, [part], options["batch"], ProfilePolicy(), invalidator, backends
+                engine, [part], options["batch"], ProfilePolicy(), cache_writer, backends
             )
         finally:
-            if invalidator is not None:
-                await invalidator.drain()
+            if cache_writer is not None:
+                await cache_writer.drain()
             if cache is not None:
                 await cache.close()
             await engine.dispose()
@@ -331,7 +332,7 @@ def _lookup_process(
     """Look identifiers up until stop is set; send back the latencies in ms, the CPU, and
     how many lookups reached the database."""
 
-    async def run() -> tuple[list[float], float, int]:
+    async def run() -> tuple[list[float], list[bool], float, int]:
         settings = DatabaseSettings(url=options["url"], schema_name=options["schema"], pool_size=8)
         engine = create_engine(settings, "profile")
         cache = _cache(options["cache_url"], options["cache_prefix"])
@@ -342,6 +343,7 @@ def _lookup_process(
         policy = ProfilePolicy()
         rng = random.Random(3)
         latencies: list[float] = []
+        misses: list[bool] = []
         try:
             # Every key looked up once (the cache, if any, is warm as under steady use); only
             # then is the process ready to measure.
@@ -358,9 +360,11 @@ def _lookup_process(
             cpu_before = time.process_time()
             while not stop.is_set():
                 id_type, value = rng.choice(keys)
+                reads = store.store_reads
                 started = time.perf_counter()
                 await golden_record_by_identifier(reader, id_type, value, datetime.now(UTC), policy)
                 latencies.append((time.perf_counter() - started) * 1000)
+                misses.append(store.store_reads > reads)
                 # About 200 lookups/s: an API under steady use, not a second load generator.
                 await asyncio.sleep(0.005)
             cpu = time.process_time() - cpu_before
@@ -368,7 +372,7 @@ def _lookup_process(
             if cache is not None:
                 await cache.close()
             await engine.dispose()
-        return latencies, cpu, store.store_reads - reads_before
+        return latencies, misses, cpu, store.store_reads - reads_before
 
     out.send(asyncio.run(run()))
     out.close()
@@ -416,7 +420,7 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         "batch": args.batch,
     }
     cache = _cache(cache_url, options["cache_prefix"])
-    invalidator = ProfileCacheInvalidator(cache, grace_s=2.0) if cache else None
+    cache_writer = ProfileCacheWriter(cache, ttl_s=300, grace_s=2.0) if cache else None
     ctx = multiprocessing.get_context("spawn")
     try:
         await upgrade(settings, MIGRATIONS, engine=engine)
@@ -460,7 +464,7 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         if not await asyncio.to_thread(lookup_ready.wait, 120):
             raise RuntimeError("the lookup process did not start")
         if args.in_process:
-            consumed = [await _consume(engine, parts, args.batch, policy, invalidator, backends)]
+            consumed = [await _consume(engine, parts, args.batch, policy, cache_writer, backends)]
         else:
             go.set()
             consumed = [await asyncio.to_thread(receiver.recv) for _, receiver, _ in consumers]
@@ -468,7 +472,7 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
                 process.join()
         load = os.getloadavg()[0]
         stop.set()
-        latencies, lookup_cpu, store_reads = await asyncio.to_thread(lookup_results.recv)
+        latencies, misses, lookup_cpu, store_reads = await asyncio.to_thread(lookup_results.recv)
         lookups.join()
         elapsed = max(c.finished for c in consumed) - min(c.started for c in consumed)
         applied = [a for c in consumed for a in c.applied]
@@ -479,8 +483,8 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
                 await conn.scalar(select(func.count()).select_from(tables.profiles)) or 0
             )
     finally:
-        if invalidator is not None:
-            await invalidator.drain()
+        if cache_writer is not None:
+            await cache_writer.drain()
         if cache is not None:
             await cache.close()
         await engine.dispose()
@@ -521,6 +525,13 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         "lookup_p50_ms": round(_percentile(latencies, 0.50), 3),
         "lookup_p99_ms": round(_percentile(latencies, 0.99), 3),
         "lookup_max_ms": round(max(latencies, default=float("nan")), 3),
+        "lookup_hit_p99_ms": round(
+            _percentile([ms for ms, miss in zip(latencies, misses, strict=True) if not miss], 0.99),
+            3,
+        ),
+        "lookup_miss_p99_ms": round(
+            _percentile([ms for ms, miss in zip(latencies, misses, strict=True) if miss], 0.99), 3
+        ),
         "target_events_per_s": 10_000,
         "target_lookup_p99_ms": 10,
     }

@@ -19,7 +19,7 @@ from clientela.profile.adapters.inbound.kafka import subscribe_touchpoints, touc
 from clientela.profile.adapters.outbound import tables
 from clientela.profile.adapters.outbound.profile_cache import (
     CachedProfileReader,
-    ProfileCacheInvalidator,
+    ProfileCacheWriter,
 )
 from clientela.profile.adapters.outbound.sql_reader import SqlProfileReader
 from clientela.profile.adapters.outbound.sql_unit_of_work import SqlUnitOfWork
@@ -50,7 +50,7 @@ class Container:
     relay: OutboxRelay
     reader: ProfileReader
     # The lookup cache's writer side (None when the cache is off).
-    cache: ProfileCacheInvalidator | None = None
+    cache: ProfileCacheWriter | None = None
     broker: KafkaBroker | None = None
 
     def unit_of_work(self) -> SqlUnitOfWork:
@@ -93,12 +93,14 @@ async def build(
         relay_task = asyncio.create_task(relay.run(), name=f"{SERVICE}-outbox-relay")
         stack.push_async_callback(shared_http.drain, relay_task)
         reader: ProfileReader = SqlProfileReader(engine)
-        invalidator: ProfileCacheInvalidator | None = None
+        cache_writer: ProfileCacheWriter | None = None
         if settings.lookup_cache_ttl_s > 0:
             cache: Cache = make_cache(settings.cache)
             stack.push_async_callback(cache.close)
-            invalidator = ProfileCacheInvalidator(cache, grace_s=settings.lookup_cache_grace_s)
-            stack.push_async_callback(invalidator.drain)
+            cache_writer = ProfileCacheWriter(
+                cache, ttl_s=settings.lookup_cache_ttl_s, grace_s=settings.lookup_cache_grace_s
+            )
+            stack.push_async_callback(cache_writer.drain)
             reader = CachedProfileReader(
                 reader,
                 cache,
@@ -112,7 +114,7 @@ async def build(
             publisher=publisher,
             relay=relay,
             reader=reader,
-            cache=invalidator,
+            cache=cache_writer,
         )
         if consume:
             broker = make_broker(settings.kafka)
@@ -122,7 +124,7 @@ async def build(
                 group_id=settings.group_id,
                 publisher=publisher,
                 handler=touchpoint_handler(
-                    container.unit_of_work, container.policy, settings.source, invalidator
+                    container.unit_of_work, container.policy, settings.source, cache_writer
                 ),
                 consumer_name=settings.group_id,
             )

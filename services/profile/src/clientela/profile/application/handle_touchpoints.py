@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import random
+import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -120,6 +121,34 @@ async def forget_quietly(
         log.warning("lookup cache not cleared (%s): entries may be stale until they expire", exc)
 
 
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """What a committed batch changed, for the lookup cache."""
+
+    profiles: list[Profile]
+    # The identifiers each profile gained, and the profiles that absorbed others.
+    added: dict[str, list[IdentifierKey]]
+    merged_into: set[str]
+    # Profiles gone (merged away) or whose cached versions cannot be trusted.
+    removed: list[str]
+    # When the commit ended (`time.monotonic()`).
+    at: float
+
+
+async def refresh_quietly(cache: ProfileCache | None, committed: Committed) -> None:
+    """Bring the lookup cache up to a commit; an unreachable cache is logged (its entries
+    expire after their time to live), not a reason to apply a batch again."""
+    if cache is None:
+        return
+    try:
+        await cache.refresh(
+            committed.profiles, committed.added, committed.merged_into, committed.at
+        )
+    except ProfileCacheUnavailableError as exc:
+        log.warning("lookup cache not refreshed (%s): entries may be stale until they expire", exc)
+    await forget_quietly(cache, committed.removed)
+
+
 async def handle_touchpoints(
     batch: Sequence[ReceivedTouchpoint],
     uow: UnitOfWork,
@@ -135,13 +164,13 @@ async def handle_touchpoints(
         return BatchOutcome()
     attempts = 0
 
-    async def run() -> tuple[BatchOutcome, list[str]]:
+    async def run() -> tuple[BatchOutcome, Committed]:
         nonlocal attempts
         attempts += 1
         return await _apply(batch, uow, policy, source, clock, new_profile_id)
 
-    outcome, changed = await with_retries(run)
-    await forget_quietly(cache, changed)
+    outcome, committed = await with_retries(run)
+    await refresh_quietly(cache, committed)
     if attempts > 1:
         outcome = BatchOutcome(**{**_fields(outcome), "attempts": attempts})
     return outcome
@@ -180,8 +209,8 @@ async def _apply(
     source: str,
     clock: Callable[[], datetime],
     make_profile_id: Callable[[], str],
-) -> tuple[BatchOutcome, list[str]]:
-    """Apply the batch; return what it did and the ids of the profiles it changed."""
+) -> tuple[BatchOutcome, Committed]:
+    """Apply the batch; return what it did and what it changed."""
     async with uow:
         fresh = await uow.fresh_events([r.event.event_id for r in batch])
         todo: list[ReceivedTouchpoint] = []
@@ -191,7 +220,9 @@ async def _apply(
                 todo.append(received)
         if not todo:
             await uow.commit()
-            return BatchOutcome(duplicates=len(batch)), []
+            return BatchOutcome(duplicates=len(batch)), Committed(
+                [], {}, set(), [], time.monotonic()
+            )
 
         rules = policy.identity
         identities = [
@@ -201,7 +232,8 @@ async def _apply(
         keys = all_keys(identities)
         locked = await _lock_owners(uow, keys)
         owners, profiles = locked.owners, locked.profiles
-        for profile_id in sorted(set(owners.values()) - profiles.keys()):
+        recreated = sorted(set(owners.values()) - profiles.keys())
+        for profile_id in recreated:
             # An identifier pointing at no profile row means a lost write; start it afresh
             # rather than drop the touchpoint (a rebuild from the timeline restores it).
             log.warning("profile %s owns identifiers but has no record; recreating", profile_id)
@@ -273,6 +305,7 @@ async def _apply(
             ]
         )
         await uow.commit()
+        committed_at = time.monotonic()
     outcome = BatchOutcome(
         applied=len(todo),
         duplicates=len(batch) - len(todo),
@@ -282,7 +315,15 @@ async def _apply(
         conflicts=len(resolution.conflicts),
         over_limit=resolution.over_limit,
     )
-    return outcome, [p.profile_id for p in changed] + sorted(moves)
+    # A recreated profile starts again at version 1: cached versions of it are not older.
+    kept = [p for p in changed if p.profile_id not in recreated]
+    added: dict[str, list[IdentifierKey]] = {}
+    for claim in resolution.claims:
+        added.setdefault(resolution.final(claim.profile_id), []).append(
+            (claim.id_type, claim.id_value)
+        )
+    merged_into = {resolution.final(m.survivor_id) for m in resolution.merges}
+    return outcome, Committed(kept, added, merged_into, sorted(moves) + recreated, committed_at)
 
 
 def _profiles_merged(

@@ -70,12 +70,25 @@ class ProfileCacheUnavailableError(Exception):
 
 
 class ProfileCache(Protocol):
-    """The read side's cache of profiles, cleared by every writer after its commit."""
+    """The read side's cache of profiles, kept current by every writer after its commit."""
 
     async def forget(
         self, profile_ids: Collection[str], keys: Collection[IdentifierKey] = ()
     ) -> None:
         """Drop cached profiles and identifier owners (raise ProfileCacheUnavailableError)."""
+        ...
+
+    async def refresh(
+        self,
+        profiles: Sequence[Profile],
+        added: Mapping[str, Sequence[IdentifierKey]],
+        merged_into: Collection[str],
+        committed: float,
+    ) -> None:
+        """Bring cached profiles up to a commit that changed them: added holds the
+        identifiers a profile gained, merged_into the profiles that absorbed others; committed
+        is when the commit ended (`time.monotonic()`): a late refresh puts nothing (raise
+        ProfileCacheUnavailableError)."""
         ...
 
 
