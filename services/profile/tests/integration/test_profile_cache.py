@@ -254,6 +254,25 @@ async def test_a_fill_read_before_a_commit_cannot_replace_what_it_wrote(
     assert ("phone", "+33655555555") in found.identifiers
 
 
+async def test_a_record_and_a_list_of_different_versions_are_not_served(
+    engine, policy, tp, store, reader, cache, writer
+) -> None:
+    await _apply(engine, policy, writer, tp(email="joe@example.com"))
+    old = await store.by_identifier(("email", "joe@example.com"))
+    assert old is not None
+    await _apply(engine, policy, writer, tp(email="joe@example.com", phone="+33666666666"))
+    new = await store.by_identifier(("email", "joe@example.com"))
+    assert new is not None
+    reads = store.store_reads
+    # The list of version 1 beside the record of version 2 (say the list was evicted, then
+    # filled again by a reader that read before the commit): the lookup reads the store.
+    await cache.put_newer_many([cached_entries(new)[0], cached_entries(old)[1]], 60)
+    found = await reader.by_identifier(("email", "joe@example.com"))
+    assert found is not None
+    assert ("phone", "+33666666666") in found.identifiers
+    assert store.store_reads == reads + 1
+
+
 async def test_a_late_refresh_deletes_what_it_would_have_put(
     engine, policy, tp, store, cache, reader, writer
 ) -> None:

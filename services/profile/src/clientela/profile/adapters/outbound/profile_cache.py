@@ -1,7 +1,8 @@
 """Lookup cache: stored profiles and identifier owners in Redis or in process memory.
 
 A profile is cached as two versioned entries, its record and its identifier values, each
-stamped with the profile version it was read at. Readers fill both on a miss. A writer, after
+stamped with the profile version it was read at; a lookup is served from the two only when
+they are of the same version. Readers fill both on a miss. A writer, after
 its commit, fences every profile it changed at its new version (`shared.cache.fence_many`: a
 fill read before the commit cannot land after it), puts the new record of those the cache
 holds, and brings their held identifier lists up to date: the identifiers the batch attached
@@ -104,9 +105,9 @@ def cached_entries(stored: StoredProfile) -> list[tuple[str, int, bytes]]:
 
 def cached_profile(record: bytes | None, identifiers: bytes | None) -> StoredProfile | None:
     """Return the stored profile two cache entries hold, or None when they do not make one
-    (absent, marked changed, or the identifiers read at a later version than the record)."""
+    (absent, marked changed, or not of one version)."""
     found, owned = unversioned(record), unversioned(identifiers)
-    if found is None or owned is None or not found[1] or not owned[1] or owned[0] > found[0]:
+    if found is None or owned is None or not found[1] or not owned[1] or owned[0] != found[0]:
         return None
     c = _PROFILE_DECODER.decode(found[1])
     profile = Profile.from_state(
@@ -220,8 +221,8 @@ class ProfileCacheWriter:
         # lands after it); only the entries the cache holds are written, so a batch sends the
         # records of the people being looked up, not of everyone it touched.
         # Identifier lists need no fence: a lookup is served only from a record and a list
-        # no newer than it, readers fill both at one version, and the writer brings the list
-        # of every record it puts to the record's version (below).
+        # of the same version, readers fill both at one version, and the writer brings the
+        # list of every record it puts to the record's version (below).
         try:
             held = await self._cache.fence_many(
                 [(profile_key(p.profile_id), p.version) for p in profiles]
