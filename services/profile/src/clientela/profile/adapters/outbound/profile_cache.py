@@ -58,7 +58,9 @@ _ENCODER = msgspec.json.Encoder()
 _PROFILE_DECODER = msgspec.json.Decoder(_CachedProfile)
 _IDENTIFIERS_DECODER = msgspec.json.Decoder(list[tuple[str, str]])
 
-_PROFILE_PREFIX = "profile:id:"
+# Not the "profile:id:" of the unversioned layout: during a rolling upgrade neither version
+# reads the other's entries.
+_PROFILE_PREFIX = "profile:rec:"
 _IDENTIFIERS_PREFIX = "profile:ids:"
 _PREFIXES = (_PROFILE_PREFIX, _IDENTIFIERS_PREFIX)
 
