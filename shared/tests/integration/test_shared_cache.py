@@ -92,6 +92,11 @@ async def test_a_fence_keeps_earlier_versions_out(cache: Cache) -> None:
         (5, b"five"),
         (6, b"six"),
     ]
+    # Releasing a key drops its fence too (nothing of it is left behind).
+    await cache.fence_many([("gone", 9)])
+    await cache.release_many(["gone"])
+    await cache.put_newer_many([("gone", 1, b"one")], ttl_s=60)
+    assert unversioned(await cache.get("gone")) == (1, b"one")
 
 
 async def test_an_array_held_at_its_base_version_is_extended_others_are_marked(

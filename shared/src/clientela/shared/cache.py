@@ -100,13 +100,28 @@ end
 return 0
 """
 )
+# Deletes keys and their fences (an erased person's profile id leaves no field behind).
+_RELEASE_SCRIPT = (
+    _HELD_AT
+    + """
+local now = period()
+for first = 1, #KEYS, 1000 do
+  local last = math.min(first + 999, #KEYS)
+  redis.call('DEL', unpack(KEYS, first, last))
+  redis.call('HDEL', ARGV[1] .. now, unpack(KEYS, first, last))
+  redis.call('HDEL', ARGV[1] .. (now - 1), unpack(KEYS, first, last))
+end
+return 0
+"""
+)
 # Fences each key at a version (ARGV: fence prefix, then "key NUL version NUL" repeated: one
 # argument, which the client packs far faster than one per key); returns, per key, "1" where
 # it is held, "0" where not.
 _FENCE_SCRIPT = (
     _HELD_AT
     + """
-local fence = ARGV[1] .. period()
+local now = period()
+local fence = ARGV[1] .. now
 local args, held = {}, {}
 for key, version in string.gmatch(ARGV[2], '([^%z]+)%z(%d+)%z') do
   args[#args + 1] = key
@@ -116,7 +131,8 @@ end
 for first = 1, #args, 2000 do
   redis.call('HSET', fence, unpack(args, first, math.min(first + 1999, #args)))
 end
-redis.call('EXPIRE', fence, 2 * FENCE_S + 1)
+-- Read through the next period, then gone: only the current and the previous one exist.
+redis.call('EXPIREAT', fence, (now + 2) * FENCE_S)
 return table.concat(held)
 """
 )
@@ -160,7 +176,7 @@ class Cache(Protocol):
         ...
 
     async def release_many(self, keys: Sequence[str]) -> None:
-        """Delete keys (undo claims whose work failed)."""
+        """Delete keys, and their fences (undo claims whose work failed, forget entries)."""
         ...
 
     async def get(self, key: str) -> bytes | None:
@@ -260,9 +276,10 @@ class MemoryCache:
         return out
 
     async def release_many(self, keys: Sequence[str]) -> None:
-        """Delete keys."""
+        """Delete keys and their fences."""
         for key in keys:
             self._data.pop(self._prefix + key, None)
+            self._fences.pop(self._prefix + key, None)
 
     async def get(self, key: str) -> bytes | None:
         """Return the value of a key, or None."""
@@ -353,6 +370,7 @@ class RedisCache:
         self._via = self._client.register_script(_VIA_SCRIPT)
         self._put_newer = self._client.register_script(_PUT_NEWER_SCRIPT)
         self._fence = self._client.register_script(_FENCE_SCRIPT)
+        self._release = self._client.register_script(_RELEASE_SCRIPT)
         self._extend = self._client.register_script(_EXTEND_SCRIPT)
 
     async def claim_many(self, keys: Sequence[str], ttl_s: int) -> list[bool]:
@@ -366,10 +384,12 @@ class RedisCache:
         return [bool(x) for x in result]
 
     async def release_many(self, keys: Sequence[str]) -> None:
-        """Delete keys."""
+        """Delete keys and their fences (one Lua call)."""
         if keys:
             try:
-                await self._client.delete(*[self._prefix + k for k in keys])
+                await self._release(
+                    keys=[self._prefix + k for k in keys], args=[self._prefix + _FENCES]
+                )
             except (redis_asyncio.RedisError, OSError) as exc:
                 raise CacheUnavailableError(type(exc).__name__) from exc
 
