@@ -4,6 +4,7 @@ by merges, splits and erasures, and no stale fill outlives a writer's commit."""
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -289,6 +290,64 @@ async def test_a_late_refresh_deletes_what_it_would_have_put(
     found = await reader.by_identifier(("email", "ida@example.com"))
     assert found is not None
     assert found.profile.current_traits() == {"name": "Ida"}
+
+
+async def test_after_concurrent_writes_and_lookups_the_cache_agrees_with_the_store(
+    engine, policy, tp, store, reader, writer
+) -> None:
+    rng = random.Random(11)
+    people = range(12)
+    keys: list[IdentifierKey] = [
+        key
+        for n in people
+        for key in (
+            ("email", f"p{n}@example.com"),
+            ("phone", f"+336770000{n:02d}"),
+            ("customer_id", f"C-{n}"),
+        )
+    ]
+
+    def event(n: int) -> object:
+        # Visits by email, sometimes with a phone (attached: a cached list grows), or by
+        # customer id alone (its own profile) and later with the email (a merge).
+        ids = rng.choices(
+            [
+                {"email": f"p{n}@example.com"},
+                {"email": f"p{n}@example.com", "phone": f"+336770000{n:02d}"},
+                {"customer_id": f"C-{n}"},
+                {"email": f"p{n}@example.com", "customer_id": f"C-{n}"},
+            ],
+            weights=[5, 3, 1, 1],
+        )[0]
+        return tp(traits={"visits": rng.randint(1, 99)}, **ids)
+
+    async def write() -> None:
+        for _ in range(2):
+            await _apply(engine, policy, writer, *(event(rng.choice(people)) for _ in range(3)))
+
+    async def read(done: asyncio.Event) -> None:
+        while not done.is_set():
+            await reader.by_identifier(rng.choice(keys))
+            await asyncio.sleep(0)
+
+    for _ in range(5):
+        done = asyncio.Event()
+        readers = [asyncio.create_task(read(done)) for _ in range(3)]
+        await asyncio.gather(write(), write())
+        done.set()
+        await asyncio.gather(*readers)
+        # Past the grace period every second delete has run: what the cache serves now must
+        # be what the store holds (and these lookups fill it for the next round).
+        await asyncio.sleep(GRACE_S * 2)
+        for key in keys:
+            cached, stored = await reader.by_identifier(key), await store.by_identifier(key)
+            if stored is None:
+                assert cached is None
+                continue
+            assert cached is not None, key
+            assert cached.profile.version == stored.profile.version, key
+            assert cached.profile.to_json_sorted() == stored.profile.to_json_sorted(), key
+            assert set(cached.identifiers) == set(stored.identifiers), key
 
 
 async def test_an_unreachable_cache_falls_back_to_the_store(
