@@ -37,7 +37,7 @@ FENCE_S = 10
 # with GETRANGE and the size with STRLEN, so a held value is never copied into the script.
 # Fences are hashes of key -> version, one per FENCE_S period of the server's clock (the
 # current and the previous one are checked), so one HSET fences a batch.
-_HELD_AT = f"""
+_LUA_PRELUDE = f"""
 local FENCE_S = {FENCE_S}
 local function held_at(key)
   local head = redis.call('GETRANGE', key, 0, 20)
@@ -52,7 +52,7 @@ end
 # Sets each key unless it holds a later version, or the same version at least as long, or
 # a later version of it was fenced.
 _PUT_NEWER_SCRIPT = (
-    _HELD_AT
+    _LUA_PRELUDE
     + """
 local ttl = tonumber(ARGV[1])
 local now = period()
@@ -77,7 +77,7 @@ return 0
 # version, items as array elements, maybe none) and restamps it; where it holds another
 # earlier version, leaves a mark of the new one.
 _EXTEND_SCRIPT = (
-    _HELD_AT
+    _LUA_PRELUDE
     + """
 local ttl = tonumber(ARGV[1])
 for i, key in ipairs(KEYS) do
@@ -102,7 +102,7 @@ return 0
 )
 # Deletes keys and their fences (an erased person's profile id leaves no field behind).
 _RELEASE_SCRIPT = (
-    _HELD_AT
+    _LUA_PRELUDE
     + """
 local now = period()
 for first = 1, #KEYS, 1000 do
@@ -118,7 +118,7 @@ return 0
 # argument, which the client packs far faster than one per key); returns, per key, "1" where
 # it is held, "0" where not.
 _FENCE_SCRIPT = (
-    _HELD_AT
+    _LUA_PRELUDE
     + """
 local now = period()
 local fence = ARGV[1] .. now
