@@ -20,22 +20,27 @@ import tempfile
 import time
 import uuid
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import psutil
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from tqdm import tqdm
 
 from clientela.platform.launcher import SERVICES, Platform, PlatformSettings
 from clientela.platform.population import Population, PopulationSpec
+from clientela.shared.benchmarking import host_speed_ops_per_s
 from clientela.shared.codec import accepted_at_ms, now_ms
 from clientela.shared.consumer import partition_ends
-from clientela.shared.contracts import topics
+from clientela.shared.contracts import CleanupPolicy, TopicSpec, topics
 from clientela.shared.embedded_broker import EmbeddedBroker, free_port
-from clientela.shared.settings import DEV_READ_KEY, DEV_WRITE_KEY
+from clientela.shared.kafka import KafkaPublisher, ensure_topics
+from clientela.shared.settings import AuthSettings, KafkaSettings
 from clientela.shared.testing import drop_schema
 
 OBSERVED = {
@@ -86,10 +91,34 @@ def percentile(values: list[float], q: float) -> float:
     return ranked[min(len(ranked) - 1, max(0, math.ceil(q / 100 * len(ranked)) - 1))]
 
 
-async def run_baseline(bootstrap: str, payloads: list[bytes], hops: int = 4) -> float:
-    """Relay raw payloads through the same number of hops as the pipeline; return events/s."""
+def identity_key(event: dict[str, Any]) -> bytes:
+    """Return a baseline record's key: the touchpoint's strongest identifier, as ingest keys."""
+    ids: dict[str, str] = event.get("identifiers", {})
+    for kind in ("customer_id", "email", "phone", "anonymous_id"):
+        if kind in ids:
+            return f"{kind}:{ids[kind]}".encode()
+    return next(iter(ids.values()), "").encode()
+
+
+async def run_baseline(
+    bootstrap: str, records: list[tuple[bytes, bytes]], hops: int = 4, partitions: int = 6
+) -> float:
+    """Relay raw (key, value) records through as many hops as the pipeline; return events/s.
+
+    Every topic has the pipeline's partition count, the records the pipeline's keys, and each
+    relay pipelines its batches (see relay.py), so the figure is what the hardware allows for
+    the same hops, not a latency bound.
+    """
     run = uuid.uuid4().hex[:6]
     names = [f"baseline.{run}.{i}" for i in range(hops)]
+    settings = KafkaSettings(bootstrap_servers=bootstrap)
+    await ensure_topics(
+        settings,
+        [
+            TopicSpec(name, "key", partitions, CleanupPolicy.DELETE, None, "baseline")
+            for name in names
+        ],
+    )
     relays = [
         await asyncio.create_subprocess_exec(
             *(sys.executable, "-m", "clientela.platform.relay", "--bootstrap", bootstrap),
@@ -100,32 +129,31 @@ async def run_baseline(bootstrap: str, payloads: list[bytes], hops: int = 4) -> 
     consumer = AIOKafkaConsumer(
         names[-1], bootstrap_servers=bootstrap, auto_offset_reset="earliest"
     )
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_batch_size=262_144
-    )
+    publisher = KafkaPublisher(settings)
     try:
         await consumer.start()
-        await producer.start()
+        await publisher.start()
         # Warm-up: wait until one record went all the way through (groups have joined).
-        await producer.send_and_wait(names[0], b"warm-up")
+        await publisher.publish_rows([(names[0], b"warm-up", b"warm-up", [])])
         async with asyncio.timeout(60):
             while not await consumer.getmany(timeout_ms=200):
                 pass
         started = time.perf_counter()
-        for start in range(0, len(payloads), 500):
-            futures = [
-                await producer.send(names[0], p, key=str(i).encode())
-                for i, p in enumerate(payloads[start : start + 500])
-            ]
-            await asyncio.gather(*futures)
+        sends = [
+            asyncio.create_task(
+                publisher.publish_rows([(names[0], k, v, []) for k, v in records[i : i + 500]])
+            )
+            for i in range(0, len(records), 500)
+        ]
         received = 0
         async with asyncio.timeout(300):
-            while received < len(payloads):
+            while received < len(records):
                 batch = await consumer.getmany(timeout_ms=200, max_records=5000)
                 received += sum(len(r) for r in batch.values())
-        return len(payloads) / (time.perf_counter() - started)
+        await asyncio.gather(*sends)
+        return len(records) / (time.perf_counter() - started)
     finally:
-        await producer.stop()
+        await publisher.stop()
         await consumer.stop()
         for relay in relays:
             relay.terminate()
@@ -174,7 +202,9 @@ async def send(
 ) -> None:
     """Post the batches to ingest at the target rate (or as fast as it takes them)."""
     url = f"{settings.url('ingest')}/v1/touchpoints"
-    headers = {"Authorization": f"Bearer {DEV_WRITE_KEY}", "Content-Type": "application/json"}
+    # The services honour CLIENTELA_DEV_WRITE_KEY; the client posts the key they expect.
+    key = AuthSettings().dev_write_key.get_secret_value()
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     limits = httpx.Limits(max_connections=config.concurrency)
     semaphore = asyncio.Semaphore(config.concurrency)
 
@@ -218,7 +248,7 @@ async def look_up(
     if rate <= 0 or not customer_ids:
         return
     rng = random.Random(7)
-    headers = {"Authorization": f"Bearer {DEV_READ_KEY}"}
+    headers = {"Authorization": f"Bearer {AuthSettings().dev_read_key.get_secret_value()}"}
     base = f"{settings.url('profile')}/v1/profiles/by/customer_id/"
     async with httpx.AsyncClient(timeout=10) as client:
         while not stop.is_set():
@@ -242,40 +272,86 @@ def _cpu_seconds(process: psutil.Process) -> float:
     return float(times.user + times.system)
 
 
-async def sample_memory(platform: Platform, seen: Observation, stop: asyncio.Event) -> None:
-    """Record each service's resident memory once a second, and its CPU time over the run."""
+class CpuLedger:
+    """CPU seconds of the processes a run started, the database backends serving them, Redis.
+
+    Services and the broker are counted by pid. A PostgreSQL backend counts when one of its
+    connections leads to a port a service holds open (connections come and go with the pools,
+    so backends are looked for at every sample); one started during the run counts whole.
+    Redis serves every client from one process: its whole CPU is counted, other clients' too.
+    The harness (load generator, observer, lookups) is this process, reported apart.
+    """
+
+    def __init__(self, processes: Mapping[str, int]) -> None:
+        self._processes = {name: psutil.Process(pid) for name, pid in processes.items()}
+        self._pids = set(processes.values())
+        self._started = time.time()
+        self._base: dict[str, float] = {}
+        self._backends: dict[int, tuple[psutil.Process, float, float]] = {}
+        self._redis = [p for p in psutil.process_iter(["name"]) if "redis" in (p.name() or "")]
+        for name, process in self._processes.items():
+            with contextlib.suppress(psutil.Error):
+                self._base[name] = _cpu_seconds(process)
+        for process in self._redis:
+            with contextlib.suppress(psutil.Error):
+                self._base[f"redis:{process.pid}"] = _cpu_seconds(process)
+        self._harness = psutil.Process()
+        self._base["harness"] = _cpu_seconds(self._harness)
+        self.seconds: dict[str, float] = {}
+        self.sample()
+
+    def _service_ports(self) -> set[int]:
+        ports: set[int] = set()
+        for process in self._processes.values():
+            with contextlib.suppress(psutil.Error):
+                ports.update(c.laddr.port for c in process.net_connections("tcp") if c.raddr)
+        return ports
+
+    def _find_backends(self) -> None:
+        ports = self._service_ports()
+        for process in psutil.process_iter(["name"]):
+            if not (process.info.get("name") or "").startswith("postgres"):
+                continue
+            if process.pid in self._backends:
+                continue
+            with contextlib.suppress(psutil.Error):
+                if any(c.raddr and c.raddr.port in ports for c in process.net_connections("tcp")):
+                    born_during_run = process.create_time() >= self._started
+                    base = 0.0 if born_during_run else _cpu_seconds(process)
+                    self._backends[process.pid] = (process, base, base)
+
+    def sample(self) -> None:
+        """Bring every figure up to now."""
+        for name, process in self._processes.items():
+            with contextlib.suppress(psutil.Error):
+                self.seconds[name] = _cpu_seconds(process) - self._base.get(name, 0.0)
+        self._find_backends()
+        for pid, (process, base, _last) in list(self._backends.items()):
+            with contextlib.suppress(psutil.Error):
+                self._backends[pid] = (process, base, _cpu_seconds(process))
+        self.seconds["postgres"] = sum(last - base for _, base, last in self._backends.values())
+        redis = 0.0
+        for process in self._redis:
+            with contextlib.suppress(psutil.Error):
+                redis += _cpu_seconds(process) - self._base[f"redis:{process.pid}"]
+        self.seconds["redis"] = redis
+        self.seconds["harness"] = _cpu_seconds(self._harness) - self._base["harness"]
+
+
+async def sample_memory(
+    platform: Platform, ledger: CpuLedger, seen: Observation, stop: asyncio.Event
+) -> None:
+    """Record each service's resident memory once a second, and the CPU ledger."""
     processes = {name: psutil.Process(pid) for name, pid in platform.pids().items()}
-    started = {name: _cpu_seconds(p) for name, p in processes.items()}
-    servers_at_start = _server_cpu()
     while not stop.is_set():
         for name, process in processes.items():
             with contextlib.suppress(psutil.Error):
                 seen.rss_mb[name].append(process.memory_info().rss / 2**20)
-                seen.cpu_s[name] = _cpu_seconds(process) - started[name]
-        now = _server_cpu()
-        for name, seconds in now.items():
-            seen.cpu_s[name] = seconds - servers_at_start.get(name, 0.0)
+        ledger.sample()
+        seen.cpu_s = dict(ledger.seconds)
         await asyncio.sleep(1)
-
-
-def _server_cpu() -> dict[str, float]:
-    """Return CPU seconds of the servers on this host (every PostgreSQL backend, Redis, broker)."""
-    totals: dict[str, float] = defaultdict(float)
-    for process in psutil.process_iter(["name"]):
-        name = (process.info.get("name") or "").lower()
-        group = (
-            "postgres"
-            if name.startswith("postgres")
-            else "redis"
-            if "redis" in name
-            else "broker"
-            if "tansu" in name
-            else None
-        )
-        if group is not None:
-            with contextlib.suppress(psutil.Error):
-                totals[group] += _cpu_seconds(process)
-    return totals
+    ledger.sample()
+    seen.cpu_s = dict(ledger.seconds)
 
 
 async def lag(bootstrap: str, prefix: str) -> int:
@@ -312,8 +388,40 @@ async def lag(bootstrap: str, prefix: str) -> int:
     return total
 
 
+async def records_on_topics(bootstrap: str, prefix: str) -> int:
+    """Return how many records the topics of a run hold (the pipeline's records in all)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        names = [t for t in await admin.list_topics() if t.startswith(prefix)]
+        described = await admin.describe_topics(names)
+    finally:
+        await admin.close()
+    parts = [TopicPartition(d["topic"], p["partition"]) for d in described for p in d["partitions"]]
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        return sum((await partition_ends(consumer, parts)).values())
+    finally:
+        await consumer.stop()
+
+
+async def pg_row_writes(postgres_url: str, schema_prefix: str) -> int:
+    """Return the rows inserted, updated and deleted so far in the run's schemas."""
+    conn = await asyncpg.connect(postgres_url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        found = await conn.fetchval(
+            "SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) "
+            "FROM pg_stat_user_tables WHERE starts_with(schemaname, $1)",
+            schema_prefix,
+        )
+        return int(found)
+    finally:
+        await conn.close()
+
+
 async def run_platform(
-    config: BenchConfig, bootstrap: str, workdir: Path
+    config: BenchConfig, bootstrap: str, workdir: Path, broker_pid: int | None = None
 ) -> tuple[dict[str, Any], Observation]:
     """Run the four services and stream the population through them; return the figures."""
     run = uuid.uuid4().hex[:6]
@@ -342,13 +450,23 @@ async def run_platform(
     seen = Observation()
     platform = Platform(settings, log_dir=workdir / "logs")
     await asyncio.to_thread(platform.start, 180)
+    counts: dict[str, int] = {}
     try:
+        if settings.database_url:
+            counts["pg_rows_at_start"] = await pg_row_writes(
+                settings.database_url, settings.schema_prefix
+            )
+        counts["records_at_start"] = await records_on_topics(bootstrap, settings.topic_prefix)
+        pids = platform.pids()
+        if broker_pid is not None:
+            pids["broker"] = broker_pid
+        ledger = CpuLedger(pids)
         stop = asyncio.Event()
         started = time.perf_counter()
         background = [
             asyncio.create_task(observe(settings, seen, stop, started)),
             asyncio.create_task(look_up(settings, customer_ids, config.lookup_rate, seen, stop)),
-            asyncio.create_task(sample_memory(platform, seen, stop)),
+            asyncio.create_task(sample_memory(platform, ledger, seen, stop)),
         ]
         progress = tqdm(
             total=config.events, unit="ev", desc="accepted", disable=not config.progress
@@ -364,13 +482,28 @@ async def run_platform(
                 break
         stop.set()
         await asyncio.gather(*background)
+        counts["records"] = (
+            await records_on_topics(bootstrap, settings.topic_prefix) - counts["records_at_start"]
+        )
+        if settings.database_url:
+            # Backends report their row counts at most once a second, and an idle one only
+            # after PostgreSQL's idle interval (10 s): wait for the last reports.
+            await asyncio.sleep(11)
+            counts["pg_rows"] = (
+                await pg_row_writes(settings.database_url, settings.schema_prefix)
+                - counts["pg_rows_at_start"]
+            )
     finally:
         await asyncio.to_thread(platform.stop)
         if settings.database_url:
             for service in SERVICES:
                 await drop_schema(settings.database_url, settings.schema_prefix + service)
     duration = seen.last_output_at - started
-    return summarise(config, seen, duration, sent_at - started), seen
+    result = summarise(config, seen, duration, sent_at - started)
+    result["records_per_touchpoint"] = round(counts["records"] / config.events, 3)
+    if "pg_rows" in counts:
+        result["pg_rows_per_touchpoint"] = round(counts["pg_rows"] / config.events, 3)
+    return result, seen
 
 
 def summarise(
@@ -408,9 +541,12 @@ def summarise(
             result[f"{service}_rss_slope_second_half_mb_per_min"] = round(
                 rss_slope_mb_per_min(samples[len(samples) // 2 :]), 2
             )
-    for service, seconds in seen.cpu_s.items():
-        # CPU per accepted touchpoint shows where the pipeline's cost sits.
-        result[f"{service}_cpu_us_per_event"] = round(seconds / config.events * 1e6, 1)
+    # CPU per accepted touchpoint shows where the pipeline's cost sits; the harness's own
+    # (load generator, observer, lookups) is reported apart and not in the total.
+    platform_s = sum(s for name, s in seen.cpu_s.items() if name != "harness")
+    result["cpu_us_per_touchpoint"] = round(platform_s / config.events * 1e6, 1)
+    for name, seconds in sorted(seen.cpu_s.items()):
+        result[f"cpu_us_per_touchpoint_{name}"] = round(seconds / config.events * 1e6, 1)
     return result
 
 
@@ -465,6 +601,7 @@ def table(result: dict[str, Any]) -> str:
 
 async def bench(config: BenchConfig) -> tuple[dict[str, Any], Observation]:
     """Run the baseline and the platform on a fresh broker; return the figures."""
+    speed = await asyncio.to_thread(host_speed_ops_per_s)
     with (
         tempfile.TemporaryDirectory(prefix="clientela-bench-") as tmp,
         EmbeddedBroker(prefer_port=0, log_path=Path(tmp) / "broker.log") as broker,
@@ -472,11 +609,18 @@ async def bench(config: BenchConfig) -> tuple[dict[str, Any], Observation]:
         baseline = 0.0
         if config.baseline:
             population = Population(PopulationSpec(people=config.people, seed=config.seed))
-            payloads = [json.dumps(e).encode() for e in population.touchpoints(config.events)]
-            baseline = await run_baseline(broker.bootstrap_servers, payloads)
-        result, seen = await run_platform(config, broker.bootstrap_servers, Path(tmp))
+            records = [
+                (identity_key(e), json.dumps(e).encode())
+                for e in population.touchpoints(config.events)
+            ]
+            baseline = await run_baseline(broker.bootstrap_servers, records)
+        result, seen = await run_platform(
+            config, broker.bootstrap_servers, Path(tmp), broker_pid=broker.pid
+        )
     result["baseline_events_per_s"] = round(baseline, 1)
     result["ratio"] = round(result["events_per_s"] / baseline, 4) if baseline else None
+    if speed is not None:
+        result["host_speed_ops_per_s"] = speed
     return result, seen
 
 
