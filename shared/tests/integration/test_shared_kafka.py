@@ -1,10 +1,12 @@
-"""Publishers and batch subscribers on a real broker: acks, order, redelivery, dead letters."""
+"""Publishers and batch consumers on a real broker: acks, order, redelivery, dead letters."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import uuid
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -106,6 +108,69 @@ async def test_failed_batches_are_redelivered_and_bad_records_dead_lettered(
     assert {d["data"]["reason_code"] for d in letters} == {"undecodable"}
     assert letters[0]["data"]["source_topic"] == topic
     await publisher.stop()
+
+
+class Stepwise:
+    """A two-step handler that records when each batch is read and applied."""
+
+    def __init__(self, fail_first_apply: bool) -> None:
+        self.log: list[tuple[str, tuple[bytes | None, ...]]] = []
+        self.applied: list[bytes | None] = []
+        self.fail = fail_first_apply
+        self.release = asyncio.Event()
+
+    def prepare(self, records: RecordBatch) -> Callable[[], Coroutine[Any, Any, None]]:
+        values = tuple(r.value for r in records)
+        self.log.append(("read", values))
+
+        async def apply() -> None:
+            self.log.append(("apply", values))
+            # The first batch waits on its "database" until released: the next is read meanwhile.
+            await self.release.wait()
+            if self.fail:
+                self.fail = False
+                raise RuntimeError("database down")
+            self.applied.extend(values)
+
+        return apply
+
+
+@pytest.mark.parametrize("fail_first_apply", [False, True])
+async def test_the_next_batch_is_read_while_one_is_applied_and_applied_after_it(
+    kafka_settings: KafkaSettings, fail_first_apply: bool
+) -> None:
+    topic = f"{kafka_settings.topic_prefix}pipelined-{uuid.uuid4().hex[:6]}"
+    await ensure_topics(
+        kafka_settings, [TopicSpec(topic, "k", 1, CleanupPolicy.DELETE, None, "test")]
+    )
+    publisher = KafkaPublisher(kafka_settings)
+    await publisher.start()
+    settings = kafka_settings.model_copy(update={"max_poll_records": 3})
+    await publisher.publish([OutgoingRecord(topic, b"k", str(n).encode()) for n in range(3)])
+    handler = Stepwise(fail_first_apply)
+    consumers = make_broker(settings)
+    subscribe_batch(consumers, settings, [topic], f"g-{uuid.uuid4().hex[:6]}", handler)
+    await consumers.start()
+    try:
+        async with asyncio.timeout(30):
+            while not handler.log:
+                await asyncio.sleep(0.05)
+            await publisher.publish([OutgoingRecord(topic, b"k", str(n).encode()) for n in (3, 4)])
+            while len(handler.log) < 3:
+                await asyncio.sleep(0.05)
+            handler.release.set()
+            while len(handler.applied) < 5:
+                await asyncio.sleep(0.05)
+    finally:
+        await consumers.stop()
+        await publisher.stop()
+    first, second = (b"0", b"1", b"2"), (b"3", b"4")
+    # Batch two was read before batch one's apply returned.
+    assert handler.log[:3] == [("read", first), ("apply", first), ("read", second)]
+    # Applied exactly once each, in order; a failed batch is read again with what followed it.
+    assert handler.applied == [*first, *second]
+    if fail_first_apply:
+        assert ("read", first) in handler.log[3:]
 
 
 def test_embedded_broker_starts_on_a_free_port_and_stops() -> None:

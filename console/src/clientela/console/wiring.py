@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 import httpx
 from fastapi import FastAPI
-from faststream.kafka import KafkaBroker
 
 from clientela.console.adapters.inbound.kafka import ReadModelTranslator
 from clientela.console.adapters.inbound.web import WebContext, install
@@ -40,7 +39,13 @@ from clientela.shared.contracts.topics import (
     TIER_CHANGES,
 )
 from clientela.shared.db import create_engine, create_tables
-from clientela.shared.kafka import KafkaPublisher, ensure_topics, make_broker, subscribe_batch
+from clientela.shared.kafka import (
+    Consumers,
+    KafkaPublisher,
+    ensure_topics,
+    make_broker,
+    subscribe_batch,
+)
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +76,7 @@ class Container:
     services: Services
     read_model: SqlReadModel | None
     publisher: KafkaPublisher | None
-    broker: KafkaBroker | None
+    broker: Consumers | None
 
 
 @asynccontextmanager

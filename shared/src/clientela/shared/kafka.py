@@ -1,18 +1,16 @@
-"""Thin Kafka plumbing: batch publishers, topic creation, and batch subscribers."""
+"""Thin Kafka plumbing: batch publishers, topic creation, and batch consumers."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, Literal, Protocol
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
 
-from aiokafka import AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
-from faststream import AckPolicy
-from faststream.kafka import KafkaBroker, KafkaMessage
 
 from clientela.shared.codec import Headers, OutgoingRecord
 from clientela.shared.contracts import TopicSpec
@@ -20,7 +18,8 @@ from clientela.shared.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 
-RecordBatch = Sequence[ConsumerRecord[bytes | None, bytes | None]]
+Record: TypeAlias = ConsumerRecord[bytes | None, bytes | None]
+RecordBatch = Sequence[Record]
 BatchHandler = Callable[[RecordBatch], Awaitable[None]]
 
 
@@ -177,45 +176,241 @@ async def ensure_topics(settings: KafkaSettings, specs: Iterable[TopicSpec]) -> 
         await admin.close()
 
 
-def make_broker(settings: KafkaSettings) -> KafkaBroker:
-    """Build (without connecting) the FastStream broker that runs subscribers."""
-    return KafkaBroker(
-        settings.bootstrap_servers,
-        client_id=settings.client_id,
-        request_timeout_ms=settings.request_timeout_ms,
-        logger=logging.getLogger("clientela.kafka"),
-        log_level=logging.DEBUG,
-    )
+@runtime_checkable
+class PreparedBatchHandler(Protocol):
+    """A batch handler in two steps, so the next batch is read while this one is applied.
+
+    `prepare` does the CPU work (decoding, dead letters chosen) and returns the coroutine
+    function that applies the batch (database, publishing); the consumer prepares batch n+1
+    while batch n's statements run on the database.
+    """
+
+    def prepare(self, records: RecordBatch) -> Callable[[], Coroutine[Any, Any, None]]:
+        """Read a batch; return what applies it."""
+        ...
 
 
-async def _raw_body(message: Any) -> Any:
-    # Handlers read the raw records; skipping FastStream's JSON decoding saves a parse per record.
-    return message.body
+Batch: TypeAlias = dict[TopicPartition, list[Record]]
+Apply: TypeAlias = Callable[[], Coroutine[Any, Any, None]]
+
+
+class BatchConsumer:
+    """One consumer-group member: fetches batches, applies them in order, commits after each.
+
+    A batch's offsets are committed only once its handler returned; a failed batch is sought
+    back and delivered again after a pause (the handler retries transient failures itself
+    first). While batch n is applied, batch n+1 is fetched and, for a PreparedBatchHandler,
+    read: at most two batches are in the consumer's hands at a time.
+    """
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        topics: Sequence[str],
+        group_id: str,
+        handler: BatchHandler | PreparedBatchHandler,
+        *,
+        failure_pause_s: float = 1.0,
+        stop_grace_s: float = 10.0,
+    ) -> None:
+        self._settings = settings
+        self._topics = list(topics)
+        self._group = group_id
+        self._handler = handler
+        self._pause = failure_pause_s
+        self._grace = stop_grace_s
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._applying = False
+        self._stopping = False
+
+    async def start(self) -> None:
+        """Join the group and start consuming in the background."""
+        s = self._settings
+        self._consumer = AIOKafkaConsumer(
+            *self._topics,
+            bootstrap_servers=s.bootstrap_servers,
+            client_id=s.client_id,
+            group_id=self._group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=s.max_poll_records,
+            session_timeout_ms=s.session_timeout_ms,
+            heartbeat_interval_ms=s.heartbeat_interval_ms,
+            request_timeout_ms=s.request_timeout_ms,
+        )
+        await self._consumer.start()
+        self._stopping = False
+        self._task = asyncio.create_task(self._run(), name=f"consume-{self._group}")
+
+    async def stop(self) -> None:
+        """Finish the batch being applied (within a grace period), then leave the group."""
+        task, self._task = self._task, None
+        self._stopping = True
+        if task is not None:
+            if self._applying:
+                # Let the batch in hand commit rather than be redelivered to the next member.
+                with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
+                    await asyncio.wait_for(asyncio.shield(task), timeout=self._grace)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await consumer.stop()
+
+    async def _fetch(self) -> Batch:
+        consumer = self._consumer
+        assert consumer is not None
+        s = self._settings
+        fetched: dict[TopicPartition, list[Record]] = await consumer.getmany(
+            timeout_ms=s.poll_timeout_ms, max_records=s.max_poll_records
+        )
+        return fetched
+
+    def _prepare(self, records: RecordBatch) -> Callable[[], Coroutine[Any, Any, None]]:
+        handler = self._handler
+        if isinstance(handler, PreparedBatchHandler):
+            return handler.prepare(records)
+        plain: BatchHandler = handler
+
+        async def apply() -> None:
+            await plain(records)
+
+        return apply
+
+    async def _next(self) -> tuple[Batch, Apply | None]:
+        """Fetch until records come; return them and what applies them (None: unreadable)."""
+        batch: Batch = {}
+        while not batch:
+            batch = await self._fetch()
+        return batch, self._read(batch)
+
+    def _read(self, batch: Batch) -> Apply | None:
+        try:
+            return self._prepare([r for rs in batch.values() for r in rs])
+        except Exception:
+            log.exception("a batch could not be read; delivering it again")
+            return None
+
+    async def _run(self) -> None:
+        batch, apply = await self._next()
+        while True:
+            if apply is None:
+                await self._redeliver(batch)
+                batch, apply = await self._next()
+                continue
+            following, then = await self._apply_and_fetch(batch, apply)
+            if self._stopping:
+                return
+            if following is None:
+                batch, apply = await self._next()
+            else:
+                batch, apply = following, then
+
+    async def _apply_and_fetch(
+        self, batch: Batch, apply: Apply
+    ) -> tuple[Batch | None, Apply | None]:
+        """Apply and commit a batch while fetching and reading the next; return the next.
+
+        Returns (None, None) when nothing was fetched meanwhile or the batch failed (it is then
+        sought back, and what was fetched after it dropped: the seek replays it all in order).
+        """
+        self._applying = True
+        applying = asyncio.create_task(apply())
+        fetching: asyncio.Task[Batch] | None = None
+        following: Batch = {}
+        then: Apply | None = None
+        try:
+            while not applying.done():
+                fetching = fetching or asyncio.create_task(self._fetch())
+                await asyncio.wait({applying, fetching}, return_when=asyncio.FIRST_COMPLETED)
+                if fetching.done():
+                    following, fetching = fetching.result(), None
+                    if following:
+                        then = self._read(following)
+                        break
+            await applying
+        except asyncio.CancelledError:
+            applying.cancel()
+            if fetching is not None:
+                fetching.cancel()
+            raise
+        except Exception:
+            log.exception("a batch failed; delivering it again")
+            if fetching is not None:
+                fetching.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await fetching
+            await self._redeliver(batch)
+            return None, None
+        finally:
+            self._applying = False
+        await self._commit(batch)
+        if not following and fetching is not None:
+            following = await fetching
+            then = self._read(following) if following else None
+        return (following, then) if following else (None, None)
+
+    async def _commit(self, batch: Batch) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        offsets = {tp: rs[-1].offset + 1 for tp, rs in batch.items() if rs}
+        try:
+            await consumer.commit(offsets)
+        except KafkaError:
+            # A rebalance took the partitions away: their next owner starts from the last
+            # commit and applies these records again, which every consumer treats as a no-op.
+            log.warning("offsets not committed (group rebalanced?); records will repeat")
+
+    async def _redeliver(self, batch: Batch) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        assigned = consumer.assignment()
+        # Everything fetched after the failed batch is dropped too: seeking each partition
+        # back to the failed batch's first record replays it all in order.
+        for tp, rs in batch.items():
+            if rs and tp in assigned:
+                consumer.seek(tp, rs[0].offset)
+        await asyncio.sleep(self._pause)
+
+
+class Consumers:
+    """The service's consumer-group members, started and stopped together."""
+
+    def __init__(self, settings: KafkaSettings) -> None:
+        self.settings = settings
+        self._members: list[BatchConsumer] = []
+        self._started: list[BatchConsumer] = []
+
+    def add(self, member: BatchConsumer) -> None:
+        """Register a member to start with the others."""
+        self._members.append(member)
+
+    async def start(self) -> None:
+        """Start every member."""
+        for member in self._members:
+            await member.start()
+            self._started.append(member)
+
+    async def stop(self) -> None:
+        """Stop every started member."""
+        started, self._started = self._started, []
+        for member in reversed(started):
+            await member.stop()
+
+
+def make_broker(settings: KafkaSettings) -> Consumers:
+    """Build (without connecting) what runs the service's batch consumers."""
+    return Consumers(settings)
 
 
 def subscribe_batch(
-    broker: KafkaBroker,
+    broker: Consumers,
     settings: KafkaSettings,
     topics: Sequence[str],
     group_id: str,
-    handler: BatchHandler,
+    handler: BatchHandler | PreparedBatchHandler,
 ) -> None:
-    """Register a batch subscriber that commits offsets only after the handler succeeded."""
-    subscriber = broker.subscriber(
-        *topics,
-        group_id=group_id,
-        batch=True,
-        max_records=settings.max_poll_records,
-        batch_timeout_ms=settings.poll_timeout_ms,
-        auto_offset_reset="earliest",
-        session_timeout_ms=settings.session_timeout_ms,
-        heartbeat_interval_ms=settings.heartbeat_interval_ms,
-        # A failed batch is sought back and redelivered; nothing is committed past it.
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        decoder=_raw_body,
-    )
-
-    @subscriber
-    async def _consume(body: list[Any], message: KafkaMessage) -> None:
-        records = message.raw_message
-        await handler(records if isinstance(records, tuple) else (records,))
+    """Register a batch consumer that commits offsets only after the handler succeeded."""
+    broker.add(BatchConsumer(settings, topics, group_id, handler))

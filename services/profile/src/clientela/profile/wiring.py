@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from fastapi import FastAPI
-from faststream.kafka import KafkaBroker
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -32,7 +31,7 @@ from clientela.shared.auth import KeyRing
 from clientela.shared.cache import Cache, make_cache
 from clientela.shared.contracts import ALL_TOPICS, utc_now
 from clientela.shared.db import create_engine
-from clientela.shared.kafka import KafkaPublisher, ensure_topics, make_broker
+from clientela.shared.kafka import Consumers, KafkaPublisher, ensure_topics, make_broker
 from clientela.shared.migrations import prepare
 from clientela.shared.outbox import OutboxRelay
 
@@ -51,7 +50,7 @@ class Container:
     reader: ProfileReader
     # The lookup cache's writer side (None when the cache is off).
     cache: ProfileCacheWriter | None = None
-    broker: KafkaBroker | None = None
+    broker: Consumers | None = None
 
     def unit_of_work(self) -> SqlUnitOfWork:
         """Return a fresh unit of work whose commit wakes the relay."""

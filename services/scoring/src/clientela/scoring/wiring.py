@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from fastapi import FastAPI
-from faststream.kafka import KafkaBroker
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from clientela.scoring.adapters.inbound.http import build_router
@@ -40,7 +39,13 @@ from clientela.shared.contracts import (
 )
 from clientela.shared.contracts.topics import PROFILE_ERASURES, PROFILES, SCORING_DLQ
 from clientela.shared.db import create_engine
-from clientela.shared.kafka import KafkaPublisher, ensure_topics, make_broker, subscribe_batch
+from clientela.shared.kafka import (
+    Consumers,
+    KafkaPublisher,
+    ensure_topics,
+    make_broker,
+    subscribe_batch,
+)
 from clientela.shared.migrations import prepare
 from clientela.shared.outbox import OutboxRelay
 
@@ -80,7 +85,7 @@ class Container:
     engine: AsyncEngine
     publisher: KafkaPublisher
     relay: OutboxRelay
-    broker: KafkaBroker | None
+    broker: Consumers | None
     reader: SqlScoreReader
     app: ScoringApplication
 

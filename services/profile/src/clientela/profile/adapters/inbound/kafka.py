@@ -5,14 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
-from faststream.kafka import KafkaBroker
-
 from clientela.profile.application.handle_touchpoints import handle_touchpoints
 from clientela.profile.application.ports import ProfileCache, ReceivedTouchpoint, UnitOfWork
 from clientela.profile.domain.policy import ProfilePolicy
 from clientela.shared.consumer import BatchProcessor, Incoming
 from clientela.shared.contracts import Envelope, TouchpointRecorded, topics
-from clientela.shared.kafka import KafkaPublisher, subscribe_batch
+from clientela.shared.kafka import Consumers, KafkaPublisher, subscribe_batch
 from clientela.shared.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -54,7 +52,7 @@ def touchpoint_handler(
 
 
 def subscribe_touchpoints(
-    broker: KafkaBroker,
+    broker: Consumers,
     kafka: KafkaSettings,
     *,
     group_id: str,
