@@ -1,4 +1,4 @@
-"""Consumer batches (decode, dead-letter the bad records, retry the rest) and partition ends."""
+"""The consumer front-end (topic readers, dead letters, retries) and partition ends."""
 
 from __future__ import annotations
 
@@ -6,16 +6,16 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from clientela.shared import metrics
 from clientela.shared.codec import DecodeError, accepted_at_ms, decode_event, now_ms, to_record
 from clientela.shared.contracts import DeadLetter, DeadLetterEvent, Envelope, derived_event_id
-from clientela.shared.kafka import KafkaPublisher, RecordBatch
+from clientela.shared.kafka import KafkaPublisher, Record, RecordBatch
 from clientela.shared.tracing import BatchTrace, TraceContext
 
 log = logging.getLogger(__name__)
@@ -47,79 +47,154 @@ class RetryPolicy:
     max_delay_s: float = 5.0
 
 
-class BatchProcessor:
-    """Turns a record batch into decoded events, dead-letters what cannot be decoded."""
+class RecordMeta:
+    """Where a record sits and what its headers say, for a topic reader."""
+
+    __slots__ = ("_trace", "headers", "offset", "partition", "topic")
+
+    def __init__(self, record: Record, batch_trace: BatchTrace) -> None:
+        self.topic: str = record.topic
+        self.partition: int = record.partition
+        self.offset: int = record.offset
+        self.headers: Sequence[tuple[str, bytes]] = record.headers or ()
+        self._trace = batch_trace
+
+    @property
+    def accepted_at_ms(self) -> int | None:
+        """Return when ingest accepted the originating touchpoint (from the headers)."""
+        return accepted_at_ms(self.headers)
+
+    def trace(self, key: str) -> TraceContext | None:
+        """Register the record in the batch's trace under `key` (its event id, usually)."""
+        return self._trace.add(key, self.topic, self.partition, self.offset, self.headers)
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class TopicReader(Generic[T]):
+    """How one topic's records become what a service handles.
+
+    `read` returns the item, None for a record that cannot matter to this consumer, or
+    raises DecodeError (the record is dead-lettered with the reason). `skip` decides from the
+    headers alone, before any decode, that a record cannot matter. With `tombstones` a null
+    value is a deletion on a compacted topic and skipped; otherwise it is dead-lettered.
+    """
+
+    read: Callable[[bytes, RecordMeta], T | None]
+    skip: Callable[[Sequence[tuple[str, bytes]]], bool] | None = None
+    tombstones: bool = False
+
+
+def contract_reader(contract: type[E], *, tombstones: bool = False) -> TopicReader[Incoming[E]]:
+    """Return a reader that validates each record against its pydantic contract."""
+
+    def read(value: bytes, meta: RecordMeta) -> Incoming[E]:
+        event = decode_event(contract, value)
+        return Incoming(
+            event,
+            meta.topic,
+            meta.partition,
+            meta.offset,
+            meta.accepted_at_ms,
+            meta.trace(event.event_id),
+            value,
+        )
+
+    return TopicReader(read, tombstones=tombstones)
+
+
+class BatchProcessor(Generic[T]):
+    """The consumer front-end: reads a batch by topic, dead-letters what is bad, applies the rest.
+
+    Every service consumes through it: a table of topic readers, one use case. Records are
+    read in `prepare` (while the consumer applies the previous batch, see BatchConsumer);
+    the returned coroutine publishes the dead letters, then calls the handler with retries,
+    inside the batch's trace and metrics.
+    """
 
     def __init__(
         self,
         *,
-        contracts: Mapping[str, type[Envelope]],
-        handler: Callable[[list[Incoming[Envelope]]], Awaitable[None]],
+        handler: Callable[[list[T]], Awaitable[object]],
         publisher: KafkaPublisher,
         dead_letter_topic: str,
         consumer_name: str,
+        readers: Mapping[str, TopicReader[T]] | None = None,
+        contracts: Mapping[str, type[Envelope]] | None = None,
         tombstone_topics: frozenset[str] = frozenset(),
         retry: RetryPolicy | None = None,
         max_record_bytes: int = 1_048_576,
     ) -> None:
-        self._contracts = contracts
+        found: dict[str, TopicReader[Any]] = dict(readers or {})
+        for topic, contract in (contracts or {}).items():
+            found[topic] = contract_reader(contract, tombstones=topic in tombstone_topics)
+        self._readers: Mapping[str, TopicReader[T]] = found
         self._handler = handler
         self._publisher = publisher
         self._dlq = dead_letter_topic
         self._consumer = consumer_name
-        self._tombstones = tombstone_topics
         self._retry = retry or RetryPolicy()
         self._max_bytes = max_record_bytes
 
     async def __call__(self, records: RecordBatch) -> None:
         """Process one batch; raise to have it redelivered."""
-        with batch_metrics(self._consumer):
-            await self._process(records)
+        await self.prepare(records)()
 
-    async def _process(self, records: RecordBatch) -> None:
-        good: list[Incoming[Envelope]] = []
+    def prepare(self, records: RecordBatch) -> Callable[[], Coroutine[Any, Any, None]]:
+        """Read a batch; return the coroutine function that applies it."""
+        started = time.perf_counter()
+        items: list[T] = []
         dead: list[DeadLetterEvent] = []
+        accepted: list[int] = []
         batch_trace = BatchTrace(self._consumer)
         by_topic: dict[str, int] = {}
         for record in records:
             by_topic[record.topic] = by_topic.get(record.topic, 0) + 1
-            if record.value is None and record.topic in self._tombstones:
-                continue  # a tombstone on a compacted topic is a deletion, not an error
-            contract = self._contracts.get(record.topic)
             try:
-                if contract is None:
-                    raise DecodeError("unknown_topic", f"no contract for topic {record.topic}")
-                event = decode_event(contract, record.value, self._max_bytes)
+                item = self._read(record, batch_trace, accepted)
             except DecodeError as exc:
                 dead.append(dead_letter_for(self._consumer, record, exc))
                 metrics.consumer_dead_letters.labels(self._consumer, exc.code).inc()
                 continue
-            good.append(
-                Incoming(
-                    event,
-                    record.topic,
-                    record.partition,
-                    record.offset,
-                    accepted_at_ms(record.headers),
-                    batch_trace.add(
-                        event.event_id,
-                        record.topic,
-                        record.partition,
-                        record.offset,
-                        record.headers,
-                    ),
-                    record.value,
-                )
-            )
+            if item is not None:
+                items.append(item)
         for topic, count in by_topic.items():
             metrics.consumer_records.labels(self._consumer, topic).inc(count)
-        metrics.observe_chain_latency(
-            self._consumer, [i.accepted_at_ms for i in good if i.accepted_at_ms], now_ms()
-        )
-        with batch_trace:
-            await publish_dead_letters(self._publisher, self._dlq, dead, self._retry)
-            if good:
-                await with_retry(lambda: self._handler(good), self._retry, self._consumer)
+        # A sample is enough for the latency histogram, and observing costs per value.
+        step = max(1, len(accepted) // 50)
+        metrics.observe_chain_latency(self._consumer, accepted[::step], now_ms())
+
+        async def apply() -> None:
+            with batch_metrics(self._consumer, started), batch_trace:
+                await publish_dead_letters(self._publisher, self._dlq, dead, self._retry)
+                if items:
+                    await with_retry(lambda: self._handler(items), self._retry, self._consumer)
+
+        return apply
+
+    def _read(self, record: Record, batch_trace: BatchTrace, accepted: list[int]) -> T | None:
+        reader = self._readers.get(record.topic)
+        if reader is None:
+            raise DecodeError("unknown_topic", f"no contract for topic {record.topic}")
+        value = record.value
+        if value is None:
+            if reader.tombstones:
+                return None  # a tombstone on a compacted topic is a deletion, not an error
+            raise DecodeError("empty", "record has no value")
+        if reader.skip is not None and record.headers and reader.skip(record.headers):
+            return None
+        if len(value) > self._max_bytes:
+            raise DecodeError(
+                "oversized", f"record of {len(value)} bytes exceeds {self._max_bytes}"
+            )
+        item = reader.read(value, RecordMeta(record, batch_trace))
+        if item is not None:
+            at = accepted_at_ms(record.headers)
+            if at is not None:
+                accepted.append(at)
+        return item
 
 
 @contextlib.contextmanager

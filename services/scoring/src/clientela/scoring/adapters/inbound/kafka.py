@@ -76,7 +76,7 @@ class ProfileStream:
         self,
         *,
         profiles_topic: str,
-        fallback: BatchProcessor,
+        fallback: BatchProcessor[Incoming[Envelope]],
         use_case: Callable[[list[ProfileChangeMessage], ScoringUnitOfWork], Awaitable[object]],
         unit_of_work: Callable[[], ScoringUnitOfWork],
         consumer_name: str,
