@@ -18,6 +18,8 @@ from clientela.shared.readers import Reader
 from clientela.shared.readers.touchpoint import (
     TOUCHPOINTS,
     TouchpointRecordedView,
+    encode_touchpoint,
+    touchpoint_builtins,
     touchpoint_view,
 )
 
@@ -78,6 +80,13 @@ def test_population_touchpoints_read_fast_and_as_the_contract_reads_them() -> No
         # The fast path itself accepted it: no trip through the contract.
         assert TOUCHPOINTS._sure(TOUCHPOINTS._decoder.decode(raw), raw)
     assert kinds >= {"sale", "web_visit", "email", "phone_call", "branch_visit", "app_session"}
+
+
+def test_an_encoded_view_reads_back_to_itself() -> None:
+    for event in (SALE, WEB, CALL, EMAIL):
+        view = TOUCHPOINTS.read(json.dumps(event).encode())
+        assert TOUCHPOINTS.read(encode_touchpoint(view)) == view
+        assert TOUCHPOINTS.read(json.dumps(touchpoint_builtins(view)).encode()) == view
 
 
 def test_contract_encoded_touchpoints_read_alike() -> None:

@@ -295,3 +295,23 @@ TOUCHPOINTS: ContractReader[TouchpointRecordedView] = ContractReader(
 def touchpoint_view(event: TouchpointRecorded) -> TouchpointRecordedView:
     """Return the view of a touchpoint the contract has already validated."""
     return TOUCHPOINTS.from_model(event)
+
+
+def _encode_amount(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    raise NotImplementedError(f"cannot encode {type(value).__name__}")
+
+
+_ENCODER = msgspec.json.Encoder(enc_hook=_encode_amount)
+
+
+def encode_touchpoint(view: TouchpointRecordedView) -> bytes:
+    """Return a view as the contract's JSON (what the contract reads back to the same view)."""
+    return _ENCODER.encode(view)
+
+
+def touchpoint_builtins(view: TouchpointRecordedView) -> dict[str, Any]:
+    """Return a view as JSON-ready values."""
+    found: dict[str, Any] = msgspec.to_builtins(view, enc_hook=_encode_amount)
+    return found
