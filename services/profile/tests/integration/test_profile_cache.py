@@ -79,7 +79,7 @@ async def writer(cache: Cache) -> AsyncIterator[ProfileCacheWriter]:
 
 
 async def _apply(engine, policy, writer, *events) -> None:
-    batch = [ReceivedTouchpoint(e) for e in events]
+    batch = [ReceivedTouchpoint.of(e) for e in events]
     await handle_touchpoints(batch, SqlUnitOfWork(engine, KAFKA), policy, cache=writer)
 
 

@@ -52,9 +52,9 @@ async def _race(engines, tp, policy, round_: int) -> int:
         email, phone = f"p{n}.{round_}@x.io", f"+336{round_}0{n:05d}"
         customer, device = f"C-{n}.{round_}", f"d{n}.{round_}"
         person_of.update(dict.fromkeys([email, phone, customer, device], n))
-        partitions[0].append(ReceivedTouchpoint(tp(customer_id=customer, email=email)))
-        partitions[1].append(ReceivedTouchpoint(tp(email=email, phone=phone)))
-        partitions[2].append(ReceivedTouchpoint(tp(kind="sale", phone=phone, device_id=device)))
+        partitions[0].append(ReceivedTouchpoint.of(tp(customer_id=customer, email=email)))
+        partitions[1].append(ReceivedTouchpoint.of(tp(email=email, phone=phone)))
+        partitions[2].append(ReceivedTouchpoint.of(tp(kind="sale", phone=phone, device_id=device)))
 
     outcomes = await asyncio.gather(
         *(
@@ -90,11 +90,11 @@ async def test_one_person_under_different_identifiers_at_once_is_one_profile(
 
 
 async def test_erasure_racing_a_batch_leaves_no_orphan(engines, tp, policy) -> None:
-    events = [ReceivedTouchpoint(tp(email=f"e{n}@x.io")) for n in range(20)]
+    events = [ReceivedTouchpoint.of(tp(email=f"e{n}@x.io")) for n in range(20)]
     await handle_touchpoints(events, SqlUnitOfWork(engines[0], KAFKA), policy)
     owners = await _owners(engines[0])
     victim = owners[("email", "e7@x.io")]
-    more = [ReceivedTouchpoint(tp(email=f"e{n}@x.io", phone=f"+3361{n:07d}")) for n in range(20)]
+    more = [ReceivedTouchpoint.of(tp(email=f"e{n}@x.io", phone=f"+3361{n:07d}")) for n in range(20)]
     await asyncio.gather(
         handle_touchpoints(more, SqlUnitOfWork(engines[1], KAFKA), policy),
         erase_profile(SqlUnitOfWork(engines[2], KAFKA), victim, request_id="dsr"),

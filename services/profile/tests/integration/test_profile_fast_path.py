@@ -25,7 +25,7 @@ KAFKA = KafkaSettings(topic_prefix="itest.")
 
 async def _apply(engine: AsyncEngine, policy, *events) -> SqlUnitOfWork:
     uow = SqlUnitOfWork(engine, KAFKA)
-    await handle_touchpoints([ReceivedTouchpoint(e, 1) for e in events], uow, policy)
+    await handle_touchpoints([ReceivedTouchpoint.of(e, 1) for e in events], uow, policy)
     return uow
 
 
@@ -164,7 +164,7 @@ async def test_kept_decoded_profiles_never_carry_a_rolled_back_change(engine, tp
     failing.stage_encoded = broken  # type: ignore[method-assign]
     with pytest.raises(RuntimeError):
         await handle_touchpoints(
-            [ReceivedTouchpoint(tp(kind="sale", amount="99", email="kim@x.io"))], failing, policy
+            [ReceivedTouchpoint.of(tp(kind="sale", amount="99", email="kim@x.io"))], failing, policy
         )
     await _apply(engine, policy, tp(email="kim@x.io"))
     # Changed behind this process's back (as another instance would): the version moves on.
@@ -189,9 +189,9 @@ async def test_the_timeline_keeps_the_record_as_delivered(engine, tp, policy) ->
     first, second = tp(customer_id="C-RAW", email="raw@x.io"), tp(customer_id="C-RAW")
     delivered = first.model_dump_json()[:-1] + ', "from_a_newer_producer": {"x": 1}}'
     received = [
-        ReceivedTouchpoint(first, 1, delivered.encode()),
+        ReceivedTouchpoint.of(first, 1, delivered.encode()),
         # Not text: the model's own encoding is stored instead.
-        ReceivedTouchpoint(second, 1, b'{"event_id": "\xff"}'),
+        ReceivedTouchpoint.of(second, 1, b'{"event_id": "\xff"}'),
     ]
     await handle_touchpoints(received, SqlUnitOfWork(engine, KAFKA), policy)
     async with engine.connect() as conn:

@@ -86,7 +86,7 @@ async def profile_id(app: FastAPI, tp, policy) -> str:
         ),
     ]
     await handle_touchpoints(
-        [ReceivedTouchpoint(e) for e in events], container.unit_of_work(), container.policy
+        [ReceivedTouchpoint.of(e) for e in events], container.unit_of_work(), container.policy
     )
     found = await container.reader.find(("email", "eve@example.com"))
     assert found is not None

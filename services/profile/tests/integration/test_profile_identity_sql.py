@@ -52,7 +52,7 @@ def _clock() -> datetime:
 
 
 async def _apply(engine: AsyncEngine, policy, *events):
-    batch = [ReceivedTouchpoint(e) for e in events]
+    batch = [ReceivedTouchpoint.of(e) for e in events]
     return await handle_touchpoints(batch, _uow(engine), policy, clock=_clock)
 
 

@@ -40,9 +40,9 @@ async def test_creates_attaches_and_stages_profile_changed(engine, tp, policy) -
         kind="sale", channel="web", amount="40", email="Ann@Example.com", correlation_id="c-1"
     )
     woken: list[int] = []
-    await _apply(engine, [ReceivedTouchpoint(first, 1234)], policy, woken)
+    await _apply(engine, [ReceivedTouchpoint.of(first, 1234)], policy, woken)
     second = tp(kind="phone_call", channel="phone", email="ann@example.com", phone="+33611111111")
-    await _apply(engine, [ReceivedTouchpoint(second, 2000)], policy, woken)
+    await _apply(engine, [ReceivedTouchpoint.of(second, 2000)], policy, woken)
 
     assert woken == [1, 1]
     assert await _count(engine, tables.profiles) == 1
@@ -70,10 +70,10 @@ async def test_creates_attaches_and_stages_profile_changed(engine, tp, policy) -
 
 async def test_same_new_person_twice_in_one_batch_is_one_profile(engine, tp, policy) -> None:
     batch = [
-        ReceivedTouchpoint(tp(anonymous_id="anon-1")),
-        ReceivedTouchpoint(tp(anonymous_id="anon-1", email="bob@example.com")),
-        ReceivedTouchpoint(tp(email="bob@example.com", kind="sale")),
-        ReceivedTouchpoint(tp(email="someone-else@example.com")),
+        ReceivedTouchpoint.of(tp(anonymous_id="anon-1")),
+        ReceivedTouchpoint.of(tp(anonymous_id="anon-1", email="bob@example.com")),
+        ReceivedTouchpoint.of(tp(email="bob@example.com", kind="sale")),
+        ReceivedTouchpoint.of(tp(email="someone-else@example.com")),
     ]
     outcome = await _apply(engine, batch, policy)
     assert (outcome.profiles_created, outcome.profiles_changed) == (2, 2)
@@ -90,7 +90,10 @@ async def test_same_new_person_twice_in_one_batch_is_one_profile(engine, tp, pol
 
 
 async def test_redelivery_of_a_batch_changes_nothing(engine, tp, policy) -> None:
-    batch = [ReceivedTouchpoint(tp(email="cy@example.com")), ReceivedTouchpoint(tp(phone="+1"))]
+    batch = [
+        ReceivedTouchpoint.of(tp(email="cy@example.com")),
+        ReceivedTouchpoint.of(tp(phone="+1")),
+    ]
     await _apply(engine, batch, policy)
     async with engine.connect() as conn:
         before = (await conn.execute(select(tables.profiles))).all()
@@ -119,7 +122,7 @@ async def test_timeline_pages_newest_first_with_filters(engine, tp, policy) -> N
             event_id="e-m",
         ),
     ]
-    await _apply(engine, [ReceivedTouchpoint(e) for e in [*same_instant, *others]], policy)
+    await _apply(engine, [ReceivedTouchpoint.of(e) for e in [*same_instant, *others]], policy)
     reader = SqlProfileReader(engine)
     profile_id = await reader.find(("email", "dee@example.com"))
     assert profile_id is not None

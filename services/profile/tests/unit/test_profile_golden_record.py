@@ -175,7 +175,7 @@ def test_events_built_without_validation_match_the_contract(tp, policy) -> None:
     profile = _fold(events, policy)
     profile.attach_identifier_types(["email", "phone"])
     profile.mark_changed(NOW, policy)
-    out = profile_changed(profile, [ReceivedTouchpoint(events[-1], 5)], NOW, "profile", policy)
+    out = profile_changed(profile, [ReceivedTouchpoint.of(events[-1], 5)], NOW, "profile", policy)
     decoded = ProfileChangedEvent.model_validate_json(out.value)
     assert decoded.event_id == out.event_id
     assert decoded.causation_id == events[-1].event_id

@@ -187,7 +187,7 @@ async def _handle(batch, uow, policy, ids=None):
 async def test_new_person_gets_a_profile_and_one_event(uow, tp, policy) -> None:
     first = tp(kind="web_visit", email="ann@example.com", correlation_id="corr-1")
     second = tp(kind="sale", amount="20", email="ann@example.com", phone="+33600000000")
-    batch = [ReceivedTouchpoint(first, 1_000), ReceivedTouchpoint(second, 900)]
+    batch = [ReceivedTouchpoint.of(first, 1_000), ReceivedTouchpoint.of(second, 900)]
     outcome = await _handle(batch, uow, policy)
 
     assert (outcome.applied, outcome.profiles_created, outcome.profiles_changed) == (2, 1, 1)
@@ -213,7 +213,7 @@ async def test_new_person_gets_a_profile_and_one_event(uow, tp, policy) -> None:
 
 
 async def test_redelivery_changes_nothing(uow, tp, policy) -> None:
-    batch = [ReceivedTouchpoint(tp(email="ann@example.com"))]
+    batch = [ReceivedTouchpoint.of(tp(email="ann@example.com"))]
     await _handle(batch, uow, policy)
     before = (dict(uow.stored), dict(uow.owners), len(uow.published))
     outcome = await _handle(batch, uow, policy, ids=_ids())
@@ -223,19 +223,19 @@ async def test_redelivery_changes_nothing(uow, tp, policy) -> None:
 
 
 async def test_later_batch_attaches_and_increments_the_version(uow, tp, policy) -> None:
-    await _handle([ReceivedTouchpoint(tp(email="ann@example.com"))], uow, policy)
+    await _handle([ReceivedTouchpoint.of(tp(email="ann@example.com"))], uow, policy)
     later = tp(email="ann@example.com", device_id="dev-1", correlation_id="corr-9")
-    await _handle([ReceivedTouchpoint(later)], uow, policy, ids=lambda: "unused")
+    await _handle([ReceivedTouchpoint.of(later)], uow, policy, ids=lambda: "unused")
     assert uow.owners[("device_id", "dev-1")] == "p-1"
     assert [o.event.data.version for o in uow.published] == [1, 2]  # type: ignore[attr-defined]
     assert uow.published[-1].event.correlation_id == "corr-9"
 
 
 async def test_a_touchpoint_naming_two_profiles_merges_them(uow, tp, policy) -> None:
-    await _handle([ReceivedTouchpoint(tp(phone="+33611111111"))], uow, policy)
-    await _handle([ReceivedTouchpoint(tp(customer_id="C-1"))], uow, policy, ids=lambda: "p-2")
+    await _handle([ReceivedTouchpoint.of(tp(phone="+33611111111"))], uow, policy)
+    await _handle([ReceivedTouchpoint.of(tp(customer_id="C-1"))], uow, policy, ids=lambda: "p-2")
     both = tp(phone="+33611111111", customer_id="C-1", email="x@y.z")
-    outcome = await _handle([ReceivedTouchpoint(both, 7)], uow, policy, ids=lambda: "unused")
+    outcome = await _handle([ReceivedTouchpoint.of(both, 7)], uow, policy, ids=lambda: "unused")
     assert (outcome.merges, outcome.conflicts) == (1, 0)
     # Both were created at NOW; p-1 sorts first, so it is the survivor.
     assert set(uow.owners.values()) == {"p-1"}
@@ -254,12 +254,12 @@ async def test_a_touchpoint_naming_two_profiles_merges_them(uow, tp, policy) -> 
 
 
 async def test_a_refused_merge_is_recorded_not_applied(uow, tp, policy) -> None:
-    await _handle([ReceivedTouchpoint(tp(customer_id="C-1"))], uow, policy)
-    await _handle([ReceivedTouchpoint(tp(customer_id="C-2"))], uow, policy, ids=lambda: "p-2")
+    await _handle([ReceivedTouchpoint.of(tp(customer_id="C-1"))], uow, policy)
+    await _handle([ReceivedTouchpoint.of(tp(customer_id="C-2"))], uow, policy, ids=lambda: "p-2")
     both = tp(customer_id="C-2", email="x@y.z")
-    await _handle([ReceivedTouchpoint(both)], uow, policy, ids=lambda: "unused")
+    await _handle([ReceivedTouchpoint.of(both)], uow, policy, ids=lambda: "unused")
     clash = tp(customer_id="C-1", email="x@y.z")
-    outcome = await _handle([ReceivedTouchpoint(clash)], uow, policy, ids=lambda: "unused")
+    outcome = await _handle([ReceivedTouchpoint.of(clash)], uow, policy, ids=lambda: "unused")
     assert (outcome.merges, outcome.conflicts) == (0, 1)
     [conflict] = uow.conflicts
     assert conflict.reason == "limit:customer_id"
@@ -272,12 +272,12 @@ async def test_a_failed_batch_commits_nothing(uow, tp, policy) -> None:
 
     uow.stage_encoded = broken
     with pytest.raises(RuntimeError):
-        await _handle([ReceivedTouchpoint(tp(email="ann@example.com"))], uow, policy)
+        await _handle([ReceivedTouchpoint.of(tp(email="ann@example.com"))], uow, policy)
     assert (uow.timeline_rows, uow.stored, uow.owners, uow.commits) == ({}, {}, {}, 0)
 
 
 async def test_a_touchpoint_on_the_timeline_is_not_applied_again(uow, tp, policy) -> None:
-    batch = [ReceivedTouchpoint(tp(email="ann@example.com"))]
+    batch = [ReceivedTouchpoint.of(tp(email="ann@example.com"))]
     await _handle(batch, uow, policy)
     outcome = await _handle(batch, uow, policy, ids=_ids())
     assert (outcome.applied, outcome.duplicates, len(uow.published)) == (0, 1, 1)
@@ -286,7 +286,7 @@ async def test_a_touchpoint_on_the_timeline_is_not_applied_again(uow, tp, policy
 async def test_an_erased_touchpoint_is_not_applied_again(uow, tp, policy) -> None:
     event = tp(email="ann@example.com")
     uow.erased.add(event.event_id)  # erasure removed it from the timeline, kept its id
-    outcome = await _handle([ReceivedTouchpoint(event)], uow, policy)
+    outcome = await _handle([ReceivedTouchpoint.of(event)], uow, policy)
     assert (outcome.applied, outcome.duplicates, uow.stored) == (0, 1, {})
 
 

@@ -22,16 +22,29 @@ from clientela.shared.contracts import (
     TouchpointKind,
     TouchpointRecorded,
 )
+from clientela.shared.readers.touchpoint import TouchpointRecordedView, touchpoint_view
 
 
 @dataclass(frozen=True, slots=True)
 class ReceivedTouchpoint:
     """A touchpoint as delivered, with the time ingest accepted it (for latency)."""
 
-    event: TouchpointRecorded
+    event: TouchpointRecordedView
     accepted_at_ms: int | None = None
     # The record as delivered, when it is this event's JSON: the timeline stores it as is.
     raw: bytes | None = None
+
+    @classmethod
+    def of(
+        cls,
+        event: TouchpointRecorded | TouchpointRecordedView,
+        accepted_at_ms: int | None = None,
+        raw: bytes | None = None,
+    ) -> ReceivedTouchpoint:
+        """Return a delivered touchpoint from its view or from a contract model."""
+        if isinstance(event, TouchpointRecorded):
+            event = touchpoint_view(event)
+        return cls(event, accepted_at_ms, raw)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +137,7 @@ class ErasureReceipt:
 class ProfileHistory:
     """What a profile is recomputed from: its touchpoints and API consent decisions."""
 
-    touchpoints: list[TouchpointRecorded]
+    touchpoints: list[TouchpointRecordedView]
     consents: list[ConsentUpdate]
 
 

@@ -15,9 +15,9 @@ from clientela.shared.contracts import (
     Channel,
     Direction,
     ProfileAggregates,
-    Touchpoint,
     TouchpointKind,
 )
+from clientela.shared.readers.touchpoint import TouchpointView
 
 CLOSED_CASE_STATUSES = frozenset({"closed", "resolved", "cancelled", "canceled"})
 _DAYS_PER_MONTH = 30.436875
@@ -86,7 +86,7 @@ class CaseState(msgspec.Struct, frozen=True, array_like=True):
         return other is None or (self.at, self.event_id) > (other.at, other.event_id)
 
 
-def _case_of(touchpoint: Touchpoint, event_id: str, at: datetime) -> tuple[str, CaseState]:
+def _case_of(touchpoint: TouchpointView, event_id: str, at: datetime) -> tuple[str, CaseState]:
     props = touchpoint.properties
     case_id = props.get("case_id")
     status = props.get("case_status", props.get("status"))
@@ -146,7 +146,7 @@ class Tally(msgspec.Struct):
 
     def add(
         self,
-        touchpoint: Touchpoint,
+        touchpoint: TouchpointView,
         occurred_at: datetime,
         policy: ProfilePolicy,
         event_id: str = "",
@@ -252,7 +252,7 @@ class Tally(msgspec.Struct):
             weights.sort()
         return {c: round(w / total, 4) for c, w in weights}
 
-    def _add_cost(self, touchpoint: Touchpoint, policy: ProfilePolicy) -> None:
+    def _add_cost(self, touchpoint: TouchpointView, policy: ProfilePolicy) -> None:
         cost = touchpoint.cost
         if cost is None:
             self.cost_to_serve += policy.channel_cost(touchpoint.channel)

@@ -12,7 +12,8 @@ from types import MappingProxyType
 
 import phonenumbers
 
-from clientela.shared.contracts import Identifiers, IdentifierType
+from clientela.shared.contracts import IdentifierType
+from clientela.shared.readers.touchpoint import IdentifiersView
 
 IdentifierKey = tuple[str, str]
 """An identifier as (type, normalised value)."""
@@ -127,7 +128,7 @@ class IdentityRules:
         patterns = self._patterns.get(key[0])
         return patterns is not None and patterns.match(key[1].lower()) is not None
 
-    def keys(self, identifiers: Identifiers) -> list[IdentifierKey]:
+    def keys(self, identifiers: IdentifiersView) -> list[IdentifierKey]:
         """Return a touchpoint's usable identifiers: normalised, unblocked, strongest first."""
         found: dict[IdentifierKey, None] = {}
         # The built-in fields read directly (Identifiers.pairs walks the enum: slower).

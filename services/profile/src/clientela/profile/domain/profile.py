@@ -20,9 +20,9 @@ from clientela.shared.contracts import (
     Lifecycle,
     ProfileChanged,
     TouchpointKind,
-    TouchpointRecorded,
 )
 from clientela.shared.contracts.base import TraitValue
+from clientela.shared.readers.touchpoint import TouchpointRecordedView
 
 STATE_SCHEMA = 3
 """Version of the snapshot layout written by Profile.to_state (3: the first sale)."""
@@ -185,7 +185,7 @@ class Profile:
         """Return the types of identifier the profile holds."""
         return {t for t, count in self.identifier_counts.items() if count > 0}
 
-    def record(self, event: TouchpointRecorded, policy: ProfilePolicy) -> None:
+    def record(self, event: TouchpointRecordedView, policy: ProfilePolicy) -> None:
         """Fold a touchpoint into the profile; the result is the same in any arrival order."""
         touchpoint = event.data
         stamp = Stamp(as_utc(event.occurred_at), event.event_id)

@@ -1,4 +1,4 @@
-"""Kafka inbound adapter: a decoded touchpoint batch becomes one use-case call."""
+"""Kafka inbound adapter: a batch of touchpoints, read by the fast reader, is one use-case call."""
 
 from __future__ import annotations
 
@@ -8,14 +8,22 @@ from collections.abc import Awaitable, Callable
 from clientela.profile.application.handle_touchpoints import handle_touchpoints
 from clientela.profile.application.ports import ProfileCache, ReceivedTouchpoint, UnitOfWork
 from clientela.profile.domain.policy import ProfilePolicy
-from clientela.shared.consumer import BatchProcessor, Incoming
-from clientela.shared.contracts import Envelope, TouchpointRecorded, topics
+from clientela.shared.consumer import BatchProcessor, RecordMeta, TopicReader
+from clientela.shared.contracts import topics
 from clientela.shared.kafka import Consumers, KafkaPublisher, subscribe_batch
+from clientela.shared.readers.touchpoint import TOUCHPOINTS
 from clientela.shared.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 
-BatchHandler = Callable[[list[Incoming[Envelope]]], Awaitable[None]]
+BatchHandler = Callable[[list[ReceivedTouchpoint]], Awaitable[None]]
+
+
+def read_touchpoint(value: bytes, meta: RecordMeta) -> ReceivedTouchpoint:
+    """Return a delivered touchpoint; a bad record raises DecodeError with the contract's reason."""
+    view = TOUCHPOINTS.read(value)
+    meta.trace(view.event_id)
+    return ReceivedTouchpoint(view, meta.accepted_at_ms, value)
 
 
 def touchpoint_handler(
@@ -24,14 +32,9 @@ def touchpoint_handler(
     source: str,
     cache: ProfileCache | None = None,
 ) -> BatchHandler:
-    """Return the handler that applies a decoded batch of touchpoints."""
+    """Return the handler that applies a read batch of touchpoints."""
 
-    async def handle(batch: list[Incoming[Envelope]]) -> None:
-        received = [
-            ReceivedTouchpoint(item.event, item.accepted_at_ms, item.raw)
-            for item in batch
-            if isinstance(item.event, TouchpointRecorded)
-        ]
+    async def handle(received: list[ReceivedTouchpoint]) -> None:
         outcome = await handle_touchpoints(
             received, unit_of_work(), policy, source=source, cache=cache
         )
@@ -60,10 +63,10 @@ def subscribe_touchpoints(
     handler: BatchHandler,
     consumer_name: str,
 ) -> None:
-    """Register the touchpoints batch subscriber; undecodable records go to the DLQ."""
+    """Register the touchpoints batch consumer; unreadable records go to the DLQ."""
     topic = kafka.topic(topics.TOUCHPOINTS)
     processor = BatchProcessor(
-        contracts={topic: TouchpointRecorded},
+        readers={topic: TopicReader(read_touchpoint)},
         handler=handler,
         publisher=publisher,
         dead_letter_topic=kafka.topic(topics.PROFILE_DLQ),

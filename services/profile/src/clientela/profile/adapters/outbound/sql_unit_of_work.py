@@ -61,6 +61,12 @@ from clientela.shared.codec import (
 )
 from clientela.shared.contracts import Channel, ConsentStatus, TouchpointRecorded
 from clientela.shared.db import UtcDateTime, is_postgres, upsert_insert
+from clientela.shared.readers.touchpoint import (
+    TouchpointRecordedView,
+    encode_touchpoint,
+    touchpoint_builtins,
+    touchpoint_view,
+)
 from clientela.shared.settings import KafkaSettings
 
 T = TypeVar("T")
@@ -734,14 +740,14 @@ def _by_event_id(entry: tuple[str, ReceivedTouchpoint]) -> str:
     return entry[1].event.event_id
 
 
-def _payload(event: TouchpointRecorded, raw: bytes | None) -> str:
-    """Return the touchpoint's JSON: the record as delivered, or the model encoded again."""
+def _payload(event: TouchpointRecordedView, raw: bytes | None) -> str:
+    """Return the touchpoint's JSON: the record as delivered, or the view encoded again."""
     if raw is not None:
         try:
             return raw.decode()
         except UnicodeDecodeError:
-            pass  # valid for the decoder, not as text: the model's own encoding is
-    return event.model_dump_json()
+            pass  # valid for the decoder, not as text: the view's own encoding is
+    return encode_touchpoint(event).decode()
 
 
 class SqlTimeline:
@@ -804,7 +810,7 @@ class SqlTimeline:
                     "channel": event.data.channel.value,
                     "direction": event.data.direction.value,
                     "agent_id": event.data.agent.agent_id if event.data.agent else None,
-                    "payload": event.model_dump(mode="json"),
+                    "payload": touchpoint_builtins(event),
                 }
                 for profile_id, event, _ in ordered
             ],
@@ -840,7 +846,9 @@ class SqlTimeline:
                 .order_by(t.c.occurred_at, t.c.event_id)
             )
             for r in rows:
-                found[r.profile_id].touchpoints.append(TouchpointRecorded.model_validate(r.payload))
+                found[r.profile_id].touchpoints.append(
+                    touchpoint_view(TouchpointRecorded.model_validate(r.payload))
+                )
             consents = await self._conn.execute(
                 select(c).where(c.c.profile_id.in_(part)).order_by(c.c.occurred_at)
             )
