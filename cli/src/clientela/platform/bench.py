@@ -101,13 +101,18 @@ def identity_key(event: dict[str, Any]) -> bytes:
 
 
 async def run_baseline(
-    bootstrap: str, records: list[tuple[bytes, bytes]], hops: int = 4, partitions: int = 6
-) -> float:
+    bootstrap: str,
+    records: list[tuple[bytes, bytes]],
+    hops: int = 4,
+    partitions: int = 6,
+    broker_pid: int | None = None,
+) -> tuple[float, dict[str, float]]:
     """Relay raw (key, value) records through as many hops as the pipeline; return events/s.
 
     Every topic has the pipeline's partition count, the records the pipeline's keys, and each
     relay pipelines its batches (see relay.py), so the figure is what the hardware allows for
-    the same hops, not a latency bound.
+    the same hops, not a latency bound. Returns events/s and the CPU seconds of the relays
+    and the broker over the run.
     """
     run = uuid.uuid4().hex[:6]
     names = [f"baseline.{run}.{i}" for i in range(hops)]
@@ -138,6 +143,10 @@ async def run_baseline(
         async with asyncio.timeout(60):
             while not await consumer.getmany(timeout_ms=200):
                 pass
+        ledger = CpuLedger(
+            {f"relay{i}": r.pid for i, r in enumerate(relays)}
+            | ({"broker": broker_pid} if broker_pid is not None else {})
+        )
         started = time.perf_counter()
         sends = [
             asyncio.create_task(
@@ -151,7 +160,9 @@ async def run_baseline(
                 batch = await consumer.getmany(timeout_ms=200, max_records=5000)
                 received += sum(len(r) for r in batch.values())
         await asyncio.gather(*sends)
-        return len(records) / (time.perf_counter() - started)
+        rate = len(records) / (time.perf_counter() - started)
+        ledger.sample()
+        return rate, ledger.seconds
     finally:
         await publisher.stop()
         await consumer.stop()
@@ -607,18 +618,28 @@ async def bench(config: BenchConfig) -> tuple[dict[str, Any], Observation]:
         EmbeddedBroker(prefer_port=0, log_path=Path(tmp) / "broker.log") as broker,
     ):
         baseline = 0.0
+        baseline_cpu: dict[str, float] = {}
         if config.baseline:
             population = Population(PopulationSpec(people=config.people, seed=config.seed))
             records = [
                 (identity_key(e), json.dumps(e).encode())
                 for e in population.touchpoints(config.events)
             ]
-            baseline = await run_baseline(broker.bootstrap_servers, records)
+            baseline, baseline_cpu = await run_baseline(
+                broker.bootstrap_servers, records, broker_pid=broker.pid
+            )
         result, seen = await run_platform(
             config, broker.bootstrap_servers, Path(tmp), broker_pid=broker.pid
         )
     result["baseline_events_per_s"] = round(baseline, 1)
     result["ratio"] = round(result["events_per_s"] / baseline, 4) if baseline else None
+    if baseline_cpu:
+        # What the bare hops cost the broker and the relays, for the pipeline's own figures.
+        relays = sum(v for k, v in baseline_cpu.items() if k.startswith("relay"))
+        result["baseline_cpu_us_per_touchpoint_broker"] = round(
+            baseline_cpu.get("broker", 0.0) / config.events * 1e6, 1
+        )
+        result["baseline_cpu_us_per_touchpoint_relays"] = round(relays / config.events * 1e6, 1)
     if speed is not None:
         result["host_speed_ops_per_s"] = speed
     return result, seen
