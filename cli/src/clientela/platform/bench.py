@@ -283,6 +283,15 @@ def _cpu_seconds(process: psutil.Process) -> float:
     return float(times.user + times.system)
 
 
+def _tree_cpu_seconds(process: psutil.Process) -> float:
+    """Return the CPU of a process and its children (e.g. an HTTP server's workers)."""
+    total = _cpu_seconds(process)
+    for child in process.children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            total += _cpu_seconds(child)
+    return total
+
+
 class CpuLedger:
     """CPU seconds of the processes a run started, the database backends serving them, Redis.
 
@@ -302,7 +311,7 @@ class CpuLedger:
         self._redis = [p for p in psutil.process_iter(["name"]) if "redis" in (p.name() or "")]
         for name, process in self._processes.items():
             with contextlib.suppress(psutil.Error):
-                self._base[name] = _cpu_seconds(process)
+                self._base[name] = _tree_cpu_seconds(process)
         for process in self._redis:
             with contextlib.suppress(psutil.Error):
                 self._base[f"redis:{process.pid}"] = _cpu_seconds(process)
@@ -335,7 +344,7 @@ class CpuLedger:
         """Bring every figure up to now."""
         for name, process in self._processes.items():
             with contextlib.suppress(psutil.Error):
-                self.seconds[name] = _cpu_seconds(process) - self._base.get(name, 0.0)
+                self.seconds[name] = _tree_cpu_seconds(process) - self._base.get(name, 0.0)
         self._find_backends()
         for pid, (process, base, _last) in list(self._backends.items()):
             with contextlib.suppress(psutil.Error):
