@@ -43,9 +43,10 @@ from aiokafka import ConsumerRecord
 
 from clientela.campaign.adapters.outbound.campaign_file import load_catalog
 from clientela.campaign.config import CampaignSettings
+from clientela.campaign.domain.responses import referenced_message
 from clientela.campaign.migrations import MIGRATIONS
 from clientela.campaign.wiring import Container, batch_consumer, build
-from clientela.shared.codec import OutgoingEvent, to_record
+from clientela.shared.codec import HEADER_REFERS_TO_MESSAGE, OutgoingEvent, to_record
 from clientela.shared.contracts import (
     Agent,
     BranchVisitDetails,
@@ -93,6 +94,7 @@ USED = [Channel.WEB, Channel.EMAIL, Channel.PHONE, Channel.BRANCH, Channel.APP]
 CATEGORIES = ["shoes", "bags", "outerwear", "knitwear", "accessories", "home"]
 TIER_VALUE = {Tier.A: 4000.0, Tier.B: 900.0, Tier.C: 150.0, Tier.P: 0.0}
 Record: TypeAlias = ConsumerRecord[bytes | None, bytes | None]
+Header: TypeAlias = tuple[str, bytes]
 
 
 @dataclass
@@ -130,6 +132,7 @@ class Stream:
         self._span = timedelta(days=span_days)
         self.people = [self._person(n) for n in range(people)]
         self.message_ids: list[str] = []
+        self.marked = True
 
     def _person(self, n: int) -> Person:
         rng = self._rng
@@ -162,13 +165,13 @@ class Stream:
             potential=rng.random() * 0.8,
         )
 
-    def _record(self, spec: TopicSpec, key: str, event: Envelope) -> Record:
+    def _record(self, spec: TopicSpec, key: str, event: Envelope, *extra: Header) -> Record:
         out = to_record(self._prefix + spec.name, key, event, 1)
         offset = self._offsets.get(out.topic, 0)
         self._offsets[out.topic] = offset + 1
         return ConsumerRecord(
             out.topic, 0, offset, 0, 0, out.key, out.value, None,
-            len(out.key or b""), len(out.value or b""), out.headers,
+            len(out.key or b""), len(out.value or b""), [*out.headers, *extra],
         )  # fmt: skip
 
     def _profile(self, p: Person, at: datetime) -> Record:
@@ -258,7 +261,10 @@ class Stream:
             p = self._pick()
             at = NOW + step * n
             touchpoint, bought = self._touchpoint(p, at, n, response_share)
-            records.append(self._record(TOUCHPOINTS, p.pid, touchpoint))
+            # Marked as ingest marks it, unless the stream stands for older, unmarked records.
+            names = referenced_message(touchpoint.data) is not None
+            mark = [(HEADER_REFERS_TO_MESSAGE, b"1" if names else b"0")] if self.marked else []
+            records.append(self._record(TOUCHPOINTS, p.pid, touchpoint, *mark))
             p.touchpoints += 1
             p.first_seen_at = p.first_seen_at or at
             p.last_seen_at = at
@@ -447,6 +453,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 await consume(chunk)
             load_s = time.perf_counter() - load_started
             stream.message_ids = await _sent_ids(container, 5000)
+            stream.marked = not args.unmarked_touchpoints
             records = stream.steady(args.touchpoints, args.response_share)
             by_topic: dict[str, int] = {}
             for r in records:
@@ -497,6 +504,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "records_profiles": by_topic.get("bench." + PROFILES.name, 0),
         "records_scores": by_topic.get("bench." + SCORES.name, 0),
         "records_tier_changes": by_topic.get("bench." + TIER_CHANGES.name, 0),
+        "touchpoints_marked": stream.marked,
+        "records_skipped_undecoded": sum(
+            (HEADER_REFERS_TO_MESSAGE, b"0") in (r.headers or ()) for r in records
+        ),
         "campaign_cpu_us_per_touchpoint": round(cpu_s / n_touch * 1e6, 1),
         "campaign_cpu_us_per_record": round(cpu_s / n_records * 1e6, 1),
         "postgres_cpu_us_per_touchpoint": round(pg / n_touch * 1e6, 1) if args.database_url else 0,
@@ -547,6 +558,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--span-days", type=float, default=7.0, help="event time the stream spans")
     parser.add_argument(
         "--response-share", type=float, default=0.02, help="touchpoints answering a message"
+    )
+    parser.add_argument(
+        "--unmarked-touchpoints",
+        action="store_true",
+        help="touchpoints without the header that says whether they name a message",
     )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--profile", type=Path, help="write cProfile stats of the stream here")
