@@ -28,11 +28,13 @@ from clientela.campaign.domain.economics import PosteriorKey, posterior_key
 from clientela.campaign.domain.model import (
     Contact,
     Decision,
+    Merge,
     Outcome,
     ScoreFacts,
     Trigger,
     TriggerKind,
     erasure_marker,
+    merge_targets,
 )
 from clientela.campaign.domain.responses import (
     MessageReaction,
@@ -255,11 +257,14 @@ class CampaignDecider:
             erased = {e.profile_id for e in inputs.erasures if e.event_id in fresh}
             if erased:
                 await self._erase(uow, erased, now)
-            survivors: set[str] = set()
-            for m in inputs.merges:
-                if m.event_id in fresh and m.merged_id != m.survivor_id:
-                    await self._merge(uow, m, now)
-                    survivors.add(m.survivor_id)
+            merges = [
+                (m.merged_id, m.survivor_id)
+                for m in inputs.merges
+                if m.event_id in fresh and m.merged_id != m.survivor_id
+            ]
+            if merges:
+                await self._merge(uow, merges, now)
+            survivors = {survivor for _, survivor in merges}
             tier_triggers = [t for t in inputs.tier_changes if t.event_id in fresh]
             folded = await self._fold(
                 uow, inputs, {t.profile_id for t in tier_triggers}, erased, now
@@ -433,12 +438,16 @@ class CampaignDecider:
         await uow.decisions.anonymise(profile_ids)
         log.info("erased %d profile(s)", len(profile_ids))
 
-    async def _merge(self, uow: UnitOfWork, merge: MergeNotice, now: datetime) -> None:
-        """Move the absorbed person's history, caps and waiting triggers to the survivor."""
-        await self._ledger.move(merge.merged_id, merge.survivor_id, now)
-        await uow.contacts.merge(merge.merged_id, merge.survivor_id, now)
-        await uow.triggers.move(merge.merged_id, merge.survivor_id)
-        await uow.decisions.move(merge.merged_id, merge.survivor_id)
+    async def _merge(self, uow: UnitOfWork, merges: Sequence[Merge], now: datetime) -> None:
+        """Move absorbed people's history, caps and waiting triggers to their survivors.
+
+        All merges of a batch at once, with the result of applying them one by one in order.
+        """
+        await self._ledger.move(merges, now)
+        await uow.contacts.merge(merges, now)
+        holders = merge_targets(merges)
+        await uow.triggers.move(holders)
+        await uow.decisions.move(holders)
 
     async def sweep(self, uow: UnitOfWork, limit: int = 500) -> BatchOutcome:
         """Decide deferred triggers whose time has come and find people gone quiet."""

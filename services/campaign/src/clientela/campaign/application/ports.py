@@ -15,6 +15,7 @@ from clientela.campaign.domain.model import (
     CampaignDefinition,
     Contact,
     Decision,
+    Merge,
     Outcome,
     ScoreFacts,
     Trigger,
@@ -109,8 +110,8 @@ class ContactRepository(Protocol):
         """Forget these people entirely."""
         ...
 
-    async def merge(self, merged_id: str, survivor_id: str, now: datetime) -> None:
-        """Carry the absorbed person's complaints to the survivor and forget the absorbed."""
+    async def merge(self, merges: Sequence[Merge], now: datetime) -> None:
+        """Carry absorbed people's complaints to their survivors, in order; forget the absorbed."""
         ...
 
     async def save_complaints(self, complaints: Mapping[str, datetime], now: datetime) -> None:
@@ -159,8 +160,8 @@ class TriggerRepository(Protocol):
         """Delete every trigger of these people."""
         ...
 
-    async def move(self, merged_id: str, survivor_id: str) -> None:
-        """Give the absorbed person's triggers to the survivor."""
+    async def move(self, holders: Mapping[str, str]) -> None:
+        """Give each absorbed person's triggers to who holds their data now (merge_targets)."""
         ...
 
 
@@ -197,8 +198,8 @@ class DecisionRepository(Protocol):
         """Detach these people's decisions from them, keeping what the results count."""
         ...
 
-    async def move(self, merged_id: str, survivor_id: str) -> None:
-        """Give the absorbed person's decisions (their contact history) to the survivor."""
+    async def move(self, holders: Mapping[str, str]) -> None:
+        """Give each absorbed person's decisions (contact history) to who holds their data now."""
         ...
 
 
@@ -330,8 +331,8 @@ class ContactLedger(Protocol):
         """Delete every counter of these people."""
         ...
 
-    async def move(self, merged_id: str, survivor_id: str, now: datetime) -> None:
-        """Add the absorbed person's counters to the survivor's; idempotent."""
+    async def move(self, merges: Sequence[Merge], now: datetime) -> None:
+        """Add each absorbed person's counters to the survivor's, merge by merge; idempotent."""
         ...
 
     async def ping(self) -> bool:

@@ -46,6 +46,7 @@ from clientela.campaign.domain.model import (
     ERASED_PROFILE,
     Contact,
     Decision,
+    Merge,
     Outcome,
     ScoreFacts,
     Trigger,
@@ -307,15 +308,34 @@ class SqlContacts:
                 delete(self._t).where(one_of(self._conn, self._t.c.profile_id, profile_ids))
             )
 
-    async def merge(self, merged_id: str, survivor_id: str, now: datetime) -> None:
-        """Carry the absorbed person's complaints to the survivor and forget the absorbed."""
+    async def merge(self, merges: Sequence[Merge], now: datetime) -> None:
+        """Carry absorbed people's complaints to their survivors, in order; forget the absorbed."""
+        if not merges:
+            return
         t = self._t
-        complained = await self._conn.scalar(
-            select(t.c.complained_at).where(t.c.profile_id == merged_id)
+        people = {p for merge in merges for p in merge}
+        rows = await self._conn.execute(
+            select(t.c.profile_id, t.c.complained_at).where(
+                one_of(self._conn, t.c.profile_id, people)
+            )
         )
-        if complained is not None:
-            await self.save_complaints({survivor_id: complained}, now)
-        await self.delete([merged_id])
+        complained = {
+            r.profile_id: aware(r.complained_at) if r.complained_at is not None else None
+            for r in rows
+        }
+        # Played merge by merge on what was read: a complaint reaches a survivor only while
+        # both contacts exist, as if each merge had been applied alone.
+        raised: dict[str, datetime] = {}
+        for merged_id, survivor_id in merges:
+            if merged_id not in complained:
+                continue
+            at = complained.pop(merged_id)
+            if at is not None and survivor_id in complained:
+                kept = complained[survivor_id]
+                if kept is None or kept < at:
+                    complained[survivor_id] = raised[survivor_id] = at
+        await self.save_complaints({p: at for p, at in raised.items() if p in complained}, now)
+        await self.delete({merged_id for merged_id, _ in merges})
 
     async def save_complaints(self, complaints: Mapping[str, datetime], now: datetime) -> None:
         """Record when people complained or unsubscribed (the latest time wins)."""
@@ -487,40 +507,36 @@ class SqlTriggers:
                 delete(self._t).where(one_of(self._conn, self._t.c.profile_id, profile_ids))
             )
 
-    async def move(self, merged_id: str, survivor_id: str) -> None:
-        """Give the absorbed person's triggers to the survivor.
+    async def move(self, holders: Mapping[str, str]) -> None:
+        """Give each absorbed person's triggers to who holds their data now (merge_targets).
 
         A waiting trigger named a version of the absorbed profile, which says nothing about
         the survivor's: it now waits only for the survivor to be known.
         """
+        if not holders:
+            return
         t = self._t
         rows = await self._conn.execute(
-            select(t.c.trigger_event_id, t.c.payload, t.c.status).where(t.c.profile_id == merged_id)
+            select(t.c.trigger_event_id, t.c.profile_id, t.c.payload, t.c.status)
+            .where(one_of(self._conn, t.c.profile_id, holders))
+            .order_by(t.c.trigger_event_id)
         )
-        moved = [
-            {
-                "tid": row.trigger_event_id,
-                "payload": {
-                    **row.payload,
-                    "profile_id": survivor_id,
-                    "profile_version": 0
-                    if row.status == PENDING
-                    else row.payload.get("profile_version", 0),
-                },
-            }
-            for row in rows
-            if row.payload
-        ]
+        moved = []
+        for row in rows:
+            survivor_id = holders[row.profile_id]
+            payload = row.payload
+            if payload:
+                version = 0 if row.status == PENDING else payload.get("profile_version", 0)
+                payload = {**payload, "profile_id": survivor_id, "profile_version": version}
+            moved.append({"tid": row.trigger_event_id, "pid": survivor_id, "payload": payload})
         if moved:
+            # Keyed by trigger id: each row moves once, whatever the order of the merges.
             await self._conn.execute(
                 update(t)
                 .where(t.c.trigger_event_id == bindparam("tid"))
-                .values(payload=bindparam("payload")),
+                .values(profile_id=bindparam("pid"), payload=bindparam("payload")),
                 moved,
             )
-        await self._conn.execute(
-            update(t).where(t.c.profile_id == merged_id).values(profile_id=survivor_id)
-        )
 
 
 class SqlDecisions:
@@ -711,11 +727,16 @@ class SqlDecisionHistory(SqlDecisions):
             .values(profile_id=ERASED_PROFILE, reasons=[])
         )
 
-    async def move(self, merged_id: str, survivor_id: str) -> None:
-        """Give the absorbed person's decisions (their contact history) to the survivor."""
+    async def move(self, holders: Mapping[str, str]) -> None:
+        """Give each absorbed person's decisions (contact history) to who holds their data now."""
+        if not holders:
+            return
         t = self._t
+        # One statement: every row moves by the holder of its original profile, once.
         await self._conn.execute(
-            update(t).where(t.c.profile_id == merged_id).values(profile_id=survivor_id)
+            update(t)
+            .where(one_of(self._conn, t.c.profile_id, holders))
+            .values(profile_id=case(dict(sorted(holders.items())), value=t.c.profile_id))
         )
 
 
