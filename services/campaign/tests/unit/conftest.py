@@ -25,6 +25,7 @@ from clientela.campaign.application.ports import (
     Conversion,
     DecisionRef,
     ProfileAdvance,
+    ViewChanges,
 )
 from clientela.campaign.domain.decision import DecisionPolicy
 from clientela.campaign.domain.economics import PosteriorKey, ResponseCounts
@@ -120,6 +121,11 @@ class FakeContacts:
                     at_risk=old.at_risk,
                     complained_at=old.complained_at,
                 )
+
+    async def save(self, changes: ViewChanges, now: datetime) -> None:
+        await self.save_profiles(changes.profiles, changes.profile_fingerprints, now)
+        await self.save_scores(changes.scores, changes.score_fingerprints, now)
+        await self.advance(changes.advanced, changes.scored_versions, now)
 
     async def save_scores(
         self, scores: Sequence[ScoreFacts], fingerprints: Mapping[str, str], now: datetime

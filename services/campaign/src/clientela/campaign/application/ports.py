@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from types import TracebackType
@@ -37,6 +37,24 @@ class ProfileAdvance:
     version: int
     last_seen_at: datetime | None
     habits: Mapping[Channel, float]
+
+
+@dataclass(frozen=True, slots=True)
+class ViewChanges:
+    """What one batch changes in the contact view; written together, each part by its guard.
+
+    `profiles` replace profile facts unless a newer or equal profile version is stored;
+    `scores` replace score facts unless scores of a newer profile version are stored;
+    `advanced` and `scored_versions` raise versions (and last-seen, habits) of contacts whose
+    other facts are unchanged.
+    """
+
+    profiles: Sequence[Contact] = ()
+    profile_fingerprints: Mapping[str, str] = field(default_factory=dict)
+    scores: Sequence[ScoreFacts] = ()
+    score_fingerprints: Mapping[str, str] = field(default_factory=dict)
+    advanced: Mapping[str, ProfileAdvance] = field(default_factory=dict)
+    scored_versions: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,25 +103,8 @@ class ContactRepository(Protocol):
         """Return the versions and fingerprints of the stored contacts of these profiles."""
         ...
 
-    async def save_profiles(
-        self, contacts: Sequence[Contact], fingerprints: Mapping[str, str], now: datetime
-    ) -> None:
-        """Store profile facts unless a newer or equal profile version is stored."""
-        ...
-
-    async def save_scores(
-        self, scores: Sequence[ScoreFacts], fingerprints: Mapping[str, str], now: datetime
-    ) -> None:
-        """Store score facts unless scores of a newer profile version are stored."""
-        ...
-
-    async def advance(
-        self,
-        profiles: Mapping[str, ProfileAdvance],
-        scored_versions: Mapping[str, int],
-        now: datetime,
-    ) -> None:
-        """Raise versions (and last-seen, habits) of contacts whose other facts are unchanged."""
+    async def save(self, changes: ViewChanges, now: datetime) -> None:
+        """Write a batch's changes to the view (see ViewChanges for each part's guard)."""
         ...
 
     async def delete(self, profile_ids: Collection[str]) -> None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 from sqlalchemy import (
     ARRAY,
     Column,
@@ -40,6 +40,7 @@ from clientela.campaign.application.ports import (
     Conversion,
     DecisionRef,
     ProfileAdvance,
+    ViewChanges,
 )
 from clientela.campaign.domain.economics import PosteriorKey, ResponseCounts
 from clientela.campaign.domain.model import (
@@ -85,8 +86,85 @@ def one_of(conn: AsyncConnection, column: Column[Any], values: Collection[str]) 
     return column.in_(sorted(values))
 
 
+_ENCODE_JSON = msgspec.json.Encoder().encode
+
+
 def _json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
+    # msgspec: several times cheaper than the standard library on every written row.
+    return _ENCODE_JSON(value).decode()
+
+
+# One row per person: the profile part is facts (fingerprint set), an advance (version
+# only) or absent (version 0); the scores part likewise. An advance never inserts a row.
+_SAVE_VIEW = (
+    "INSERT INTO {table} AS c (profile_id, version, profile, profile_fp, last_seen_at, habits, "
+    "scored_version, scores, scores_fp, complained_at, updated_at) "
+    "SELECT p, v, j::json, f, l, h, sv, sj::json, sf, NULL, $11 FROM unnest("
+    "$1::text[], $2::int[], $3::text[], $4::text[], $5::timestamptz[], $6::text[], "
+    "$7::int[], $8::text[], $9::text[], $10::bool[]) AS t(p, v, j, f, l, h, sv, sj, sf, n) "
+    "WHERE n OR EXISTS (SELECT 1 FROM {table} k WHERE k.profile_id = t.p) "
+    "ON CONFLICT (profile_id) DO UPDATE SET "
+    "version = GREATEST(c.version, EXCLUDED.version), "
+    "profile = CASE WHEN EXCLUDED.profile_fp IS NOT NULL AND EXCLUDED.version > c.version "
+    "THEN EXCLUDED.profile ELSE c.profile END, "
+    "profile_fp = CASE WHEN EXCLUDED.profile_fp IS NOT NULL AND EXCLUDED.version > c.version "
+    "THEN EXCLUDED.profile_fp ELSE c.profile_fp END, "
+    "last_seen_at = CASE WHEN EXCLUDED.profile_fp IS NULL "
+    "THEN GREATEST(c.last_seen_at, EXCLUDED.last_seen_at) "
+    "WHEN EXCLUDED.version > c.version THEN EXCLUDED.last_seen_at ELSE c.last_seen_at END, "
+    "habits = CASE WHEN EXCLUDED.version > c.version THEN EXCLUDED.habits ELSE c.habits END, "
+    "scored_version = GREATEST(c.scored_version, EXCLUDED.scored_version), "
+    "scores = CASE WHEN EXCLUDED.scores_fp IS NOT NULL "
+    "AND EXCLUDED.scored_version >= c.scored_version THEN EXCLUDED.scores ELSE c.scores END, "
+    "scores_fp = CASE WHEN EXCLUDED.scores_fp IS NOT NULL "
+    "AND EXCLUDED.scored_version >= c.scored_version THEN EXCLUDED.scores_fp "
+    "ELSE c.scores_fp END, "
+    "updated_at = EXCLUDED.updated_at "
+    # A row that would change nothing is not rewritten (a redelivered batch writes nothing).
+    "WHERE EXCLUDED.version > c.version OR EXCLUDED.scored_version > c.scored_version "
+    "OR (EXCLUDED.scores_fp IS NOT NULL AND EXCLUDED.scored_version = c.scored_version) "
+    "OR (EXCLUDED.profile_fp IS NULL "
+    "AND GREATEST(c.last_seen_at, EXCLUDED.last_seen_at) IS DISTINCT FROM c.last_seen_at)"
+)
+
+ViewRow = tuple[
+    str, int, str | None, str | None, datetime | None, str | None, int, str | None, str | None,
+    bool,
+]  # fmt: skip
+
+
+def _view_rows(changes: ViewChanges) -> list[ViewRow]:
+    """Return one row per person for _SAVE_VIEW, in profile id order (a stable lock order)."""
+    profiles = {c.profile_id: c for c in changes.profiles}
+    scores = {s.profile_id: s for s in changes.scores}
+    ids = sorted({*profiles, *scores, *changes.advanced, *changes.scored_versions})
+    rows: list[ViewRow] = []
+    for pid in ids:
+        c, s, a = profiles.get(pid), scores.get(pid), changes.advanced.get(pid)
+        if c is not None:
+            version, profile = c.version, _json(profile_json(c))
+            profile_fp = changes.profile_fingerprints.get(pid)
+            seen, habits = c.last_seen_at, habits_text(c.habits)
+        elif a is not None:
+            version, profile, profile_fp = a.version, None, None
+            seen, habits = a.last_seen_at, habits_text(a.habits)
+        else:
+            version, profile, profile_fp, seen, habits = 0, None, None, None, None
+        if s is not None:
+            scored, score_json = s.profile_version, _json(scores_json(s))
+            scores_fp = changes.score_fingerprints.get(pid)
+            if profile is None and c is None:
+                # A row first made by scores holds the lifecycle until the profile arrives.
+                profile = _json({"lifecycle": s.lifecycle.value})
+        else:
+            scored, score_json, scores_fp = changes.scored_versions.get(pid, 0), None, None
+        new = c is not None or s is not None
+        rows.append(
+            # NOT NULL holds before a conflict is found: an unwritten part carries "{}".
+            (pid, version, profile or "{}", profile_fp, seen, habits, scored, score_json or "{}",
+             scores_fp, new)
+        )  # fmt: skip
+    return rows
 
 
 class SqlContacts:
@@ -131,34 +209,30 @@ class SqlContacts:
         )
         return {row.profile_id: contact_of(row) for row in rows}
 
-    async def save_profiles(
+    async def save(self, changes: ViewChanges, now: datetime) -> None:
+        """Write a batch's changes to the view (see ViewChanges for each part's guard).
+
+        On PostgreSQL one statement writes every changed contact once, whichever of its
+        parts changed; elsewhere each part has its statement.
+        """
+        if self._q is None:
+            await self._save_profiles(changes.profiles, changes.profile_fingerprints, now)
+            await self._save_scores(changes.scores, changes.score_fingerprints, now)
+            await self._advance(changes.advanced, changes.scored_versions, now)
+            return
+        rows = _view_rows(changes)
+        if rows:
+            pg = await _asyncpg(self._conn)
+            columns = [list(column) for column in zip(*rows, strict=True)]
+            await pg.execute(_SAVE_VIEW.format(table=self._q), *columns, now)
+
+    async def _save_profiles(
         self, contacts: Sequence[Contact], fingerprints: Mapping[str, str], now: datetime
     ) -> None:
         """Store profile facts unless a newer or equal profile version is stored."""
         if not contacts:
             return
         ordered = sorted(contacts, key=lambda c: c.profile_id)
-        if self._q is not None:
-            pg = await _asyncpg(self._conn)
-            await pg.execute(
-                f"INSERT INTO {self._q} AS c (profile_id, version, profile, scored_version, "
-                "scores, last_seen_at, complained_at, updated_at, profile_fp, habits) "
-                "SELECT p, v, j::json, 0, '{}'::json, s, NULL, $5, f, h FROM unnest("
-                "$1::text[], $2::int[], $3::text[], $4::timestamptz[], $6::text[], $7::text[]) "
-                "AS t(p, v, j, s, f, h) ON CONFLICT (profile_id) DO UPDATE SET "
-                "version = EXCLUDED.version, profile = EXCLUDED.profile, "
-                "last_seen_at = EXCLUDED.last_seen_at, updated_at = EXCLUDED.updated_at, "
-                "profile_fp = EXCLUDED.profile_fp, habits = EXCLUDED.habits "
-                "WHERE c.version < EXCLUDED.version",
-                [c.profile_id for c in ordered],
-                [c.version for c in ordered],
-                [_json(profile_json(c)) for c in ordered],
-                [c.last_seen_at for c in ordered],
-                now,
-                [fingerprints.get(c.profile_id) for c in ordered],
-                [habits_text(c.habits) for c in ordered],
-            )
-            return
         insert = upsert_insert(self._conn)(self._t)
         stmt = insert.on_conflict_do_update(
             index_elements=["profile_id"],
@@ -195,32 +269,13 @@ class SqlContacts:
             ],
         )
 
-    async def save_scores(
+    async def _save_scores(
         self, scores: Sequence[ScoreFacts], fingerprints: Mapping[str, str], now: datetime
     ) -> None:
         """Store score facts unless scores of a newer profile version are stored."""
         if not scores:
             return
         ordered = sorted(scores, key=lambda c: c.profile_id)
-        if self._q is not None:
-            pg = await _asyncpg(self._conn)
-            await pg.execute(
-                f"INSERT INTO {self._q} AS c (profile_id, version, profile, scored_version, "
-                "scores, last_seen_at, complained_at, updated_at, scores_fp) "
-                "SELECT p, 0, l::json, v, j::json, NULL, NULL, $5, f FROM unnest("
-                "$1::text[], $2::int[], $3::text[], $4::text[], $6::text[]) "
-                "AS t(p, v, j, l, f) ON CONFLICT (profile_id) DO UPDATE SET "
-                "scored_version = EXCLUDED.scored_version, scores = EXCLUDED.scores, "
-                "updated_at = EXCLUDED.updated_at, scores_fp = EXCLUDED.scores_fp "
-                "WHERE c.scored_version <= EXCLUDED.scored_version",
-                [c.profile_id for c in ordered],
-                [c.profile_version for c in ordered],
-                [_json(scores_json(c)) for c in ordered],
-                [_json({"lifecycle": c.lifecycle.value}) for c in ordered],
-                now,
-                [fingerprints.get(c.profile_id) for c in ordered],
-            )
-            return
         insert = upsert_insert(self._conn)(self._t)
         stmt = insert.on_conflict_do_update(
             index_elements=["profile_id"],
@@ -250,7 +305,7 @@ class SqlContacts:
             ],
         )
 
-    async def advance(
+    async def _advance(
         self,
         profiles: Mapping[str, ProfileAdvance],
         scored_versions: Mapping[str, int],
@@ -266,24 +321,6 @@ class SqlContacts:
             for p in ids
             for a in (profiles.get(p),)
         ]  # fmt: skip
-        if self._q is not None:
-            pg = await _asyncpg(self._conn)
-            await pg.execute(
-                f"UPDATE {self._q} AS c SET version = GREATEST(c.version, t.v), "
-                "scored_version = GREATEST(c.scored_version, t.s), "
-                "last_seen_at = GREATEST(c.last_seen_at, t.l), "
-                "habits = CASE WHEN t.v > c.version THEN t.h ELSE c.habits END, "
-                "updated_at = $6 "
-                "FROM unnest($1::text[], $2::int[], $3::int[], $4::timestamptz[], $5::text[]) "
-                "AS t(p, v, s, l, h) WHERE c.profile_id = t.p",
-                [r[0] for r in rows],
-                [r[1] for r in rows],
-                [r[2] for r in rows],
-                [r[3] for r in rows],
-                [r[4] for r in rows],
-                now,
-            )
-            return
         t = self._t
         seen = bindparam("l", type_=UtcDateTime())
         await self._conn.execute(
