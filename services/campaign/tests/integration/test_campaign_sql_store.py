@@ -175,6 +175,37 @@ async def test_each_part_of_a_batch_of_view_changes_keeps_its_own_guard(containe
     assert stamps["p-5"].scores_fingerprint != "fs-p5"
 
 
+async def test_answers_and_open_decisions_read_at_once_equal_the_two_reads(
+    container, events, treatment_profile_ids
+) -> None:
+    first, second, third = treatment_profile_ids[3:6]
+    for pid in (first, second, third):
+        await handle(container, events.profile(pid, 1, reachable=(Channel.EMAIL,)))
+        await handle(container, events.tier(pid, 1))
+    async with container.unit_of_work() as uow:
+        ids = {
+            pid: (await uow.decisions.open_for_conversion([pid], NOW - timedelta(days=1)))[0]
+            for pid in (first, second, third)
+        }
+        since = NOW - timedelta(days=1)
+        for answered, buyers in (
+            ({ids[first].decision_id}, {second}),
+            ({ids[first].decision_id, ids[second].decision_id}, {second, third}),
+            ({"not-a-message"}, {first}),
+        ):
+            together = await uow.decisions.answered_and_open(answered, buyers, since)
+            apart = (
+                await uow.decisions.refs(answered),
+                await uow.decisions.open_for_conversion(buyers, since),
+            )
+            assert together == apart
+            assert together[0] or together[1]
+        # Decisions taken before `since` are not open.
+        assert await uow.decisions.answered_and_open(
+            {ids[first].decision_id}, {second}, NOW + timedelta(hours=1)
+        ) == ({ids[first].decision_id: ids[first]}, [])
+
+
 async def test_the_database_refuses_a_second_decision_for_one_trigger(
     container, events, treatment_profile_ids
 ) -> None:

@@ -296,6 +296,11 @@ class FakeDecisions:
             and x.converted_at is None
         ]
 
+    async def answered_and_open(
+        self, decision_ids: Collection[str], profile_ids: Collection[str], since: datetime
+    ) -> tuple[dict[str, DecisionRef], list[DecisionRef]]:
+        return await self.refs(decision_ids), await self.open_for_conversion(profile_ids, since)
+
     async def record_responses(self, decision_ids: Collection[str], at: datetime) -> set[str]:
         newly = set()
         for i in decision_ids:

@@ -490,7 +490,14 @@ class CampaignDecider:
     ) -> tuple[int, int, Counter[PosteriorKey]]:
         """Record responses and conversions; return their counts and the responses per cell."""
         window = self._responses.attribution_window
-        refs = await uow.decisions.refs({x.message_id for x in reactions}) if reactions else {}
+        since = min(p.at for p in bought) - window if bought else now
+        buyers = {p.profile_id for p in bought}
+        messages = {x.message_id for x in reactions}
+        refs, open_refs = (
+            await uow.decisions.answered_and_open(messages, buyers, since)
+            if messages or buyers
+            else ({}, [])
+        )
         responded: set[str] = set()
         conversions: dict[str, Conversion] = {}
         complaints: dict[str, datetime] = {}
@@ -516,10 +523,6 @@ class CampaignDecider:
             await uow.contacts.save_complaints(complaints, now)
 
         if bought:
-            since = min(p.at for p in bought) - window
-            open_refs = await uow.decisions.open_for_conversion(
-                {p.profile_id for p in bought}, since
-            )
             for p in bought:
                 for ref in open_refs:
                     if ref.profile_id != p.profile_id or ref.decision_id in conversions:

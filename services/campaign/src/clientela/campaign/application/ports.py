@@ -187,6 +187,12 @@ class DecisionRepository(Protocol):
         """Return sent and control decisions taken since then and not converted yet."""
         ...
 
+    async def answered_and_open(
+        self, decision_ids: Collection[str], profile_ids: Collection[str], since: datetime
+    ) -> tuple[dict[str, DecisionRef], list[DecisionRef]]:
+        """Return refs() of these ids and open_for_conversion() of these people, read at once."""
+        ...
+
     async def record_responses(self, decision_ids: Collection[str], at: datetime) -> set[str]:
         """Mark sent decisions as responded; return those marked now."""
         ...

@@ -26,6 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from clientela.campaign.adapters.outbound.records import (
+    ContactRow,
     aware,
     contact_of,
     habits_text,
@@ -87,6 +88,13 @@ def one_of(conn: AsyncConnection, column: Column[Any], values: Collection[str]) 
 
 
 _ENCODE_JSON = msgspec.json.Encoder().encode
+
+
+_DECODE_JSON = msgspec.json.decode
+
+
+def _read_json(text: str) -> Any:
+    return _DECODE_JSON(text)
 
 
 def _json(value: Any) -> str:
@@ -204,6 +212,21 @@ class SqlContacts:
         """Return the stored contacts of these profiles."""
         if not profile_ids:
             return {}
+        if self._q is not None:
+            pg = await _asyncpg(self._conn)
+            # JSON as text, read with msgspec: the driver's codec would use the json module.
+            found = await pg.fetch(
+                "SELECT profile_id, version, profile::text, scored_version, scores::text, "
+                f"last_seen_at, habits, complained_at FROM {self._q} "
+                "WHERE profile_id = ANY($1::text[])",
+                list(profile_ids),
+            )
+            return {
+                r[0]: contact_of(
+                    ContactRow(r[0], r[1], _read_json(r[2]), r[3], _read_json(r[4]), *r[5:])
+                )
+                for r in found
+            }
         rows = await self._conn.execute(
             select(self._t).where(one_of(self._conn, self._t.c.profile_id, profile_ids))
         )
@@ -476,6 +499,15 @@ class SqlTriggers:
         """Return the pending, not deferred triggers of these profiles, oldest first."""
         if not profile_ids:
             return []
+        if self._q is not None:
+            pg = await _asyncpg(self._conn)
+            found = await pg.fetch(
+                f"SELECT payload::text FROM {self._q} WHERE profile_id = ANY($1::text[]) "
+                f"AND status = '{PENDING}' AND not_before IS NULL "
+                "ORDER BY created_at, trigger_event_id",
+                list(profile_ids),
+            )
+            return [trigger_of(_read_json(r[0])) for r in found]
         t = self._t
         rows = await self._conn.execute(
             select(t.c.payload)
@@ -714,6 +746,43 @@ class SqlDecisions:
             stmt = stmt.with_for_update()
         rows = await self._conn.execute(stmt)
         return [self._ref(row) for row in rows]
+
+    async def answered_and_open(
+        self, decision_ids: Collection[str], profile_ids: Collection[str], since: datetime
+    ) -> tuple[dict[str, DecisionRef], list[DecisionRef]]:
+        """Return refs() of these ids and open_for_conversion() of these people, read at once."""
+        if not decision_ids or not profile_ids:
+            # One of the two is empty: the other query alone, exactly.
+            return await self.refs(decision_ids), await self.open_for_conversion(profile_ids, since)
+        t = self._t
+        opened = [Outcome.SENT, Outcome.CONTROL]
+        stmt = (
+            select(*self._ref_columns())
+            .where(
+                one_of(self._conn, t.c.decision_id, decision_ids)
+                | and_(
+                    one_of(self._conn, t.c.profile_id, profile_ids),
+                    t.c.outcome.in_([o.value for o in opened]),
+                    t.c.created_at >= since,
+                    t.c.converted_at.is_(None),
+                )
+            )
+            .order_by(t.c.decision_id)
+        )
+        if is_postgres(self._conn):
+            stmt = stmt.with_for_update()
+        found = [self._ref(row) for row in await self._conn.execute(stmt)]
+        people = set(profile_ids)
+        refs = {r.decision_id: r for r in found if r.decision_id in decision_ids}
+        still_open = [
+            r
+            for r in found
+            if r.profile_id in people
+            and r.outcome in opened
+            and r.decided_at >= aware(since)
+            and not r.converted
+        ]
+        return refs, still_open
 
     async def record_responses(self, decision_ids: Collection[str], at: datetime) -> set[str]:
         """Mark sent decisions as responded; return those marked now."""
