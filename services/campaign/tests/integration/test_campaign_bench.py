@@ -23,4 +23,8 @@ def test_the_bench_writes_one_flat_json_object(tmp_path: Path) -> None:
     assert figures["campaign_cpu_us_per_touchpoint"] > 0
     assert figures["baseline_events_per_s"] > 0
     assert figures["decisions"] > 0
+    # Touchpoints are marked as ingest marks them; most name no message and are never read.
+    assert figures["touchpoints_marked"] is True
+    assert 0 < figures["records_skipped_undecoded"] < 600
+    assert figures["statements_per_batch"] > 0
     assert all(not isinstance(v, dict | list) for v in figures.values())

@@ -150,6 +150,93 @@ async def test_a_merge_moves_history_caps_and_waiting_triggers_to_the_survivor(
     assert await rows_mentioning(container, absorbed) == {"outbox": 1}
 
 
+async def _history(container: Container, events, ids: dict[str, str]) -> None:
+    """Give B, C and E a message each (and counted caps), B a waiting move, C a complaint."""
+    await handle(
+        container, *(events.profile(p, 1, reachable=(Channel.EMAIL,)) for p in ids.values())
+    )
+    await handle(container, *(events.tier(ids[r], 1) for r in "BCE"))
+    await handle(
+        container, events.tier(ids["B"], 9, move=TierMove.DOWN, from_tier=Tier.A, to_tier=Tier.B)
+    )
+    (message,) = await container.read_model.decisions_for_profile(ids["C"], 5)
+    await handle(container, events.touch(message.decision_id, unsubscribed=True))
+
+
+async def _state_of(container: Container, ids: dict[str, str]) -> dict[str, object]:
+    """Return what the service holds of these people, their ids replaced by their roles."""
+    role = {p: r for r, p in ids.items()}
+    c, t = container.tables.contacts, container.tables.triggers
+    async with container.engine.connect() as conn:
+        contacts = (
+            await conn.execute(
+                select(c.c.profile_id, c.c.complained_at).where(c.c.profile_id.in_(role))
+            )
+        ).all()
+        triggers = (
+            await conn.execute(
+                select(t.c.profile_id, t.c.kind, t.c.status, t.c.payload).where(
+                    t.c.profile_id.in_(role)
+                )
+            )
+        ).all()
+    caps = {}
+    for r, p in ids.items():
+        for key, n in (await cap_values(container, p)).items():
+            caps[key.replace(f":{p}:", f":{r}:")] = n
+    history = {
+        r: sorted(
+            (d.campaign_id, d.outcome.value)
+            for d in await container.read_model.decisions_for_profile(p, 50)
+        )
+        for r, p in ids.items()
+    }
+    return {
+        "contacts": sorted((role[p], at is not None) for p, at in contacts),
+        "triggers": sorted(
+            (role[p], kind, status, payload.get("profile_version"))
+            for p, kind, status, payload in triggers
+        ),
+        "caps": caps,
+        "history": history,
+    }
+
+
+@pytest.mark.parametrize(
+    "merges",
+    [[("A", "B"), ("B", "C"), ("D", "E")], [("B", "C"), ("A", "B"), ("D", "E")]],
+    ids=["absorbed-then-absorbing", "a-chain-into-A"],
+)
+async def test_merges_in_one_batch_end_as_if_applied_one_by_one(
+    container: Container, events, treatment_profile_ids, merges
+) -> None:
+    together = dict(zip("ABCDE", treatment_profile_ids[:5], strict=True))
+    alone = dict(zip("ABCDE", treatment_profile_ids[5:10], strict=True))
+    for ids in (together, alone):
+        await _history(container, events, ids)
+
+    await handle(container, *(events.merged(together[s], together[m]) for s, m in merges))
+    for s, m in merges:
+        await handle(container, events.merged(alone[s], alone[m]))
+
+    state = await _state_of(container, together)
+    assert state == await _state_of(container, alone)
+    # Each absorbed contact is gone; E's message and caps are D's now.
+    assert {r for r, _ in state["contacts"]} == {"A", "D"}  # type: ignore[union-attr]
+    assert state["history"]["D"] == [("welcome-to-a", "sent")]  # type: ignore[index]
+    assert state["history"]["E"] == []  # type: ignore[index]
+    assert any(":D:" in key for key in state["caps"])  # type: ignore[union-attr]
+    if merges[0] == ("B", "C"):
+        # Through B, everything of B and C reached A, C's unsubscribe included.
+        assert state["contacts"] == [("A", True), ("D", False)]
+        assert state["history"]["A"] == [  # type: ignore[index]
+            ("slipping-a", "suppressed"),
+            ("welcome-to-a", "sent"),
+            ("welcome-to-a", "sent"),
+        ]
+        assert {t[0] for t in state["triggers"]} == {"A", "D"}  # type: ignore[union-attr]
+
+
 async def test_an_unchanged_profile_advances_the_version_and_last_seen_only(
     container: Container, events, treatment_profile_ids
 ) -> None:

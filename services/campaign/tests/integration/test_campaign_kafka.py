@@ -6,6 +6,7 @@ import asyncio
 import base64
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,13 @@ from aiokafka import AIOKafkaConsumer
 
 from clientela.campaign.config import CampaignSettings
 from clientela.campaign.wiring import Container, build
-from clientela.shared.codec import HEADER_ACCEPTED_AT, OutgoingRecord, header, to_record
+from clientela.shared.codec import (
+    HEADER_ACCEPTED_AT,
+    HEADER_REFERS_TO_MESSAGE,
+    OutgoingRecord,
+    header,
+    to_record,
+)
 from clientela.shared.contracts import (
     CampaignMessageEvent,
     Channel,
@@ -190,10 +197,19 @@ async def test_an_opted_in_prospect_gets_an_acquisition_email(
     assert message.correlation_id == tier.event_id
 
 
+@pytest.mark.parametrize(
+    "mark",
+    [[], [(HEADER_REFERS_TO_MESSAGE, b"1")]],
+    ids=["without-the-header", "marked-as-naming-a-message"],
+)
 async def test_a_click_on_touchpoints_counts_as_a_response(
-    service: Container, publisher: KafkaPublisher, kafka: KafkaSettings, events
+    service: Container, publisher: KafkaPublisher, kafka: KafkaSettings, events, mark
 ) -> None:
     pid = f"kafka-{uuid.uuid4().hex[:8]}"
+    at = ("welcome-to-a", Channel.EMAIL, Tier.A, Segment.RELATIONAL.value)
+    # The campaign's learning cell is shared by every case of this module: count from here.
+    known = (await service.read_model.evidence("welcome-to-a")).get(at)
+    before = (known.sends, known.responses) if known is not None else (0, 0)
     await publisher.publish(
         [
             to_record(kafka.topic(SCORES), pid, events.scores(pid, 1, segment=Segment.RELATIONAL)),
@@ -209,7 +225,8 @@ async def test_a_click_on_touchpoints_counts_as_a_response(
     message = CampaignMessageEvent.model_validate_json(record.value)
     click = events.touch(message.data.message_id, at=message.occurred_at, clicked=True)
 
-    await publisher.publish([to_record(kafka.topic(TOUCHPOINTS), "identity-key", click)])
+    sent = to_record(kafka.topic(TOUCHPOINTS), "identity-key", click)
+    await publisher.publish([replace(sent, headers=[*sent.headers, *mark])])
 
     async with asyncio.timeout(30):
         while True:
@@ -217,9 +234,8 @@ async def test_a_click_on_touchpoints_counts_as_a_response(
             if decision.responded_at is not None:
                 break
             await asyncio.sleep(0.2)
-    evidence = await service.read_model.evidence("welcome-to-a")
-    cell = evidence[("welcome-to-a", Channel.EMAIL, Tier.A, Segment.RELATIONAL.value)]
-    assert (cell.sends, cell.responses) == (1, 1)
+    cell = (await service.read_model.evidence("welcome-to-a"))[at]
+    assert (cell.sends, cell.responses) == (before[0] + 1, before[1] + 1)
 
 
 async def test_an_undecodable_record_goes_to_the_dead_letter_topic(
@@ -267,6 +283,32 @@ async def test_a_bad_touchpoint_is_dead_lettered_though_touchpoints_are_read_lig
     )
 
     assert DeadLetterEvent.model_validate_json(record.value).data.reason_code == code
+
+
+async def test_a_touchpoint_marked_as_naming_no_message_is_skipped_undecoded(
+    service: Container, publisher: KafkaPublisher, kafka: KafkaSettings
+) -> None:
+    # Neither value is JSON: only a record that is decoded can reach the dead-letter topic.
+    key = f"skip-{uuid.uuid4().hex[:8]}".encode()
+    marked, unmarked = b"{marked, not json", b"{unmarked, not json"
+    topic = kafka.topic(TOUCHPOINTS)
+    await publisher.publish(
+        [
+            OutgoingRecord(topic, key, marked, [(HEADER_REFERS_TO_MESSAGE, b"0")]),
+            OutgoingRecord(topic, key, unmarked),
+        ]
+    )
+
+    def original(r) -> bytes:
+        return base64.b64decode(
+            DeadLetterEvent.model_validate_json(r.value).data.original_value_b64 or ""
+        )
+
+    # One key, one partition, read in order: a dead letter of the marked record would come first.
+    found = await read_until(
+        kafka, kafka.topic(CAMPAIGN_DLQ), 1, lambda r: original(r) in (marked, unmarked)
+    )
+    assert [original(r) for r in found] == [unmarked]
 
 
 async def test_erasures_and_merges_arrive_on_their_topics(

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from clientela.campaign.adapters.inbound.wire import inputs_from_events
+from clientela.campaign.application.ports import ProfileAdvance, ViewChanges
 from clientela.campaign.application.queries import campaign_roi
 from clientela.campaign.config import CampaignSettings
 from clientela.campaign.domain.decision import decision_id
@@ -22,6 +23,7 @@ from clientela.shared.contracts import (
     CampaignMessageEvent,
     Channel,
     Envelope,
+    Lifecycle,
     Tier,
     TierMove,
 )
@@ -107,6 +109,101 @@ async def test_profile_facts_and_scores_are_kept_apart_and_never_go_back(contain
     assert contact.reachable_channels == {Channel.EMAIL}
     assert contact.purchase_count == 2
     assert (contact.scored_version, contact.tier, contact.predicted_value) == (4, Tier.B, 321.0)
+
+
+async def test_each_part_of_a_batch_of_view_changes_keeps_its_own_guard(container, events) -> None:
+    for pid, version, scored in (("p-1", 1, 1), ("p-2", 3, 2), ("p-5", 5, 3)):
+        await handle(
+            container,
+            events.profile(pid, version, reachable=(Channel.EMAIL,), last_seen_at=NOW),
+            events.scores(pid, scored, tier=Tier.B, predicted_value=100.0),
+        )
+
+    def facts(event: Envelope):
+        inputs = inputs_from_events([event])
+        return inputs.profiles[0].facts() if inputs.profiles else inputs.scores[0].facts
+
+    later = NOW + timedelta(days=2)
+    changes = ViewChanges(
+        # p-1: new profile facts, scores only advanced.
+        profiles=[
+            facts(events.profile("p-1", 2, reachable=(Channel.SMS,), last_seen_at=later)),
+            # p-5: an older profile version changes nothing.
+            facts(events.profile("p-5", 4, reachable=(Channel.SMS,))),
+        ],
+        profile_fingerprints={"p-1": "fp-p1", "p-5": "fp-p5"},
+        # p-2: scores of the stored profile version replace the stored ones; p-4 is new;
+        # p-5: scores of an older profile version change nothing.
+        scores=[
+            facts(events.scores("p-2", 2, tier=Tier.A, predicted_value=900.0)),
+            facts(events.scores("p-4", 1, tier=Tier.C, lifecycle=Lifecycle.PROSPECT)),
+            facts(events.scores("p-5", 1, tier=Tier.C)),
+        ],
+        score_fingerprints={"p-2": "fs-p2", "p-4": "fs-p4", "p-5": "fs-p5"},
+        # p-2: a newer profile version with unchanged facts; p-3 is unknown: no row for it.
+        advanced={
+            "p-2": ProfileAdvance(4, later, {Channel.EMAIL: 1.0}),
+            "p-3": ProfileAdvance(9, later, {}),
+        },
+        scored_versions={"p-1": 3},
+    )
+    async with container.unit_of_work() as uow:
+        await uow.contacts.save(changes, NOW)
+        await uow.commit()
+
+    async with container.unit_of_work() as uow:
+        found = await uow.contacts.get_many(["p-1", "p-2", "p-3", "p-4", "p-5"])
+        stamps = await uow.contacts.stamps(["p-1", "p-2", "p-4", "p-5"])
+    assert set(found) == {"p-1", "p-2", "p-4", "p-5"}
+    p1, p2, p4, p5 = found["p-1"], found["p-2"], found["p-4"], found["p-5"]
+    assert (p1.version, p1.reachable_channels, p1.last_seen_at) == (2, {Channel.SMS}, later)
+    assert (p1.scored_version, p1.tier, p1.predicted_value) == (3, Tier.B, 100.0)
+    assert (p2.version, p2.reachable_channels, p2.last_seen_at) == (4, {Channel.EMAIL}, later)
+    assert p2.habits == {Channel.EMAIL: 1.0}
+    assert (p2.scored_version, p2.tier, p2.predicted_value) == (2, Tier.A, 900.0)
+    assert (p4.version, p4.lifecycle, p4.scored_version, p4.tier) == (
+        0, Lifecycle.PROSPECT, 1, Tier.C
+    )  # fmt: skip
+    assert (p5.version, p5.reachable_channels, p5.scored_version, p5.tier) == (
+        5, {Channel.EMAIL}, 3, Tier.B
+    )  # fmt: skip
+    assert (stamps["p-1"].profile_fingerprint, stamps["p-2"].scores_fingerprint) == (
+        "fp-p1", "fs-p2"
+    )  # fmt: skip
+    assert stamps["p-4"].scores_fingerprint == "fs-p4"
+    assert stamps["p-5"].profile_fingerprint != "fp-p5"
+    assert stamps["p-5"].scores_fingerprint != "fs-p5"
+
+
+async def test_answers_and_open_decisions_read_at_once_equal_the_two_reads(
+    container, events, treatment_profile_ids
+) -> None:
+    first, second, third = treatment_profile_ids[3:6]
+    for pid in (first, second, third):
+        await handle(container, events.profile(pid, 1, reachable=(Channel.EMAIL,)))
+        await handle(container, events.tier(pid, 1))
+    async with container.unit_of_work() as uow:
+        ids = {
+            pid: (await uow.decisions.open_for_conversion([pid], NOW - timedelta(days=1)))[0]
+            for pid in (first, second, third)
+        }
+        since = NOW - timedelta(days=1)
+        for answered, buyers in (
+            ({ids[first].decision_id}, {second}),
+            ({ids[first].decision_id, ids[second].decision_id}, {second, third}),
+            ({"not-a-message"}, {first}),
+        ):
+            together = await uow.decisions.answered_and_open(answered, buyers, since)
+            apart = (
+                await uow.decisions.refs(answered),
+                await uow.decisions.open_for_conversion(buyers, since),
+            )
+            assert together == apart
+            assert together[0] or together[1]
+        # Decisions taken before `since` are not open.
+        assert await uow.decisions.answered_and_open(
+            {ids[first].decision_id}, {second}, NOW + timedelta(hours=1)
+        ) == ({ids[first].decision_id: ids[first]}, [])
 
 
 async def test_the_database_refuses_a_second_decision_for_one_trigger(

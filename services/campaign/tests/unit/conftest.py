@@ -25,6 +25,7 @@ from clientela.campaign.application.ports import (
     Conversion,
     DecisionRef,
     ProfileAdvance,
+    ViewChanges,
 )
 from clientela.campaign.domain.decision import DecisionPolicy
 from clientela.campaign.domain.economics import PosteriorKey, ResponseCounts
@@ -32,6 +33,7 @@ from clientela.campaign.domain.model import (
     ERASED_PROFILE,
     Contact,
     Decision,
+    Merge,
     Outcome,
     ScoreFacts,
     Trigger,
@@ -120,6 +122,11 @@ class FakeContacts:
                     complained_at=old.complained_at,
                 )
 
+    async def save(self, changes: ViewChanges, now: datetime) -> None:
+        await self.save_profiles(changes.profiles, changes.profile_fingerprints, now)
+        await self.save_scores(changes.scores, changes.score_fingerprints, now)
+        await self.advance(changes.advanced, changes.scored_versions, now)
+
     async def save_scores(
         self, scores: Sequence[ScoreFacts], fingerprints: Mapping[str, str], now: datetime
     ) -> None:
@@ -151,11 +158,12 @@ class FakeContacts:
             self._s.contacts.pop(pid, None)
             self._s.fingerprints.pop(pid, None)
 
-    async def merge(self, merged_id: str, survivor_id: str, now: datetime) -> None:
-        old = self._s.contacts.get(merged_id)
-        if old is not None and old.complained_at is not None:
-            await self.save_complaints({survivor_id: old.complained_at}, now)
-        await self.delete([merged_id])
+    async def merge(self, merges: Sequence[Merge], now: datetime) -> None:
+        for merged_id, survivor_id in merges:
+            old = self._s.contacts.get(merged_id)
+            if old is not None and old.complained_at is not None:
+                await self.save_complaints({survivor_id: old.complained_at}, now)
+            await self.delete([merged_id])
 
     async def save_complaints(self, complaints: Mapping[str, datetime], now: datetime) -> None:
         for pid, at in complaints.items():
@@ -233,9 +241,10 @@ class FakeTriggers:
         for tid in [k for k, (t, _, _) in self._s.triggers.items() if t.profile_id in profile_ids]:
             del self._s.triggers[tid]
 
-    async def move(self, merged_id: str, survivor_id: str) -> None:
+    async def move(self, holders: Mapping[str, str]) -> None:
         for tid, (t, status, nb) in list(self._s.triggers.items()):
-            if t.profile_id == merged_id:
+            survivor_id = holders.get(t.profile_id)
+            if survivor_id is not None:
                 moved = replace(t, profile_id=survivor_id, profile_version=0)
                 kept = replace(t, profile_id=survivor_id)
                 self._s.triggers[tid] = (moved if status == "pending" else kept, status, nb)
@@ -287,6 +296,11 @@ class FakeDecisions:
             and x.converted_at is None
         ]
 
+    async def answered_and_open(
+        self, decision_ids: Collection[str], profile_ids: Collection[str], since: datetime
+    ) -> tuple[dict[str, DecisionRef], list[DecisionRef]]:
+        return await self.refs(decision_ids), await self.open_for_conversion(profile_ids, since)
+
     async def record_responses(self, decision_ids: Collection[str], at: datetime) -> set[str]:
         newly = set()
         for i in decision_ids:
@@ -307,9 +321,10 @@ class FakeDecisions:
             if x.decision.profile_id in profile_ids:
                 x.decision = replace(x.decision, profile_id=ERASED_PROFILE, reasons=())
 
-    async def move(self, merged_id: str, survivor_id: str) -> None:
+    async def move(self, holders: Mapping[str, str]) -> None:
         for x in self._s.decisions.values():
-            if x.decision.profile_id == merged_id:
+            survivor_id = holders.get(x.decision.profile_id)
+            if survivor_id is not None:
                 x.decision = replace(x.decision, profile_id=survivor_id)
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from clientela.campaign.adapters.inbound.wire import inputs_from_events
 from clientela.campaign.application.queries import roi_of
-from clientela.campaign.domain.model import ERASED_PROFILE, Outcome
+from clientela.campaign.domain.model import ERASED_PROFILE, Outcome, merge_targets
 from clientela.shared.contracts import Channel, ConsentStatus, Tier, TierMove
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -169,6 +171,21 @@ async def test_a_merge_carries_a_complaint_to_the_survivor(
     await run(events.merged(survivor, absorbed))
 
     assert state.contacts[survivor].complained_at == NOW
+
+
+@pytest.mark.parametrize(
+    ("merges", "holders"),
+    [
+        ([("B", "A"), ("C", "B")], {"B": "A", "C": "B"}),  # B's data left before C's arrived
+        ([("C", "B"), ("B", "A")], {"C": "A", "B": "A"}),  # C's data travels on with B's
+        ([("B", "A"), ("A", "B")], {"B": "B", "A": "B"}),  # back and forth: all ends at B
+        ([("B", "A"), ("B", "C")], {"B": "A"}),  # B holds nothing by the second merge
+    ],
+)
+def test_merge_targets_are_where_one_merge_at_a_time_leaves_the_data(
+    merges: list[tuple[str, str]], holders: dict[str, str]
+) -> None:
+    assert merge_targets(merges) == holders
 
 
 async def test_a_trigger_whose_data_never_arrives_expires_and_is_counted(

@@ -15,7 +15,7 @@ from clientela.ingest.config import IngestSettings
 from clientela.ingest.domain.touchpoints import RecordedTouchpoint
 from clientela.ingest.wiring import create_app
 from clientela.shared.cache import Cache, make_cache
-from clientela.shared.codec import HEADER_ACCEPTED_AT, header, now_ms
+from clientela.shared.codec import HEADER_ACCEPTED_AT, HEADER_REFERS_TO_MESSAGE, header, now_ms
 from clientela.shared.contracts import TouchpointRecorded, topics
 from clientela.shared.settings import CacheSettings, KafkaSettings
 
@@ -116,6 +116,30 @@ async def test_sale_lands_on_the_topic_keyed_by_identity(
     assert event.data.identifiers.phone == "+12025550143"
     assert event.data.sale is not None
     assert (str(event.data.sale.amount), event.data.sale.currency) == ("120.50", "EUR")
+
+
+async def test_each_touchpoint_says_in_a_header_whether_it_names_a_campaign_message(
+    client: Client, settings: IngestSettings
+) -> None:
+    plain, answer, clicked = new_id(), new_id(), new_id()
+    click = {
+        "event_id": clicked,
+        "kind": "email",
+        "channel": "email",
+        "direction": "outbound",
+        "identifiers": {"customer_id": "c-1"},
+        "email": {"clicked": True, "campaign_message_id": "m-2"},
+    }
+    response = await client.post(
+        [sale(plain), sale(answer, properties={"campaign_message_id": "m-1"}), click]
+    )
+    assert response.json()["accepted"] == 3, response.text
+
+    marks = {}
+    for event_id in (plain, answer, clicked):
+        (record,) = await records_with_id(settings.kafka, event_id)
+        marks[event_id] = header(record.headers, HEADER_REFERS_TO_MESSAGE)
+    assert marks == {plain: b"0", answer: b"1", clicked: b"1"}
 
 
 async def test_same_event_twice_is_published_once(client: Client, settings: IngestSettings) -> None:

@@ -177,6 +177,7 @@ def same_event(fast: RecordedTouchpoint, slow: RecordedTouchpoint) -> None:
     assert a.data == b.data
     assert (a.occurred_at, a.source) == (b.occurred_at, b.source)
     assert fast.key == slow.key
+    assert fast.refers_to_message == slow.refers_to_message
     # The fast encoding must read back as the very event the contract path builds.
     assert TouchpointRecorded.model_validate_json(fast.value).data == b.data
 
@@ -197,6 +198,28 @@ def test_fast_path_is_never_more_lenient_than_the_contract(
     if fast is not None:
         assert isinstance(slow, RecordedTouchpoint), f"fast path accepted what {slow} refuses"
         same_event(fast, slow)
+
+
+@pytest.mark.parametrize(
+    ("base", "path", "value", "names_a_message"),
+    [
+        ("email", "email.campaign_message_id", "m-1", True),
+        ("email", "email.campaign_message_id", None, False),
+        ("email", "email.subject", "no reference", False),
+        ("visit", "properties.campaign_message_id", "m-2", True),
+        ("visit", "properties.campaign_message_id", "", False),
+        ("visit", "properties.campaign_message_id", 7, False),
+        ("visit", "properties.campaign", "spring", False),
+        ("chat", "properties", {"campaign_message_id": "m-3"}, True),
+    ],
+)
+def test_both_paths_tell_whether_a_touchpoint_names_a_campaign_message(
+    base: str, path: str, value: Any, names_a_message: bool
+) -> None:
+    fast, slow = both_paths(mutated(base, path, value))
+    assert fast is not None
+    assert isinstance(slow, RecordedTouchpoint)
+    assert (fast.refers_to_message, slow.refers_to_message) == (names_a_message, names_a_message)
 
 
 def _fields(model: Any) -> set[str]:

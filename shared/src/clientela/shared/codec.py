@@ -23,6 +23,9 @@ HEADER_EVENT_ID = "clientela-event-id"
 # Wall-clock ms when ingest accepted the originating touchpoint; carried along the chain so
 # end-to-end latency can be measured at any hop.
 HEADER_ACCEPTED_AT = "clientela-accepted-at-ms"
+# On touchpoints: b"1" when the touchpoint names a campaign message, b"0" when it does not;
+# a consumer that only wants answers to messages skips the rest without decoding them.
+HEADER_REFERS_TO_MESSAGE = "clientela-refers-to-message"
 
 Headers = list[tuple[str, bytes]]
 

@@ -31,7 +31,8 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -40,12 +41,15 @@ from typing import Any, TypeAlias
 
 import psutil
 from aiokafka import ConsumerRecord
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from clientela.campaign.adapters.outbound.campaign_file import load_catalog
 from clientela.campaign.config import CampaignSettings
+from clientela.campaign.domain.responses import referenced_message
 from clientela.campaign.migrations import MIGRATIONS
 from clientela.campaign.wiring import Container, batch_consumer, build
-from clientela.shared.codec import OutgoingEvent, to_record
+from clientela.shared.codec import HEADER_REFERS_TO_MESSAGE, OutgoingEvent, to_record
 from clientela.shared.contracts import (
     Agent,
     BranchVisitDetails,
@@ -93,6 +97,7 @@ USED = [Channel.WEB, Channel.EMAIL, Channel.PHONE, Channel.BRANCH, Channel.APP]
 CATEGORIES = ["shoes", "bags", "outerwear", "knitwear", "accessories", "home"]
 TIER_VALUE = {Tier.A: 4000.0, Tier.B: 900.0, Tier.C: 150.0, Tier.P: 0.0}
 Record: TypeAlias = ConsumerRecord[bytes | None, bytes | None]
+Header: TypeAlias = tuple[str, bytes]
 
 
 @dataclass
@@ -130,6 +135,7 @@ class Stream:
         self._span = timedelta(days=span_days)
         self.people = [self._person(n) for n in range(people)]
         self.message_ids: list[str] = []
+        self.marked = True
 
     def _person(self, n: int) -> Person:
         rng = self._rng
@@ -162,13 +168,13 @@ class Stream:
             potential=rng.random() * 0.8,
         )
 
-    def _record(self, spec: TopicSpec, key: str, event: Envelope) -> Record:
+    def _record(self, spec: TopicSpec, key: str, event: Envelope, *extra: Header) -> Record:
         out = to_record(self._prefix + spec.name, key, event, 1)
         offset = self._offsets.get(out.topic, 0)
         self._offsets[out.topic] = offset + 1
         return ConsumerRecord(
             out.topic, 0, offset, 0, 0, out.key, out.value, None,
-            len(out.key or b""), len(out.value or b""), out.headers,
+            len(out.key or b""), len(out.value or b""), [*out.headers, *extra],
         )  # fmt: skip
 
     def _profile(self, p: Person, at: datetime) -> Record:
@@ -258,7 +264,10 @@ class Stream:
             p = self._pick()
             at = NOW + step * n
             touchpoint, bought = self._touchpoint(p, at, n, response_share)
-            records.append(self._record(TOUCHPOINTS, p.pid, touchpoint))
+            # Marked as ingest marks it, unless the stream stands for older, unmarked records.
+            names = referenced_message(touchpoint.data) is not None
+            mark = [(HEADER_REFERS_TO_MESSAGE, b"1" if names else b"0")] if self.marked else []
+            records.append(self._record(TOUCHPOINTS, p.pid, touchpoint, *mark))
             p.touchpoints += 1
             p.first_seen_at = p.first_seen_at or at
             p.last_seen_at = at
@@ -389,6 +398,77 @@ def _server_cpu_s() -> dict[str, float]:
     return totals
 
 
+@dataclass
+class StatementCount:
+    """Statements sent to the database, transaction control apart."""
+
+    statements: int = 0
+    transaction_control: int = 0
+    by_text: Counter[str] = field(default_factory=Counter)
+
+    def saw(self, sql: str) -> None:
+        """Count one statement."""
+        if sql.lstrip()[:8].upper().startswith(("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOIN")):
+            self.transaction_control += 1
+        else:
+            self.statements += 1
+            self.by_text[" ".join(sql.split())[:100]] += 1
+
+
+@contextlib.contextmanager
+def _counting_statements(engine: AsyncEngine) -> Iterator[StatementCount]:
+    """Count what SQLAlchemy executes and what the service sends through asyncpg directly."""
+    import asyncpg
+
+    count = StatementCount()
+
+    def on_execute(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
+        count.saw(statement)
+
+    originals = {
+        name: getattr(asyncpg.Connection, name) for name in ("execute", "fetch", "fetchrow")
+    }
+
+    def counted(name: str) -> Any:
+        original = originals[name]
+
+        async def call(self: Any, query: str, *args: Any, **kwargs: Any) -> Any:
+            count.saw(query)
+            return await original(self, query, *args, **kwargs)
+
+        return call
+
+    event.listen(engine.sync_engine, "before_cursor_execute", on_execute)
+    for name in originals:
+        setattr(asyncpg.Connection, name, counted(name))
+    try:
+        yield count
+    finally:
+        for name, original in originals.items():
+            setattr(asyncpg.Connection, name, original)
+        event.remove(engine.sync_engine, "before_cursor_execute", on_execute)
+
+
+async def _rows_written(container: Container, schema: str | None) -> dict[str, int]:
+    """Return rows inserted, updated and deleted so far per table of the schema (PostgreSQL)."""
+    if schema is None:
+        return {}
+    from sqlalchemy import text
+
+    # A backend reports its counts when it ends: close the pool's connections first.
+    await container.engine.dispose()
+    await asyncio.sleep(0.5)
+    async with container.engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT relname, n_tup_ins + n_tup_upd + n_tup_del FROM pg_stat_user_tables "
+                "WHERE schemaname = :schema"
+            ),
+            {"schema": schema},
+        )
+        return {name: int(n) for name, n in rows}
+
+
 async def _baseline(container: Container, events: Sequence[Envelope], batch: int) -> float:
     """Return events/s of the bare transactional consumer: inbox claim + one outbox record."""
     started = time.perf_counter()
@@ -447,6 +527,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 await consume(chunk)
             load_s = time.perf_counter() - load_started
             stream.message_ids = await _sent_ids(container, 5000)
+            stream.marked = not args.unmarked_touchpoints
             records = stream.steady(args.touchpoints, args.response_share)
             by_topic: dict[str, int] = {}
             for r in records:
@@ -461,19 +542,31 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             profiler = cProfile.Profile() if args.profile else None
             if profiler is not None:
                 profiler.enable()
+            schema = database.resolved_schema("campaign") if args.database_url else None
+            written_before = await _rows_written(container, schema)
             servers_before = _server_cpu_s()
-            cpu_before = time.process_time()
-            started = time.perf_counter()
-            for chunk in _chunks(records, args.batch):
-                t0 = time.perf_counter()
-                await consume(chunk)
-                latencies.append((time.perf_counter() - t0) * 1000)
-            elapsed = time.perf_counter() - started
-            cpu_s = time.process_time() - cpu_before
+            with _counting_statements(container.engine) as sent:
+                cpu_before = time.process_time()
+                started = time.perf_counter()
+                for chunk in _chunks(records, args.batch):
+                    t0 = time.perf_counter()
+                    await consume(chunk)
+                    latencies.append((time.perf_counter() - t0) * 1000)
+                elapsed = time.perf_counter() - started
+                cpu_s = time.process_time() - cpu_before
             if profiler is not None:
                 profiler.disable()
                 profiler.dump_stats(args.profile)
             servers = {k: v - servers_before[k] for k, v in _server_cpu_s().items()}
+            written = {
+                k: v - written_before.get(k, 0)
+                for k, v in (await _rows_written(container, schema)).items()
+            }
+            if args.statements:
+                print("rows written per table:", dict(sorted(written.items())))
+            if args.statements:
+                for text, n in sent.by_text.most_common():
+                    print(f"{n / max(len(latencies), 1):6.2f} per batch  {text}")
             decisions = await _count(container, "decisions") - decisions_before
             envelopes = [e for e in (_first(r) for r in records[:5000]) if e is not None]
             baseline = await _baseline(container, envelopes, args.batch)
@@ -497,6 +590,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "records_profiles": by_topic.get("bench." + PROFILES.name, 0),
         "records_scores": by_topic.get("bench." + SCORES.name, 0),
         "records_tier_changes": by_topic.get("bench." + TIER_CHANGES.name, 0),
+        "touchpoints_marked": stream.marked,
+        "batches": len(latencies),
+        "statements_per_batch": round(sent.statements / max(len(latencies), 1), 1),
+        "pg_rows_written_per_batch": round(sum(written.values()) / max(len(latencies), 1), 1),
+        "pg_rows_written_per_touchpoint": round(sum(written.values()) / n_touch, 3),
+        "records_skipped_undecoded": sum(
+            (HEADER_REFERS_TO_MESSAGE, b"0") in (r.headers or ()) for r in records
+        ),
         "campaign_cpu_us_per_touchpoint": round(cpu_s / n_touch * 1e6, 1),
         "campaign_cpu_us_per_record": round(cpu_s / n_records * 1e6, 1),
         "postgres_cpu_us_per_touchpoint": round(pg / n_touch * 1e6, 1) if args.database_url else 0,
@@ -547,6 +648,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--span-days", type=float, default=7.0, help="event time the stream spans")
     parser.add_argument(
         "--response-share", type=float, default=0.02, help="touchpoints answering a message"
+    )
+    parser.add_argument(
+        "--unmarked-touchpoints",
+        action="store_true",
+        help="touchpoints without the header that says whether they name a message",
+    )
+    parser.add_argument(
+        "--statements", action="store_true", help="print the statements run, most frequent first"
     )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--profile", type=Path, help="write cProfile stats of the stream here")

@@ -16,6 +16,7 @@ from clientela.campaign.application.ports import (
     Conversion,
     ProfileAdvance,
     UnitOfWork,
+    ViewChanges,
 )
 from clientela.campaign.domain.decision import (
     CapRequest,
@@ -24,15 +25,17 @@ from clientela.campaign.domain.decision import (
     decide,
     settle,
 )
-from clientela.campaign.domain.economics import PosteriorKey, posterior_key
+from clientela.campaign.domain.economics import PosteriorKey, ResponseCounts, posterior_key
 from clientela.campaign.domain.model import (
     Contact,
     Decision,
+    Merge,
     Outcome,
     ScoreFacts,
     Trigger,
     TriggerKind,
     erasure_marker,
+    merge_targets,
 )
 from clientela.campaign.domain.responses import (
     MessageReaction,
@@ -167,6 +170,7 @@ class _Decided:
     deferred: dict[str, datetime] = field(default_factory=dict)
     recorded: set[str] = field(default_factory=set)
     messages: int = 0
+    sends: Counter[PosteriorKey] = field(default_factory=Counter)
 
 
 @dataclass(slots=True)
@@ -255,11 +259,14 @@ class CampaignDecider:
             erased = {e.profile_id for e in inputs.erasures if e.event_id in fresh}
             if erased:
                 await self._erase(uow, erased, now)
-            survivors: set[str] = set()
-            for m in inputs.merges:
-                if m.event_id in fresh and m.merged_id != m.survivor_id:
-                    await self._merge(uow, m, now)
-                    survivors.add(m.survivor_id)
+            merges = [
+                (m.merged_id, m.survivor_id)
+                for m in inputs.merges
+                if m.event_id in fresh and m.merged_id != m.survivor_id
+            ]
+            if merges:
+                await self._merge(uow, merges, now)
+            survivors = {survivor for _, survivor in merges}
             tier_triggers = [t for t in inputs.tier_changes if t.event_id in fresh]
             folded = await self._fold(
                 uow, inputs, {t.profile_id for t in tier_triggers}, erased, now
@@ -272,7 +279,7 @@ class CampaignDecider:
                  or (t.kind, None) in wanted}.values()
             )  # fmt: skip
 
-            responses, conversions = await self._track(
+            responses, conversions, responded = await self._track(
                 uow,
                 [r.reaction for r in inputs.reactions if r.event_id in fresh],
                 folded.purchases,
@@ -284,7 +291,9 @@ class CampaignDecider:
             # Triggers that waited for a person's data are looked at again when it arrives.
             waiting = await uow.triggers.pending_for(watch) if watch else []
             stored = [t for t in waiting if t.event_id not in new_ids]
-            done = await self._decide(uow, stored, triggers, now, folded.current)
+            done = await self._decide(uow, stored, triggers, now, folded.current, responded)
+            # The batch's sends and responses in one write.
+            await uow.evidence.add(done.sends, responded)
             if erased:
                 # Not before: a message staged in this very batch must not leave either.
                 await uow.unstage(erased)
@@ -407,17 +416,16 @@ class CampaignDecider:
         for pid, version in advanced_scores.items():
             if pid in current and current[pid].scored_version < version:
                 current[pid] = replace(current[pid], scored_version=version)
-        await uow.contacts.save_profiles(
-            [facts for _, facts in profile_rows.values()],
-            {pid: u.fingerprint for pid, (u, _) in profile_rows.items()},
-            now,
+        changes = ViewChanges(
+            profiles=[facts for _, facts in profile_rows.values()],
+            profile_fingerprints={pid: u.fingerprint for pid, (u, _) in profile_rows.items()},
+            scores=[s.facts for s, _ in score_rows.values()],
+            score_fingerprints={pid: fp for pid, (_, fp) in score_rows.items()},
+            advanced=advanced,
+            scored_versions=advanced_scores,
         )
-        await uow.contacts.save_scores(
-            [s.facts for s, _ in score_rows.values()],
-            {pid: fp for pid, (_, fp) in score_rows.items()},
-            now,
-        )
-        await uow.contacts.advance(advanced, advanced_scores, now)
+        if changes.profiles or changes.scores or advanced or advanced_scores:
+            await uow.contacts.save(changes, now)
         out.current = current
         out.written = len(profile_rows) + len(score_rows)
         return out
@@ -433,12 +441,16 @@ class CampaignDecider:
         await uow.decisions.anonymise(profile_ids)
         log.info("erased %d profile(s)", len(profile_ids))
 
-    async def _merge(self, uow: UnitOfWork, merge: MergeNotice, now: datetime) -> None:
-        """Move the absorbed person's history, caps and waiting triggers to the survivor."""
-        await self._ledger.move(merge.merged_id, merge.survivor_id, now)
-        await uow.contacts.merge(merge.merged_id, merge.survivor_id, now)
-        await uow.triggers.move(merge.merged_id, merge.survivor_id)
-        await uow.decisions.move(merge.merged_id, merge.survivor_id)
+    async def _merge(self, uow: UnitOfWork, merges: Sequence[Merge], now: datetime) -> None:
+        """Move absorbed people's history, caps and waiting triggers to their survivors.
+
+        All merges of a batch at once, with the result of applying them one by one in order.
+        """
+        await self._ledger.move(merges, now)
+        await uow.contacts.merge(merges, now)
+        holders = merge_targets(merges)
+        await uow.triggers.move(holders)
+        await uow.decisions.move(holders)
 
     async def sweep(self, uow: UnitOfWork, limit: int = 500) -> BatchOutcome:
         """Decide deferred triggers whose time has come and find people gone quiet."""
@@ -457,6 +469,7 @@ class CampaignDecider:
                     if trigger is not None:
                         fresh.append(trigger)
             done = await self._decide(uow, triggers, fresh, now, {})
+            await uow.evidence.add(done.sends, {})
             await uow.commit()
         if expired:
             log.warning("dropped %d trigger(s) whose profile data never arrived", expired)
@@ -474,9 +487,17 @@ class CampaignDecider:
         reactions: Sequence[MessageReaction],
         bought: Sequence[Purchase],
         now: datetime,
-    ) -> tuple[int, int]:
+    ) -> tuple[int, int, Counter[PosteriorKey]]:
+        """Record responses and conversions; return their counts and the responses per cell."""
         window = self._responses.attribution_window
-        refs = await uow.decisions.refs({x.message_id for x in reactions}) if reactions else {}
+        since = min(p.at for p in bought) - window if bought else now
+        buyers = {p.profile_id for p in bought}
+        messages = {x.message_id for x in reactions}
+        refs, open_refs = (
+            await uow.decisions.answered_and_open(messages, buyers, since)
+            if messages or buyers
+            else ({}, [])
+        )
         responded: set[str] = set()
         conversions: dict[str, Conversion] = {}
         complaints: dict[str, datetime] = {}
@@ -502,10 +523,6 @@ class CampaignDecider:
             await uow.contacts.save_complaints(complaints, now)
 
         if bought:
-            since = min(p.at for p in bought) - window
-            open_refs = await uow.decisions.open_for_conversion(
-                {p.profile_id for p in bought}, since
-            )
             for p in bought:
                 for ref in open_refs:
                     if ref.profile_id != p.profile_id or ref.decision_id in conversions:
@@ -526,9 +543,8 @@ class CampaignDecider:
                 ref = refs[decision_id]
                 if ref.channel is not None:
                     cells[posterior_key(ref.campaign_id, ref.channel, ref.tier, ref.segment)] += 1
-            await uow.evidence.add({}, cells)
-            return len(newly), len(conversions)
-        return 0, len(conversions)
+            return len(newly), len(conversions), cells
+        return 0, len(conversions), Counter()
 
     async def _decide(
         self,
@@ -537,6 +553,7 @@ class CampaignDecider:
         new: Sequence[Trigger],
         now: datetime,
         current: Mapping[str, Contact],
+        responded: Mapping[PosteriorKey, int] | None = None,
     ) -> _Decided:
         """Decide the stored and the new triggers whose person is known well enough.
 
@@ -559,6 +576,10 @@ class CampaignDecider:
         taken = await uow.decisions.decided(old_ids) if old_ids else set()
         ids = [c.id for c in campaigns]
         evidence = await uow.evidence.counts(ids) if ids else {}
+        # Responses of this batch are written with its sends, after the decisions: count them.
+        for key, n in (responded or {}).items():
+            known_cell = evidence.get(key, ResponseCounts())
+            evidence[key] = ResponseCounts(known_cell.sends, known_cell.responses + n)
         budgeted = [c for c in campaigns if c.budget is not None]
         spent = await uow.budgets.spent([c.id for c in budgeted]) if budgeted else {}
         remaining = {
@@ -608,13 +629,11 @@ class CampaignDecider:
             for d, t in finals
             if d.outcome is Outcome.SENT and d.decision_id in done.recorded
         ]
-        sends: Counter[PosteriorKey] = Counter()
         spend: dict[str, Decimal] = {}
         for d, _ in sent:
             assert d.channel is not None
-            sends[posterior_key(d.campaign_id, d.channel, d.tier, d.segment)] += 1
+            done.sends[posterior_key(d.campaign_id, d.channel, d.tier, d.segment)] += 1
             spend[d.campaign_id] = spend.get(d.campaign_id, Decimal(0)) + Decimal(str(d.cost))
-        await uow.evidence.add(sends, {})
         await uow.budgets.add({k: v for k, v in spend.items() if k in remaining})
         await uow.triggers.add(
             new,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from types import TracebackType
@@ -15,6 +15,7 @@ from clientela.campaign.domain.model import (
     CampaignDefinition,
     Contact,
     Decision,
+    Merge,
     Outcome,
     ScoreFacts,
     Trigger,
@@ -36,6 +37,24 @@ class ProfileAdvance:
     version: int
     last_seen_at: datetime | None
     habits: Mapping[Channel, float]
+
+
+@dataclass(frozen=True, slots=True)
+class ViewChanges:
+    """What one batch changes in the contact view; written together, each part by its guard.
+
+    `profiles` replace profile facts unless a newer or equal profile version is stored;
+    `scores` replace score facts unless scores of a newer profile version are stored;
+    `advanced` and `scored_versions` raise versions (and last-seen, habits) of contacts whose
+    other facts are unchanged.
+    """
+
+    profiles: Sequence[Contact] = ()
+    profile_fingerprints: Mapping[str, str] = field(default_factory=dict)
+    scores: Sequence[ScoreFacts] = ()
+    score_fingerprints: Mapping[str, str] = field(default_factory=dict)
+    advanced: Mapping[str, ProfileAdvance] = field(default_factory=dict)
+    scored_versions: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,33 +103,16 @@ class ContactRepository(Protocol):
         """Return the versions and fingerprints of the stored contacts of these profiles."""
         ...
 
-    async def save_profiles(
-        self, contacts: Sequence[Contact], fingerprints: Mapping[str, str], now: datetime
-    ) -> None:
-        """Store profile facts unless a newer or equal profile version is stored."""
-        ...
-
-    async def save_scores(
-        self, scores: Sequence[ScoreFacts], fingerprints: Mapping[str, str], now: datetime
-    ) -> None:
-        """Store score facts unless scores of a newer profile version are stored."""
-        ...
-
-    async def advance(
-        self,
-        profiles: Mapping[str, ProfileAdvance],
-        scored_versions: Mapping[str, int],
-        now: datetime,
-    ) -> None:
-        """Raise versions (and last-seen, habits) of contacts whose other facts are unchanged."""
+    async def save(self, changes: ViewChanges, now: datetime) -> None:
+        """Write a batch's changes to the view (see ViewChanges for each part's guard)."""
         ...
 
     async def delete(self, profile_ids: Collection[str]) -> None:
         """Forget these people entirely."""
         ...
 
-    async def merge(self, merged_id: str, survivor_id: str, now: datetime) -> None:
-        """Carry the absorbed person's complaints to the survivor and forget the absorbed."""
+    async def merge(self, merges: Sequence[Merge], now: datetime) -> None:
+        """Carry absorbed people's complaints to their survivors, in order; forget the absorbed."""
         ...
 
     async def save_complaints(self, complaints: Mapping[str, datetime], now: datetime) -> None:
@@ -159,8 +161,8 @@ class TriggerRepository(Protocol):
         """Delete every trigger of these people."""
         ...
 
-    async def move(self, merged_id: str, survivor_id: str) -> None:
-        """Give the absorbed person's triggers to the survivor."""
+    async def move(self, holders: Mapping[str, str]) -> None:
+        """Give each absorbed person's triggers to who holds their data now (merge_targets)."""
         ...
 
 
@@ -185,6 +187,12 @@ class DecisionRepository(Protocol):
         """Return sent and control decisions taken since then and not converted yet."""
         ...
 
+    async def answered_and_open(
+        self, decision_ids: Collection[str], profile_ids: Collection[str], since: datetime
+    ) -> tuple[dict[str, DecisionRef], list[DecisionRef]]:
+        """Return refs() of these ids and open_for_conversion() of these people, read at once."""
+        ...
+
     async def record_responses(self, decision_ids: Collection[str], at: datetime) -> set[str]:
         """Mark sent decisions as responded; return those marked now."""
         ...
@@ -197,8 +205,8 @@ class DecisionRepository(Protocol):
         """Detach these people's decisions from them, keeping what the results count."""
         ...
 
-    async def move(self, merged_id: str, survivor_id: str) -> None:
-        """Give the absorbed person's decisions (their contact history) to the survivor."""
+    async def move(self, holders: Mapping[str, str]) -> None:
+        """Give each absorbed person's decisions (contact history) to who holds their data now."""
         ...
 
 
@@ -330,8 +338,8 @@ class ContactLedger(Protocol):
         """Delete every counter of these people."""
         ...
 
-    async def move(self, merged_id: str, survivor_id: str, now: datetime) -> None:
-        """Add the absorbed person's counters to the survivor's; idempotent."""
+    async def move(self, merges: Sequence[Merge], now: datetime) -> None:
+        """Add each absorbed person's counters to the survivor's, merge by merge; idempotent."""
         ...
 
     async def ping(self) -> bool:

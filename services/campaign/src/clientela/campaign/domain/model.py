@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -300,3 +300,22 @@ ERASED_PROFILE = "erased"
 def erasure_marker(key: bytes, profile_id: str) -> str:
     """Return the keyed, non-reversible marker that remembers an erased profile id."""
     return hmac.new(key, profile_id.encode(), hashlib.sha256).hexdigest()
+
+
+# (absorbed profile id, survivor id), in the order the merges were announced.
+Merge = tuple[str, str]
+
+
+def merge_targets(merges: Sequence[Merge]) -> dict[str, str]:
+    """Return who holds each absorbed person's data once these merges are applied in order.
+
+    The same as moving the data one merge at a time: a later merge moves what its absorbed
+    profile holds by then (its own data, unless moved away already, and what it received).
+    """
+    holder: dict[str, str] = {}
+    for merged_id, survivor_id in merges:
+        for origin, held_by in holder.items():
+            if held_by == merged_id:
+                holder[origin] = survivor_id
+        holder.setdefault(merged_id, survivor_id)
+    return holder

@@ -59,15 +59,29 @@ class IntakeContext:
 
 
 class RecordedTouchpoint(NamedTuple):
-    """An accepted event, encoded: its id, partition key and TouchpointRecorded JSON."""
+    """An accepted event, encoded: its id, partition key, JSON and whether it names a message."""
 
     event_id: str
     key: str
     value: bytes
+    # True unless known otherwise: a consumer reads a touchpoint said to name a message.
+    refers_to_message: bool = True
 
     def event(self) -> TouchpointRecorded:
         """Return the event as its contract (decodes the JSON; for tests and tools)."""
         return TouchpointRecorded.model_validate_json(self.value)
+
+
+# A touchpoint answers a campaign message when its e-mail details or this property name it.
+MESSAGE_PROPERTY = "campaign_message_id"
+
+
+def refers_to_message(email_message_id: str | None, properties: Mapping[str, object]) -> bool:
+    """Return whether a touchpoint names a campaign message (the rule campaign reads by)."""
+    if email_message_id:
+        return True
+    named = properties.get(MESSAGE_PROPERTY)
+    return isinstance(named, str) and bool(named)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,8 +178,12 @@ def _fast_path(
         data=touchpoint,
     )
     first_kind, first_value = _strongest(touchpoint.identifiers)
+    email = touchpoint.email
     return RecordedTouchpoint(
-        event_id, key_for(first_kind, first_value), ns.encoder.encode(recorded)
+        event_id,
+        key_for(first_kind, first_value),
+        ns.encoder.encode(recorded),
+        refers_to_message(email.campaign_message_id if email else None, touchpoint.properties),
     )
 
 
@@ -330,4 +348,10 @@ def _contract_path(
         correlation_id=envelope.correlation_id or event_id,
         data=touchpoint,
     )
-    return RecordedTouchpoint(event_id, identity_key(touchpoint.identifiers), encode_event(event))
+    email = touchpoint.email
+    return RecordedTouchpoint(
+        event_id,
+        identity_key(touchpoint.identifiers),
+        encode_event(event),
+        refers_to_message(email.campaign_message_id if email else None, touchpoint.properties),
+    )

@@ -17,7 +17,13 @@ from clientela.campaign.adapters.inbound.wire import (
 from clientela.campaign.application.decide_campaigns import CampaignDecider
 from clientela.campaign.application.ports import UnitOfWork
 from clientela.shared import metrics
-from clientela.shared.codec import DecodeError, accepted_at_ms, now_ms
+from clientela.shared.codec import (
+    HEADER_REFERS_TO_MESSAGE,
+    DecodeError,
+    accepted_at_ms,
+    header,
+    now_ms,
+)
 from clientela.shared.consumer import (
     RetryPolicy,
     batch_metrics,
@@ -25,11 +31,12 @@ from clientela.shared.consumer import (
     publish_dead_letters,
     with_retry,
 )
-from clientela.shared.contracts import DeadLetterEvent
+from clientela.shared.contracts import DeadLetterEvent, TouchpointRecorded
 from clientela.shared.kafka import KafkaPublisher, RecordBatch
 from clientela.shared.tracing import BatchTrace
 
 Record: TypeAlias = ConsumerRecord[bytes | None, bytes | None]
+TOUCHPOINT = TouchpointRecorded.EVENT_TYPE
 
 
 class CampaignBatchHandler:
@@ -37,7 +44,9 @@ class CampaignBatchHandler:
 
     Like the shared BatchProcessor, it dead-letters what cannot be read (with the reason and
     the original bytes) and retries the batch on transient failures; unlike it, it builds no
-    full event for records that cannot matter, and tombstones are skipped.
+    full event for records that cannot matter, and tombstones are skipped. A touchpoint
+    whose header says it names no campaign message is skipped before any decoding; one
+    without the header (older records, other producers) is read to find out.
     """
 
     def __init__(
@@ -74,7 +83,10 @@ class CampaignBatchHandler:
         for record in records:
             by_topic[record.topic] = by_topic.get(record.topic, 0) + 1
             kind = self._topics.get(record.topic)
-            if record.value is None and kind is not None and kind != "touchpoint.recorded":
+            if kind == TOUCHPOINT:
+                if header(record.headers, HEADER_REFERS_TO_MESSAGE) == b"0":
+                    continue  # its producer says it answers no message: nothing to read
+            elif record.value is None and kind is not None:
                 continue  # a tombstone (erasure on a compacted topic) is handled via erasures
             try:
                 if kind is None:

@@ -17,6 +17,7 @@ import redis.asyncio as redis_asyncio
 
 from clientela.campaign.application.ports import ContactGrant, ContactRequest
 from clientela.campaign.domain.contact_policy import cap_keys
+from clientela.campaign.domain.model import Merge
 from clientela.shared.cache import CacheUnavailableError
 
 GRANT_TTL_S = 8 * 86_400
@@ -141,12 +142,16 @@ class RedisContactLedger:
         except (redis_asyncio.RedisError, OSError) as exc:
             raise CacheUnavailableError(type(exc).__name__) from exc
 
-    async def move(self, merged_id: str, survivor_id: str, now: datetime) -> None:
-        """Add the absorbed person's counters to the survivor's; idempotent."""
+    async def move(self, merges: Sequence[Merge], now: datetime) -> None:
+        """Add each absorbed person's counters to the survivor's, merge by merge; idempotent."""
         keys: list[str] = []
-        survivor_keys = cap_keys(survivor_id, now)
-        for absorbed, kept in zip(cap_keys(merged_id, now), survivor_keys, strict=True):
-            keys += [self._prefix + absorbed, self._prefix + kept]
+        # One script for every merge: its pairs are moved in order, merge after merge.
+        for merged_id, survivor_id in merges:
+            survivor_keys = cap_keys(survivor_id, now)
+            for absorbed, kept in zip(cap_keys(merged_id, now), survivor_keys, strict=True):
+                keys += [self._prefix + absorbed, self._prefix + kept]
+        if not keys:
+            return
         try:
             await self._move(keys=keys, args=[])
         except (redis_asyncio.RedisError, OSError) as exc:
@@ -221,16 +226,17 @@ class MemoryContactLedger:
             for key in cap_keys(pid, now):
                 self._counts.pop(key, None)
 
-    async def move(self, merged_id: str, survivor_id: str, now: datetime) -> None:
-        """Add the absorbed person's counters to the survivor's; idempotent."""
-        for absorbed, kept in zip(
-            cap_keys(merged_id, now), cap_keys(survivor_id, now), strict=True
-        ):
-            item = self._counts.pop(absorbed, None)
-            if item is None:
-                continue
-            used, expires = self._counts.get(kept, (0, item[1]))
-            self._counts[kept] = (used + item[0], max(expires, item[1]))
+    async def move(self, merges: Sequence[Merge], now: datetime) -> None:
+        """Add each absorbed person's counters to the survivor's, merge by merge; idempotent."""
+        for merged_id, survivor_id in merges:
+            for absorbed, kept in zip(
+                cap_keys(merged_id, now), cap_keys(survivor_id, now), strict=True
+            ):
+                item = self._counts.pop(absorbed, None)
+                if item is None:
+                    continue
+                used, expires = self._counts.get(kept, (0, item[1]))
+                self._counts[kept] = (used + item[0], max(expires, item[1]))
 
     async def ping(self) -> bool:
         """Return True: the process is alive."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from clientela.campaign.domain.model import Contact, ScoreFacts, Trigger, TriggerKind
 from clientela.shared.contracts import Channel, ConsentStatus, Lifecycle, Segment, Tier
@@ -67,6 +67,19 @@ def habits_of_text(text: str) -> dict[Channel, float]:
             name, _, share = part.partition("=")
             habits[Channel(name)] = float(share)
     return habits
+
+
+class ContactRow(NamedTuple):
+    """The columns contact_of reads, for rows read without SQLAlchemy."""
+
+    profile_id: str
+    version: int
+    profile: dict[str, Any] | None
+    scored_version: int
+    scores: dict[str, Any] | None
+    last_seen_at: datetime | None
+    habits: str | None
+    complained_at: datetime | None
 
 
 def contact_of(row: Any) -> Contact:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 from sqlalchemy import (
     ARRAY,
     Column,
@@ -26,6 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from clientela.campaign.adapters.outbound.records import (
+    ContactRow,
     aware,
     contact_of,
     habits_text,
@@ -40,12 +41,14 @@ from clientela.campaign.application.ports import (
     Conversion,
     DecisionRef,
     ProfileAdvance,
+    ViewChanges,
 )
 from clientela.campaign.domain.economics import PosteriorKey, ResponseCounts
 from clientela.campaign.domain.model import (
     ERASED_PROFILE,
     Contact,
     Decision,
+    Merge,
     Outcome,
     ScoreFacts,
     Trigger,
@@ -84,8 +87,92 @@ def one_of(conn: AsyncConnection, column: Column[Any], values: Collection[str]) 
     return column.in_(sorted(values))
 
 
+_ENCODE_JSON = msgspec.json.Encoder().encode
+
+
+_DECODE_JSON = msgspec.json.decode
+
+
+def _read_json(text: str) -> Any:
+    return _DECODE_JSON(text)
+
+
 def _json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
+    # msgspec: several times cheaper than the standard library on every written row.
+    return _ENCODE_JSON(value).decode()
+
+
+# One row per person: the profile part is facts (fingerprint set), an advance (version
+# only) or absent (version 0); the scores part likewise. An advance never inserts a row.
+_SAVE_VIEW = (
+    "INSERT INTO {table} AS c (profile_id, version, profile, profile_fp, last_seen_at, habits, "
+    "scored_version, scores, scores_fp, complained_at, updated_at) "
+    "SELECT p, v, j::json, f, l, h, sv, sj::json, sf, NULL, $11 FROM unnest("
+    "$1::text[], $2::int[], $3::text[], $4::text[], $5::timestamptz[], $6::text[], "
+    "$7::int[], $8::text[], $9::text[], $10::bool[]) AS t(p, v, j, f, l, h, sv, sj, sf, n) "
+    "WHERE n OR EXISTS (SELECT 1 FROM {table} k WHERE k.profile_id = t.p) "
+    "ON CONFLICT (profile_id) DO UPDATE SET "
+    "version = GREATEST(c.version, EXCLUDED.version), "
+    "profile = CASE WHEN EXCLUDED.profile_fp IS NOT NULL AND EXCLUDED.version > c.version "
+    "THEN EXCLUDED.profile ELSE c.profile END, "
+    "profile_fp = CASE WHEN EXCLUDED.profile_fp IS NOT NULL AND EXCLUDED.version > c.version "
+    "THEN EXCLUDED.profile_fp ELSE c.profile_fp END, "
+    "last_seen_at = CASE WHEN EXCLUDED.profile_fp IS NULL "
+    "THEN GREATEST(c.last_seen_at, EXCLUDED.last_seen_at) "
+    "WHEN EXCLUDED.version > c.version THEN EXCLUDED.last_seen_at ELSE c.last_seen_at END, "
+    "habits = CASE WHEN EXCLUDED.version > c.version THEN EXCLUDED.habits ELSE c.habits END, "
+    "scored_version = GREATEST(c.scored_version, EXCLUDED.scored_version), "
+    "scores = CASE WHEN EXCLUDED.scores_fp IS NOT NULL "
+    "AND EXCLUDED.scored_version >= c.scored_version THEN EXCLUDED.scores ELSE c.scores END, "
+    "scores_fp = CASE WHEN EXCLUDED.scores_fp IS NOT NULL "
+    "AND EXCLUDED.scored_version >= c.scored_version THEN EXCLUDED.scores_fp "
+    "ELSE c.scores_fp END, "
+    "updated_at = EXCLUDED.updated_at "
+    # A row that would change nothing is not rewritten (a redelivered batch writes nothing).
+    "WHERE EXCLUDED.version > c.version OR EXCLUDED.scored_version > c.scored_version "
+    "OR (EXCLUDED.scores_fp IS NOT NULL AND EXCLUDED.scored_version = c.scored_version) "
+    "OR (EXCLUDED.profile_fp IS NULL "
+    "AND GREATEST(c.last_seen_at, EXCLUDED.last_seen_at) IS DISTINCT FROM c.last_seen_at)"
+)
+
+ViewRow = tuple[
+    str, int, str | None, str | None, datetime | None, str | None, int, str | None, str | None,
+    bool,
+]  # fmt: skip
+
+
+def _view_rows(changes: ViewChanges) -> list[ViewRow]:
+    """Return one row per person for _SAVE_VIEW, in profile id order (a stable lock order)."""
+    profiles = {c.profile_id: c for c in changes.profiles}
+    scores = {s.profile_id: s for s in changes.scores}
+    ids = sorted({*profiles, *scores, *changes.advanced, *changes.scored_versions})
+    rows: list[ViewRow] = []
+    for pid in ids:
+        c, s, a = profiles.get(pid), scores.get(pid), changes.advanced.get(pid)
+        if c is not None:
+            version, profile = c.version, _json(profile_json(c))
+            profile_fp = changes.profile_fingerprints.get(pid)
+            seen, habits = c.last_seen_at, habits_text(c.habits)
+        elif a is not None:
+            version, profile, profile_fp = a.version, None, None
+            seen, habits = a.last_seen_at, habits_text(a.habits)
+        else:
+            version, profile, profile_fp, seen, habits = 0, None, None, None, None
+        if s is not None:
+            scored, score_json = s.profile_version, _json(scores_json(s))
+            scores_fp = changes.score_fingerprints.get(pid)
+            if profile is None and c is None:
+                # A row first made by scores holds the lifecycle until the profile arrives.
+                profile = _json({"lifecycle": s.lifecycle.value})
+        else:
+            scored, score_json, scores_fp = changes.scored_versions.get(pid, 0), None, None
+        new = c is not None or s is not None
+        rows.append(
+            # NOT NULL holds before a conflict is found: an unwritten part carries "{}".
+            (pid, version, profile or "{}", profile_fp, seen, habits, scored, score_json or "{}",
+             scores_fp, new)
+        )  # fmt: skip
+    return rows
 
 
 class SqlContacts:
@@ -125,39 +212,50 @@ class SqlContacts:
         """Return the stored contacts of these profiles."""
         if not profile_ids:
             return {}
+        if self._q is not None:
+            pg = await _asyncpg(self._conn)
+            # JSON as text, read with msgspec: the driver's codec would use the json module.
+            found = await pg.fetch(
+                "SELECT profile_id, version, profile::text, scored_version, scores::text, "
+                f"last_seen_at, habits, complained_at FROM {self._q} "
+                "WHERE profile_id = ANY($1::text[])",
+                list(profile_ids),
+            )
+            return {
+                r[0]: contact_of(
+                    ContactRow(r[0], r[1], _read_json(r[2]), r[3], _read_json(r[4]), *r[5:])
+                )
+                for r in found
+            }
         rows = await self._conn.execute(
             select(self._t).where(one_of(self._conn, self._t.c.profile_id, profile_ids))
         )
         return {row.profile_id: contact_of(row) for row in rows}
 
-    async def save_profiles(
+    async def save(self, changes: ViewChanges, now: datetime) -> None:
+        """Write a batch's changes to the view (see ViewChanges for each part's guard).
+
+        On PostgreSQL one statement writes every changed contact once, whichever of its
+        parts changed; elsewhere each part has its statement.
+        """
+        if self._q is None:
+            await self._save_profiles(changes.profiles, changes.profile_fingerprints, now)
+            await self._save_scores(changes.scores, changes.score_fingerprints, now)
+            await self._advance(changes.advanced, changes.scored_versions, now)
+            return
+        rows = _view_rows(changes)
+        if rows:
+            pg = await _asyncpg(self._conn)
+            columns = [list(column) for column in zip(*rows, strict=True)]
+            await pg.execute(_SAVE_VIEW.format(table=self._q), *columns, now)
+
+    async def _save_profiles(
         self, contacts: Sequence[Contact], fingerprints: Mapping[str, str], now: datetime
     ) -> None:
         """Store profile facts unless a newer or equal profile version is stored."""
         if not contacts:
             return
         ordered = sorted(contacts, key=lambda c: c.profile_id)
-        if self._q is not None:
-            pg = await _asyncpg(self._conn)
-            await pg.execute(
-                f"INSERT INTO {self._q} AS c (profile_id, version, profile, scored_version, "
-                "scores, last_seen_at, complained_at, updated_at, profile_fp, habits) "
-                "SELECT p, v, j::json, 0, '{}'::json, s, NULL, $5, f, h FROM unnest("
-                "$1::text[], $2::int[], $3::text[], $4::timestamptz[], $6::text[], $7::text[]) "
-                "AS t(p, v, j, s, f, h) ON CONFLICT (profile_id) DO UPDATE SET "
-                "version = EXCLUDED.version, profile = EXCLUDED.profile, "
-                "last_seen_at = EXCLUDED.last_seen_at, updated_at = EXCLUDED.updated_at, "
-                "profile_fp = EXCLUDED.profile_fp, habits = EXCLUDED.habits "
-                "WHERE c.version < EXCLUDED.version",
-                [c.profile_id for c in ordered],
-                [c.version for c in ordered],
-                [_json(profile_json(c)) for c in ordered],
-                [c.last_seen_at for c in ordered],
-                now,
-                [fingerprints.get(c.profile_id) for c in ordered],
-                [habits_text(c.habits) for c in ordered],
-            )
-            return
         insert = upsert_insert(self._conn)(self._t)
         stmt = insert.on_conflict_do_update(
             index_elements=["profile_id"],
@@ -194,32 +292,13 @@ class SqlContacts:
             ],
         )
 
-    async def save_scores(
+    async def _save_scores(
         self, scores: Sequence[ScoreFacts], fingerprints: Mapping[str, str], now: datetime
     ) -> None:
         """Store score facts unless scores of a newer profile version are stored."""
         if not scores:
             return
         ordered = sorted(scores, key=lambda c: c.profile_id)
-        if self._q is not None:
-            pg = await _asyncpg(self._conn)
-            await pg.execute(
-                f"INSERT INTO {self._q} AS c (profile_id, version, profile, scored_version, "
-                "scores, last_seen_at, complained_at, updated_at, scores_fp) "
-                "SELECT p, 0, l::json, v, j::json, NULL, NULL, $5, f FROM unnest("
-                "$1::text[], $2::int[], $3::text[], $4::text[], $6::text[]) "
-                "AS t(p, v, j, l, f) ON CONFLICT (profile_id) DO UPDATE SET "
-                "scored_version = EXCLUDED.scored_version, scores = EXCLUDED.scores, "
-                "updated_at = EXCLUDED.updated_at, scores_fp = EXCLUDED.scores_fp "
-                "WHERE c.scored_version <= EXCLUDED.scored_version",
-                [c.profile_id for c in ordered],
-                [c.profile_version for c in ordered],
-                [_json(scores_json(c)) for c in ordered],
-                [_json({"lifecycle": c.lifecycle.value}) for c in ordered],
-                now,
-                [fingerprints.get(c.profile_id) for c in ordered],
-            )
-            return
         insert = upsert_insert(self._conn)(self._t)
         stmt = insert.on_conflict_do_update(
             index_elements=["profile_id"],
@@ -249,7 +328,7 @@ class SqlContacts:
             ],
         )
 
-    async def advance(
+    async def _advance(
         self,
         profiles: Mapping[str, ProfileAdvance],
         scored_versions: Mapping[str, int],
@@ -265,24 +344,6 @@ class SqlContacts:
             for p in ids
             for a in (profiles.get(p),)
         ]  # fmt: skip
-        if self._q is not None:
-            pg = await _asyncpg(self._conn)
-            await pg.execute(
-                f"UPDATE {self._q} AS c SET version = GREATEST(c.version, t.v), "
-                "scored_version = GREATEST(c.scored_version, t.s), "
-                "last_seen_at = GREATEST(c.last_seen_at, t.l), "
-                "habits = CASE WHEN t.v > c.version THEN t.h ELSE c.habits END, "
-                "updated_at = $6 "
-                "FROM unnest($1::text[], $2::int[], $3::int[], $4::timestamptz[], $5::text[]) "
-                "AS t(p, v, s, l, h) WHERE c.profile_id = t.p",
-                [r[0] for r in rows],
-                [r[1] for r in rows],
-                [r[2] for r in rows],
-                [r[3] for r in rows],
-                [r[4] for r in rows],
-                now,
-            )
-            return
         t = self._t
         seen = bindparam("l", type_=UtcDateTime())
         await self._conn.execute(
@@ -307,15 +368,34 @@ class SqlContacts:
                 delete(self._t).where(one_of(self._conn, self._t.c.profile_id, profile_ids))
             )
 
-    async def merge(self, merged_id: str, survivor_id: str, now: datetime) -> None:
-        """Carry the absorbed person's complaints to the survivor and forget the absorbed."""
+    async def merge(self, merges: Sequence[Merge], now: datetime) -> None:
+        """Carry absorbed people's complaints to their survivors, in order; forget the absorbed."""
+        if not merges:
+            return
         t = self._t
-        complained = await self._conn.scalar(
-            select(t.c.complained_at).where(t.c.profile_id == merged_id)
+        people = {p for merge in merges for p in merge}
+        rows = await self._conn.execute(
+            select(t.c.profile_id, t.c.complained_at).where(
+                one_of(self._conn, t.c.profile_id, people)
+            )
         )
-        if complained is not None:
-            await self.save_complaints({survivor_id: complained}, now)
-        await self.delete([merged_id])
+        complained = {
+            r.profile_id: aware(r.complained_at) if r.complained_at is not None else None
+            for r in rows
+        }
+        # Played merge by merge on what was read: a complaint reaches a survivor only while
+        # both contacts exist, as if each merge had been applied alone.
+        raised: dict[str, datetime] = {}
+        for merged_id, survivor_id in merges:
+            if merged_id not in complained:
+                continue
+            at = complained.pop(merged_id)
+            if at is not None and survivor_id in complained:
+                kept = complained[survivor_id]
+                if kept is None or kept < at:
+                    complained[survivor_id] = raised[survivor_id] = at
+        await self.save_complaints({p: at for p, at in raised.items() if p in complained}, now)
+        await self.delete({merged_id for merged_id, _ in merges})
 
     async def save_complaints(self, complaints: Mapping[str, datetime], now: datetime) -> None:
         """Record when people complained or unsubscribed (the latest time wins)."""
@@ -419,6 +499,15 @@ class SqlTriggers:
         """Return the pending, not deferred triggers of these profiles, oldest first."""
         if not profile_ids:
             return []
+        if self._q is not None:
+            pg = await _asyncpg(self._conn)
+            found = await pg.fetch(
+                f"SELECT payload::text FROM {self._q} WHERE profile_id = ANY($1::text[]) "
+                f"AND status = '{PENDING}' AND not_before IS NULL "
+                "ORDER BY created_at, trigger_event_id",
+                list(profile_ids),
+            )
+            return [trigger_of(_read_json(r[0])) for r in found]
         t = self._t
         rows = await self._conn.execute(
             select(t.c.payload)
@@ -487,40 +576,36 @@ class SqlTriggers:
                 delete(self._t).where(one_of(self._conn, self._t.c.profile_id, profile_ids))
             )
 
-    async def move(self, merged_id: str, survivor_id: str) -> None:
-        """Give the absorbed person's triggers to the survivor.
+    async def move(self, holders: Mapping[str, str]) -> None:
+        """Give each absorbed person's triggers to who holds their data now (merge_targets).
 
         A waiting trigger named a version of the absorbed profile, which says nothing about
         the survivor's: it now waits only for the survivor to be known.
         """
+        if not holders:
+            return
         t = self._t
         rows = await self._conn.execute(
-            select(t.c.trigger_event_id, t.c.payload, t.c.status).where(t.c.profile_id == merged_id)
+            select(t.c.trigger_event_id, t.c.profile_id, t.c.payload, t.c.status)
+            .where(one_of(self._conn, t.c.profile_id, holders))
+            .order_by(t.c.trigger_event_id)
         )
-        moved = [
-            {
-                "tid": row.trigger_event_id,
-                "payload": {
-                    **row.payload,
-                    "profile_id": survivor_id,
-                    "profile_version": 0
-                    if row.status == PENDING
-                    else row.payload.get("profile_version", 0),
-                },
-            }
-            for row in rows
-            if row.payload
-        ]
+        moved = []
+        for row in rows:
+            survivor_id = holders[row.profile_id]
+            payload = row.payload
+            if payload:
+                version = 0 if row.status == PENDING else payload.get("profile_version", 0)
+                payload = {**payload, "profile_id": survivor_id, "profile_version": version}
+            moved.append({"tid": row.trigger_event_id, "pid": survivor_id, "payload": payload})
         if moved:
+            # Keyed by trigger id: each row moves once, whatever the order of the merges.
             await self._conn.execute(
                 update(t)
                 .where(t.c.trigger_event_id == bindparam("tid"))
-                .values(payload=bindparam("payload")),
+                .values(profile_id=bindparam("pid"), payload=bindparam("payload")),
                 moved,
             )
-        await self._conn.execute(
-            update(t).where(t.c.profile_id == merged_id).values(profile_id=survivor_id)
-        )
 
 
 class SqlDecisions:
@@ -662,6 +747,43 @@ class SqlDecisions:
         rows = await self._conn.execute(stmt)
         return [self._ref(row) for row in rows]
 
+    async def answered_and_open(
+        self, decision_ids: Collection[str], profile_ids: Collection[str], since: datetime
+    ) -> tuple[dict[str, DecisionRef], list[DecisionRef]]:
+        """Return refs() of these ids and open_for_conversion() of these people, read at once."""
+        if not decision_ids or not profile_ids:
+            # One of the two is empty: the other query alone, exactly.
+            return await self.refs(decision_ids), await self.open_for_conversion(profile_ids, since)
+        t = self._t
+        opened = [Outcome.SENT, Outcome.CONTROL]
+        stmt = (
+            select(*self._ref_columns())
+            .where(
+                one_of(self._conn, t.c.decision_id, decision_ids)
+                | and_(
+                    one_of(self._conn, t.c.profile_id, profile_ids),
+                    t.c.outcome.in_([o.value for o in opened]),
+                    t.c.created_at >= since,
+                    t.c.converted_at.is_(None),
+                )
+            )
+            .order_by(t.c.decision_id)
+        )
+        if is_postgres(self._conn):
+            stmt = stmt.with_for_update()
+        found = [self._ref(row) for row in await self._conn.execute(stmt)]
+        people = set(profile_ids)
+        refs = {r.decision_id: r for r in found if r.decision_id in decision_ids}
+        still_open = [
+            r
+            for r in found
+            if r.profile_id in people
+            and r.outcome in opened
+            and r.decided_at >= aware(since)
+            and not r.converted
+        ]
+        return refs, still_open
+
     async def record_responses(self, decision_ids: Collection[str], at: datetime) -> set[str]:
         """Mark sent decisions as responded; return those marked now."""
         if not decision_ids:
@@ -711,11 +833,16 @@ class SqlDecisionHistory(SqlDecisions):
             .values(profile_id=ERASED_PROFILE, reasons=[])
         )
 
-    async def move(self, merged_id: str, survivor_id: str) -> None:
-        """Give the absorbed person's decisions (their contact history) to the survivor."""
+    async def move(self, holders: Mapping[str, str]) -> None:
+        """Give each absorbed person's decisions (contact history) to who holds their data now."""
+        if not holders:
+            return
         t = self._t
+        # One statement: every row moves by the holder of its original profile, once.
         await self._conn.execute(
-            update(t).where(t.c.profile_id == merged_id).values(profile_id=survivor_id)
+            update(t)
+            .where(one_of(self._conn, t.c.profile_id, holders))
+            .values(profile_id=case(dict(sorted(holders.items())), value=t.c.profile_id))
         )
 
 

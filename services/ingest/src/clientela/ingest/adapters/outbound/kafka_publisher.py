@@ -12,6 +12,7 @@ from clientela.shared.codec import (
     HEADER_ACCEPTED_AT,
     HEADER_CONTENT_TYPE,
     HEADER_EVENT_ID,
+    HEADER_REFERS_TO_MESSAGE,
     HEADER_SCHEMA_VERSION,
     HEADER_TYPE,
     OutgoingRecord,
@@ -25,6 +26,11 @@ _FIXED_HEADERS = [
     (HEADER_TYPE, TouchpointRecorded.EVENT_TYPE.encode()),
     (HEADER_SCHEMA_VERSION, str(TouchpointRecorded.SCHEMA_VERSION).encode()),
 ]
+# Consumers that only want answers to campaign messages skip the others undecoded.
+_NAMES_A_MESSAGE = {
+    True: (HEADER_REFERS_TO_MESSAGE, b"1"),
+    False: (HEADER_REFERS_TO_MESSAGE, b"0"),
+}
 
 
 class RecordPublisher(Protocol):
@@ -60,7 +66,13 @@ class KafkaTouchpointPublisher:
                 topic,
                 e.key.encode(),
                 e.value,
-                [*_FIXED_HEADERS, (HEADER_EVENT_ID, e.event_id.encode()), accepted, *trace],
+                [
+                    *_FIXED_HEADERS,
+                    (HEADER_EVENT_ID, e.event_id.encode()),
+                    _NAMES_A_MESSAGE[e.refers_to_message],
+                    accepted,
+                    *trace,
+                ],
             )
             for e in events
         ]
