@@ -14,7 +14,8 @@ from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from clientela.campaign.adapters.inbound.http_routes import ApiSide, api_router
-from clientela.campaign.adapters.inbound.kafka_translator import CampaignBatchHandler
+from clientela.campaign.adapters.inbound.kafka_translator import batch_processor
+from clientela.campaign.adapters.inbound.wire import Item
 from clientela.campaign.adapters.outbound.campaign_file import load_catalog
 from clientela.campaign.adapters.outbound.contact_ledger import (
     MemoryContactLedger,
@@ -31,6 +32,7 @@ from clientela.campaign.domain.catalog import CampaignCatalog
 from clientela.campaign.migrations import MIGRATIONS
 from clientela.shared import http
 from clientela.shared.auth import KeyRing
+from clientela.shared.consumer import BatchProcessor
 from clientela.shared.contracts import (
     ALL_TOPICS,
     ProfileChangedEvent,
@@ -52,7 +54,6 @@ from clientela.shared.contracts.topics import (
 )
 from clientela.shared.db import create_engine
 from clientela.shared.kafka import (
-    BatchHandler,
     KafkaPublisher,
     ensure_topics,
     make_broker,
@@ -219,10 +220,10 @@ async def _start_consuming(container: Container, stack: AsyncExitStack) -> None:
     stack.push_async_callback(broker.stop)
 
 
-def batch_consumer(container: Container, publisher: KafkaPublisher) -> BatchHandler:
+def batch_consumer(container: Container, publisher: KafkaPublisher) -> BatchProcessor[Item]:
     """Return what the subscriber calls with each record batch (the benchmark calls it too)."""
     kafka = container.settings.kafka
-    return CampaignBatchHandler(
+    return batch_processor(
         container.decider,
         container.unit_of_work,
         topics={kafka.topic(spec): event_type for spec, event_type in CONSUMED_TOPICS.items()},

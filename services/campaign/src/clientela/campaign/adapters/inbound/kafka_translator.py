@@ -1,11 +1,8 @@
-"""Kafka translator: a record batch -> only what can matter, read cheaply -> one use-case call."""
+"""Kafka translator: topic readers for the shared front-end, and one use-case call per batch."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import TypeAlias
-
-from aiokafka import ConsumerRecord
+from collections.abc import Callable, Mapping, Sequence
 
 from clientela.campaign.adapters.inbound.wire import (
     CONTEXT_FREE,
@@ -16,119 +13,64 @@ from clientela.campaign.adapters.inbound.wire import (
 )
 from clientela.campaign.application.decide_campaigns import CampaignDecider
 from clientela.campaign.application.ports import UnitOfWork
-from clientela.shared import metrics
-from clientela.shared.codec import (
-    HEADER_REFERS_TO_MESSAGE,
-    DecodeError,
-    accepted_at_ms,
-    header,
-    now_ms,
-)
-from clientela.shared.consumer import (
-    RetryPolicy,
-    batch_metrics,
-    dead_letter_for,
-    publish_dead_letters,
-    with_retry,
-)
-from clientela.shared.contracts import DeadLetterEvent, TouchpointRecorded
-from clientela.shared.kafka import KafkaPublisher, RecordBatch
-from clientela.shared.tracing import BatchTrace
+from clientela.shared.codec import HEADER_REFERS_TO_MESSAGE, header
+from clientela.shared.consumer import BatchProcessor, RecordMeta, TopicReader
+from clientela.shared.contracts import TouchpointRecorded
+from clientela.shared.kafka import KafkaPublisher
 
-Record: TypeAlias = ConsumerRecord[bytes | None, bytes | None]
 TOUCHPOINT = TouchpointRecorded.EVENT_TYPE
 
 
-class CampaignBatchHandler:
-    """Reads a batch of records from the consumed topics and hands it to the use case.
-
-    Like the shared BatchProcessor, it dead-letters what cannot be read (with the reason and
-    the original bytes) and retries the batch on transient failures; unlike it, it builds no
-    full event for records that cannot matter, and tombstones are skipped. A touchpoint
-    whose header says it names no campaign message is skipped before any decoding; one
-    without the header (older records, other producers) is read to find out.
-    """
-
-    def __init__(
-        self,
-        decider: CampaignDecider,
-        unit_of_work: Callable[[], UnitOfWork],
-        *,
-        topics: Mapping[str, str],
-        publisher: KafkaPublisher,
-        dead_letter_topic: str,
-        consumer_name: str,
-        retry: RetryPolicy | None = None,
-    ) -> None:
-        self._decider = decider
-        self._uow = unit_of_work
-        # Topic name -> event type read there.
-        self._topics = topics
-        self._publisher = publisher
-        self._dlq = dead_letter_topic
-        self._consumer = consumer_name
-        self._retry = retry or RetryPolicy()
-
-    async def __call__(self, records: RecordBatch) -> None:
-        """Process one batch; raise to have it redelivered."""
-        with batch_metrics(self._consumer):
-            await self._process(records)
-
-    async def _process(self, records: RecordBatch) -> None:
-        items: list[Item] = []
-        dead: list[DeadLetterEvent] = []
-        accepted: list[int] = []
-        trace = BatchTrace(self._consumer)
-        by_topic: dict[str, int] = {}
-        for record in records:
-            by_topic[record.topic] = by_topic.get(record.topic, 0) + 1
-            kind = self._topics.get(record.topic)
-            if kind == TOUCHPOINT:
-                if header(record.headers, HEADER_REFERS_TO_MESSAGE) == b"0":
-                    continue  # its producer says it answers no message: nothing to read
-            elif record.value is None and kind is not None:
-                continue  # a tombstone (erasure on a compacted topic) is handled via erasures
-            try:
-                if kind is None:
-                    raise DecodeError("unknown_topic", f"no contract for topic {record.topic}")
-                if record.value is None:
-                    raise DecodeError("empty", "record has no value")
-                if len(record.value) > 1_048_576:
-                    raise DecodeError("oversized", f"record of {len(record.value)} bytes")
-                if kind in CONTEXT_FREE:
-                    at, ctx = None, None
-                else:
-                    at = accepted_at_ms(record.headers)
-                    ctx = Context(at, _trace_fields(trace, record))
-                item = READERS[kind](record.value, ctx)
-            except DecodeError as exc:
-                dead.append(dead_letter_for(self._consumer, record, exc))
-                metrics.consumer_dead_letters.labels(self._consumer, exc.code).inc()
-                continue
-            if item is not None:
-                items.append(item)
-                if at is not None:
-                    accepted.append(at)
-        for topic, count in by_topic.items():
-            metrics.consumer_records.labels(self._consumer, topic).inc(count)
-        # A sample is enough for the latency histogram, and observing costs per value.
-        step = max(1, len(accepted) // 50)
-        metrics.observe_chain_latency(self._consumer, accepted[::step], now_ms())
-        with trace:
-            await publish_dead_letters(self._publisher, self._dlq, dead, self._retry)
-            if items:
-                inputs = inputs_of(items)
-                await with_retry(
-                    lambda: self._decider.handle_batch(inputs, self._uow()),
-                    self._retry,
-                    self._consumer,
-                )
+def answers_no_message(headers: Sequence[tuple[str, bytes]]) -> bool:
+    """Return whether a touchpoint's producer says it names no campaign message."""
+    return header(headers, HEADER_REFERS_TO_MESSAGE) == b"0"
 
 
-def _trace_fields(trace: BatchTrace, record: Record) -> tuple[tuple[str, str], ...]:
-    if not record.headers:
-        return ()
-    # Keyed by position: messages carry their trigger's trace explicitly, not by cause id.
-    position = f"{record.topic}:{record.partition}:{record.offset}"
-    found = trace.add(position, record.topic, record.partition, record.offset, record.headers)
-    return found.fields if found is not None else ()
+def topic_reader(kind: str) -> TopicReader[Item]:
+    """Return how records of one event type become the use case's items."""
+    read = READERS[kind]
+    if kind in CONTEXT_FREE:
+
+        def read_alone(value: bytes, meta: RecordMeta) -> Item | None:
+            return read(value, None)
+
+        reader = read_alone
+    else:
+
+        def read_in_chain(value: bytes, meta: RecordMeta) -> Item | None:
+            # Keyed by position: messages carry their trigger's trace explicitly, not by
+            # cause id.
+            found = meta.trace(f"{meta.topic}:{meta.partition}:{meta.offset}")
+            fields = found.fields if found is not None else ()
+            return read(value, Context(meta.accepted_at_ms, fields))
+
+        reader = read_in_chain
+    if kind == TOUCHPOINT:
+        # A touchpoint marked as naming no message is skipped before any decoding; one
+        # without the mark (older records, other producers) is read to find out.
+        return TopicReader(reader, skip=answers_no_message)
+    # A tombstone (an erasure on a compacted topic) is handled through the erasures topic.
+    return TopicReader(reader, tombstones=True)
+
+
+def batch_processor(
+    decider: CampaignDecider,
+    unit_of_work: Callable[[], UnitOfWork],
+    *,
+    topics: Mapping[str, str],
+    publisher: KafkaPublisher,
+    dead_letter_topic: str,
+    consumer_name: str,
+) -> BatchProcessor[Item]:
+    """Return the front-end for the consumed topics (topic name -> event type read there)."""
+
+    async def handle(items: list[Item]) -> None:
+        await decider.handle_batch(inputs_of(items), unit_of_work())
+
+    return BatchProcessor(
+        readers={topic: topic_reader(kind) for topic, kind in topics.items()},
+        handler=handle,
+        publisher=publisher,
+        dead_letter_topic=dead_letter_topic,
+        consumer_name=consumer_name,
+    )
