@@ -18,12 +18,15 @@ from clientela.shared.contracts import TouchpointRecorded, topics
 from clientela.shared.db import create_engine, create_tables, is_postgres
 from clientela.shared.kafka import KafkaPublisher, PublishError
 from clientela.shared.outbox import (
+    PACKED,
     OutboxRelay,
     SqlTransaction,
     claim_new,
     inbox_table,
     outbox_table,
     stage,
+    staged_records,
+    unstage_keys,
 )
 from clientela.shared.settings import DatabaseSettings, KafkaSettings
 
@@ -101,9 +104,9 @@ async def consume(kafka_settings: KafkaSettings, topic: str, count: int) -> list
 
 
 async def outbox_values(engine: AsyncEngine) -> list[bytes | None]:
-    """Return the values waiting in the outbox, in id order."""
+    """Return the values of the records waiting in the outbox, in publishing order."""
     async with engine.connect() as conn:
-        return list((await conn.scalars(select(outbox.c.value).order_by(outbox.c.id))).all())
+        return [value for _topic, _key, value, _headers in await staged_records(conn, outbox)]
 
 
 async def test_inbox_claims_each_event_id_once(engine: AsyncEngine) -> None:
@@ -146,16 +149,36 @@ async def test_staged_records_keep_their_order_bytes_and_headers(engine: AsyncEn
         await stage(conn, outbox, [OutgoingRecord("t", b"k", f"{i}".encode()) for i in (1, 2)])
         await stage(conn, outbox, [OutgoingRecord("t", None, None), OutgoingRecord("u", b"", b"")])
     async with engine.connect() as conn:
-        rows = (await conn.execute(outbox.select().order_by(outbox.c.id))).all()
-    assert [(r.topic, r.key, r.value) for r in rows] == [
-        ("t", b"k", b"0"),
-        ("t", b"k", b"1"),
-        ("t", b"k", b"2"),
-        ("t", None, None),
-        ("u", b"", b""),
+        rows = await staged_records(conn, outbox)
+        stored = (await conn.execute(select(outbox.c.topic))).scalars().all()
+    assert rows == [
+        ("t", b"k", b"0", odd),
+        ("t", b"k", b"1", []),
+        ("t", b"k", b"2", []),
+        ("t", None, None, []),
+        ("u", b"", b"", []),
     ]
-    assert [[k, v.encode("latin-1")] for k, v in rows[0].headers] == [list(h) for h in odd]
-    assert [r.headers for r in rows[1:]] == [[], [], [], []]
+    # One row per staging call, whatever the number of records it holds.
+    assert stored == [PACKED, PACKED, PACKED]
+
+
+async def test_unstaging_keys_withdraws_only_their_records(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await stage(
+            conn, outbox, [OutgoingRecord("t", b"gone", b"1"), OutgoingRecord("t", b"k", b"2")]
+        )
+        await stage(conn, outbox, [OutgoingRecord("t", b"gone", b"3")])
+        await stage(conn, outbox, [OutgoingRecord("t", b"other", b"4")])
+    async with engine.begin() as conn:
+        assert await unstage_keys(conn, outbox, {b"gone", b"absent"}) == 2
+        assert await unstage_keys(conn, outbox, set()) == 0
+    async with engine.connect() as conn:
+        assert await staged_records(conn, outbox) == [
+            ("t", b"k", b"2", []),
+            ("t", b"other", b"4", []),
+        ]
+        # A row left with nothing to publish is gone, not kept empty.
+        assert len((await conn.execute(outbox.select())).all()) == 2
 
 
 async def test_relay_publishes_in_order_and_empties_the_outbox(
@@ -168,10 +191,12 @@ async def test_relay_publishes_in_order_and_empties_the_outbox(
     ]
     async with engine.begin() as conn:
         await stage(conn, outbox, records[:700])
-        await stage(conn, outbox, records[700:])
-    relay = a_relay(engine, publisher, batch_size=500)
+        await stage(conn, outbox, records[700:1000])
+        await stage(conn, outbox, records[1000:])
+    # A row per staging: the relay claims two rows at a time, whatever they hold.
+    relay = a_relay(engine, publisher, batch_size=2)
     assert await relay.pending() == 1200
-    assert [await relay.relay_once() for _ in range(4)] == [500, 500, 200, 0]
+    assert [await relay.relay_once() for _ in range(3)] == [1000, 200, 0]
     assert await relay.pending() == 0
     published = REGISTRY.get_sample_value(
         "clientela_outbox_published_total", {"relay": relay._name}
@@ -181,6 +206,24 @@ async def test_relay_publishes_in_order_and_empties_the_outbox(
     seen = await consume(kafka_settings, topic, 1200)
     assert [r.value for r in seen] == [f"v{i}".encode() for i in range(1200)]
     assert [r.headers for r in seen[:2]] == [(("h", b"0"),), (("h", b"1"),)]
+
+
+async def test_relay_publishes_single_record_rows_in_order_with_packed_ones(
+    engine: AsyncEngine, publisher: KafkaPublisher, kafka_settings: KafkaSettings
+) -> None:
+    # Rows of one record each (the layout before packing) still wait in upgraded stores.
+    topic = a_topic(kafka_settings)
+    async with engine.begin() as conn:
+        await conn.execute(
+            outbox.insert(),
+            [{"topic": topic, "key": b"k", "value": b"old", "headers": [["h", "\u00ff"]]}],
+        )
+        await stage(conn, outbox, [OutgoingRecord(topic, b"k", b"new")])
+    relay = a_relay(engine, publisher)
+    assert await relay.pending() == 2
+    assert await relay.relay_once() == 2
+    seen = await consume(kafka_settings, topic, 2)
+    assert [(r.value, list(r.headers)) for r in seen] == [(b"old", [("h", b"\xff")]), (b"new", [])]
 
 
 async def test_relay_publishes_tombstones_and_odd_header_bytes(
@@ -334,8 +377,8 @@ async def test_unit_of_work_commits_state_claims_and_events_together(
         await second.stage([OutgoingEvent(topics.TOUCHPOINTS, "k", event)])
     assert woken == [True]
     async with engine.connect() as conn:
-        rows = (await conn.execute(outbox.select())).all()
-        assert [r.topic for r in rows] == [kafka_settings.topic(topics.TOUCHPOINTS)]
+        rows = await staged_records(conn, outbox)
+        assert [r[0] for r in rows] == [kafka_settings.topic(topics.TOUCHPOINTS)]
         assert (await conn.execute(things.select())).scalars().all() == ["kept"]
     async with uow() as third:
         assert await third.claim_new(["u2"]) == {"u2"}
@@ -365,10 +408,10 @@ async def test_unit_of_work_stages_tombstones_and_built_records(
         await uow.commit()
     assert woken == [True, True]
     async with engine.connect() as conn:
-        rows = (await conn.execute(outbox.select().order_by(outbox.c.id))).all()
+        rows = await staged_records(conn, outbox)
     profiles = kafka_settings.topic(topics.PROFILES)
-    assert [(r.topic, r.key, r.value, r.headers) for r in rows] == [
+    assert rows == [
         (profiles, b"p1", None, []),
         (profiles, b"p2", None, []),
-        ("raw", b"k", b"v", [["h", "1"]]),
+        ("raw", b"k", b"v", [("h", b"1")]),
     ]

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from operator import itemgetter
 from types import TracebackType
@@ -29,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 
 from clientela.shared import metrics
-from clientela.shared.codec import Headers, OutgoingEvent, OutgoingRecord, to_record
+from clientela.shared.codec import OutgoingEvent, OutgoingRecord, to_record
 from clientela.shared.contracts import TopicSpec
 from clientela.shared.db import UtcDateTime, is_postgres, upsert_insert
 from clientela.shared.kafka import PublishError, RecordPublisher, Row
@@ -42,6 +42,16 @@ log = logging.getLogger(__name__)
 _encode_json = msgspec.json.Encoder().encode
 _decode_header_pairs = msgspec.json.Decoder(list[tuple[str, str]]).decode
 
+# A transaction's records go into ONE outbox row (ADR 2): the row's topic is PACKED (the empty
+# string, never a Kafka topic name) and its value the records, msgpack-encoded in order. Rows
+# inserted and deleted per batch instead of per record are most of what the outbox saves the
+# database; single-record rows (written before packing) are still relayed.
+PACKED = ""
+_pack = msgspec.msgpack.Encoder().encode
+_unpack = msgspec.msgpack.Decoder(
+    list[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]]
+).decode
+
 # PostgreSQL: one statement per step, the batch as array parameters, so a batch costs one
 # round trip and one prepared statement whatever its size. `{table}` is schema-qualified.
 _PG_SQL = {
@@ -50,13 +60,8 @@ _PG_SQL = {
         "SELECT e, $2::timestamptz FROM unnest($1::text[]) AS e "
         "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
     ),
-    # Ids follow the order of the arrays, so a key's records keep their order in the relay.
-    "stage": (
-        "INSERT INTO {table} (topic, key, value, headers) "
-        "SELECT t, k, v, h::json "
-        "FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::text[]) "
-        "WITH ORDINALITY AS r(t, k, v, h, n) ORDER BY n"
-    ),
+    # One packed row per transaction (ids give the relay's order across transactions).
+    "stage": "INSERT INTO {table} (topic, key, value, headers) VALUES ($1, NULL, $2, '[]')",
     # Claim a batch: take the relay's advisory lock (evaluated once, as an init plan), then
     # delete the oldest rows by primary key and return them. The caller publishes before it
     # commits, so a failed publish or a crash rolls the rows back: at least once, in id order.
@@ -69,7 +74,6 @@ _PG_SQL = {
 }
 _PG_SQL_CACHE: dict[tuple[str, str | None, str], str] = {}
 _ID = itemgetter(0)
-_STAGED_COLUMNS = ["topic", "key", "value", "headers"]
 
 
 def _schema(table: Table, options: Mapping[str, Any]) -> str | None:
@@ -103,10 +107,6 @@ async def _driver_in_transaction(conn: AsyncConnection) -> Any | None:
     # driver before that would run outside the transaction, so it goes through SQLAlchemy.
     driver = (await conn.get_raw_connection()).driver_connection
     return driver if driver is not None and driver.is_in_transaction() else None
-
-
-def _stored_headers(headers: Headers) -> list[list[str]]:
-    return [[k, v.decode("latin-1")] for k, v in headers]
 
 
 def _wire_headers(stored: str) -> list[tuple[str, bytes]]:
@@ -166,48 +166,106 @@ async def claim_new(conn: AsyncConnection, inbox: Table, event_ids: Sequence[str
     return set(result.scalars().all())
 
 
+def pack(records: Sequence[OutgoingRecord]) -> bytes:
+    """Return records as the value of one packed outbox row, in order."""
+    return _pack([(r.topic, r.key, r.value, r.headers) for r in records])
+
+
+def unpack(value: bytes) -> list[Row]:
+    """Return the records of a packed outbox row, in order."""
+    return _unpack(value)
+
+
+def packed_count(head: bytes | None) -> int:
+    """Return how many records a packed row holds, from the first bytes of its value."""
+    if not head:
+        return 0
+    first = head[0]
+    if 0x90 <= first <= 0x9F:  # fixarray
+        return first - 0x90
+    if first == 0xDC:  # array 16
+        return int.from_bytes(head[1:3], "big")
+    if first == 0xDD:  # array 32
+        return int.from_bytes(head[1:5], "big")
+    raise ValueError(f"not a packed outbox value (first byte {first:#x})")
+
+
 async def stage(conn: AsyncConnection, outbox: Table, records: Sequence[OutgoingRecord]) -> None:
-    """Add records to the outbox inside the caller's transaction."""
+    """Add records to the outbox inside the caller's transaction, as one packed row."""
     if not records:
         return
+    value = pack(records)
     if is_postgres(conn):
-        options = _options(conn)
+        sql = _pg_sql("stage", outbox, _options(conn))
         driver = await _driver_in_transaction(conn)
         if driver is not None:
-            # COPY encodes rows without the per-element checks of array parameters: the
-            # cheapest way in, in order.
-            await driver.copy_records_to_table(
-                outbox.name,
-                schema_name=_schema(outbox, options),
-                columns=_STAGED_COLUMNS,
-                records=[
-                    (r.topic, r.key, r.value, _encode_json(_stored_headers(r.headers)).decode())
-                    for r in records
-                ],
-            )
-            return
-        await conn.exec_driver_sql(
-            _pg_sql("stage", outbox, options),
-            (
-                [r.topic for r in records],
-                [r.key for r in records],
-                [r.value for r in records],
-                [_encode_json(_stored_headers(r.headers)).decode() for r in records],
-            ),
-        )
+            await driver.execute(sql, PACKED, value)
+        else:
+            await conn.exec_driver_sql(sql, (PACKED, value))
         return
     await conn.execute(
-        outbox.insert(),
-        [
-            {
-                "topic": r.topic,
-                "key": r.key,
-                "value": r.value,
-                "headers": _stored_headers(r.headers),
-            }
-            for r in records
-        ],
+        outbox.insert(), [{"topic": PACKED, "key": None, "value": value, "headers": []}]
     )
+
+
+async def unstage_keys(conn: AsyncConnection, outbox: Table, keys: Collection[bytes]) -> int:
+    """Withdraw unpublished records under the keys (e.g. about an erased profile); return how many.
+
+    Rows waiting in the outbox are few (the relay publishes on each commit), so packed rows are
+    read, filtered and rewritten here; single-record rows are deleted by key.
+    """
+    if not keys:
+        return 0
+    wanted = set(keys)
+    removed = (
+        await conn.execute(delete(outbox).where(outbox.c.key.in_(sorted(wanted))))
+    ).rowcount or 0
+    found = (
+        await conn.execute(
+            select(outbox.c.id, outbox.c.value)
+            .where(outbox.c.topic == PACKED)
+            .order_by(outbox.c.id)
+            .with_for_update()
+        )
+    ).all()
+    for row_id, value in found:
+        rows = unpack(value)
+        kept = [r for r in rows if r[1] not in wanted]
+        if len(kept) == len(rows):
+            continue
+        removed += len(rows) - len(kept)
+        if kept:
+            await conn.execute(
+                outbox.update().where(outbox.c.id == row_id).values(value=_pack(kept))
+            )
+        else:
+            await conn.execute(delete(outbox).where(outbox.c.id == row_id))
+    return removed
+
+
+async def staged_records(conn: AsyncConnection, outbox: Table) -> list[Row]:
+    """Return the records waiting in the outbox, in publishing order (tests and tools)."""
+    found = (
+        await conn.execute(
+            select(outbox.c.topic, outbox.c.key, outbox.c.value, outbox.c.headers).order_by(
+                outbox.c.id
+            )
+        )
+    ).all()
+    return [
+        record
+        for r in found
+        for record in _relayed(
+            r.topic, r.key, r.value, [(k, v.encode("latin-1")) for k, v in r.headers]
+        )
+    ]
+
+
+def _relayed(topic: str, key: bytes | None, value: bytes | None, headers: list[Any]) -> list[Row]:
+    """Return the records an outbox row holds (a packed row holds many)."""
+    if topic == PACKED:
+        return unpack(value) if value is not None else []
+    return [(topic, key, value, headers)]
 
 
 class SqlTransaction:
@@ -335,7 +393,7 @@ class OutboxRelay:
         publisher: RecordPublisher,
         *,
         name: str,
-        batch_size: int = 500,
+        batch_size: int = 64,
         idle_interval_s: float = 0.2,
         inbox_retention: timedelta = timedelta(days=7),
         pending_sample_s: float = 5.0,
@@ -345,7 +403,9 @@ class OutboxRelay:
         self._outbox = outbox
         self._inbox = inbox
         self._publisher = publisher
+        # Outbox rows claimed at once: a packed row holds a whole transaction's records.
         self._batch = batch_size
+        self._claimed = 0
         self._idle = idle_interval_s
         self._retention = inbox_retention
         self._wake = asyncio.Event()
@@ -372,7 +432,7 @@ class OutboxRelay:
         try:
             while True:
                 try:
-                    sent = await self.relay_once()
+                    await self.relay_once()
                     await self._maybe_prune()
                     await self._maybe_sample_pending()
                     delay = self._idle
@@ -384,7 +444,7 @@ class OutboxRelay:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 10.0)
                     continue
-                if sent < self._batch:
+                if self._claimed < self._batch:
                     self._wake.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), timeout=self._idle)
@@ -442,12 +502,18 @@ class OutboxRelay:
         sql = _pg_sql("relay", self._outbox, _options(conn))
         async with driver.transaction():
             claimed = await driver.fetch(sql, self._lock_key, self._batch)
+            self._claimed = len(claimed)
             if not claimed:
                 return 0
             claimed.sort(key=_ID)
-            rows: list[Row] = [(r[1], r[2], r[3], _wire_headers(r[4])) for r in claimed]
+            rows: list[Row] = []
+            for r in claimed:
+                if r[1] == PACKED:
+                    rows += unpack(r[3])
+                else:
+                    rows.append((r[1], r[2], r[3], _wire_headers(r[4])))
             await self._publisher.publish_rows(rows)
-        return len(claimed)
+        return len(rows)
 
     async def _relay_sql(self) -> int:
         # SQLite: read, publish, then delete, so the write lock is held only for the delete.
@@ -462,22 +528,32 @@ class OutboxRelay:
                     .limit(self._batch)
                 )
             ).all()
+            self._claimed = len(found)
             if not found:
                 return 0
             rows: list[Row] = [
-                (r.topic, r.key, r.value, [(k, v.encode("latin-1")) for k, v in r.headers])
+                record
                 for r in found
+                for record in _relayed(
+                    r.topic, r.key, r.value, [(k, v.encode("latin-1")) for k, v in r.headers]
+                )
             ]
             await self._publisher.publish_rows(rows)
             # Delete exactly the rows published: a row with a lower id may commit late and
             # must not be swept away unpublished.
             await conn.execute(delete(outbox).where(outbox.c.id.in_([r.id for r in found])))
-        return len(found)
+        return len(rows)
 
     async def pending(self) -> int:
         """Return how many events wait in the outbox."""
+        outbox = self._outbox
         async with self._engine.connect() as conn:
-            return int(await conn.scalar(select(func.count()).select_from(self._outbox)) or 0)
+            # A packed row's count is in its first bytes (the msgpack array header): the
+            # records themselves are not read.
+            found = await conn.execute(
+                select(outbox.c.topic == PACKED, func.substr(outbox.c.value, 1, 5))
+            )
+            return sum(packed_count(head) if packed else 1 for packed, head in found)
 
     async def _maybe_sample_pending(self) -> None:
         # A count per round would cost a query per publish; a sample every few seconds is
