@@ -18,7 +18,6 @@ from clientela.shared.contracts import (
     Envelope,
     TopicSpec,
     TouchpointRecorded,
-    topics,
 )
 from clientela.shared.embedded_broker import EmbeddedBroker, free_port, port_is_free
 from clientela.shared.kafka import (
@@ -52,9 +51,14 @@ def touchpoint(n: int) -> TouchpointRecorded:
 async def test_failed_batches_are_redelivered_and_bad_records_dead_lettered(
     kafka_settings: KafkaSettings,
 ) -> None:
-    await ensure_topics(kafka_settings, topics.ALL_TOPICS)
-    topic = kafka_settings.topic(topics.TOUCHPOINTS)
-    dlq = kafka_settings.topic(topics.PROFILE_DLQ)
+    # Private topics: other suites write touchpoints to the shared prefixed ones.
+    run = uuid.uuid4().hex[:6]
+    topic = f"{kafka_settings.topic_prefix}touchpoints-{run}"
+    dlq = f"{kafka_settings.topic_prefix}dlq-{run}"
+    await ensure_topics(
+        kafka_settings,
+        [TopicSpec(name, "k", 1, CleanupPolicy.DELETE, None, "test") for name in (topic, dlq)],
+    )
     publisher = KafkaPublisher(kafka_settings)
     await publisher.start()
     seen: list[str] = []

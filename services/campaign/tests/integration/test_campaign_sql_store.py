@@ -27,6 +27,8 @@ from clientela.shared.contracts import (
     Tier,
     TierMove,
 )
+from clientela.shared.kafka import Row
+from clientela.shared.outbox import staged_records
 from clientela.shared.settings import DatabaseSettings, KafkaSettings
 from clientela.shared.testing import SettableClock
 
@@ -63,9 +65,9 @@ async def count(container: Container, table_name: str, **where: str) -> int:
         return int(await conn.scalar(stmt) or 0)
 
 
-async def staged(container: Container) -> list:
+async def staged(container: Container) -> list[Row]:
     async with container.engine.connect() as conn:
-        return list((await conn.execute(select(container.tables.outbox))).all())
+        return await staged_records(conn, container.tables.outbox)
 
 
 async def test_trigger_waits_for_contact_then_one_message_is_staged(
@@ -85,11 +87,11 @@ async def test_trigger_waits_for_contact_then_one_message_is_staged(
 
     assert await count(container, "triggers", status="decided") == 1
     assert await count(container, "decisions") == 1
-    (row,) = await staged(container)
-    message = CampaignMessageEvent.model_validate_json(row.value)
-    assert row.topic == "test.campaign-messages.v1"
-    assert row.key == pid.encode()
-    assert [HEADER_ACCEPTED_AT, "17"] in row.headers
+    ((topic, key, value, headers),) = await staged(container)
+    message = CampaignMessageEvent.model_validate_json(value or b"")
+    assert topic == "test.campaign-messages.v1"
+    assert key == pid.encode()
+    assert (HEADER_ACCEPTED_AT, b"17") in headers
     assert message.event_id == decision_id("welcome-to-a", tier.event_id)
     assert message.causation_id == tier.event_id
     assert message.data.channel is Channel.EMAIL
@@ -231,8 +233,8 @@ async def test_responses_conversions_and_roi_are_stored_and_read(
             events.profile(pid, 1, reachable=(Channel.EMAIL,), purchases=1, spend="100"),
             events.tier(pid, 1),
         )
-    (row,) = await staged(container)
-    message_id = CampaignMessageEvent.model_validate_json(row.value).data.message_id
+    ((_topic, _key, value, _headers),) = await staged(container)
+    message_id = CampaignMessageEvent.model_validate_json(value or b"").data.message_id
 
     await handle(container, events.touch(message_id, at=NOW + timedelta(hours=3), clicked=True))
     bought = NOW + timedelta(days=2)

@@ -18,6 +18,7 @@ from clientela.profile.application.queries import golden_record, golden_record_b
 from clientela.shared.codec import decode_event
 from clientela.shared.contracts import ProfileChangedEvent, topics, utc_now
 from clientela.shared.db import create_engine
+from clientela.shared.outbox import staged_records
 from clientela.shared.settings import DatabaseSettings, KafkaSettings
 
 KAFKA = KafkaSettings(topic_prefix="itest.")
@@ -63,14 +64,15 @@ async def test_lookups_answer_in_one_query_with_identifiers(engine, tp, policy) 
 async def test_the_outbox_gets_the_contract_and_the_headers(engine, tp, policy) -> None:
     await _apply(engine, policy, tp(email="ann@x.io"))
     async with engine.connect() as conn:
-        [row] = (await conn.execute(select(tables.outbox))).all()
+        [row] = await staged_records(conn, tables.outbox)
     assert row.topic == KAFKA.topic(topics.PROFILES)
     event = decode_event(ProfileChangedEvent, row.value)
     assert row.key == event.data.profile_id.encode()
     headers = dict(row.headers)
-    assert headers["clientela-type"] == "profile.changed"
-    assert headers["clientela-event-id"] == event.event_id
-    assert headers["clientela-accepted-at-ms"] == "1"
+    assert headers["clientela-type"] == b"profile.changed"
+    assert headers["clientela-schema-version"] == str(ProfileChangedEvent.SCHEMA_VERSION).encode()
+    assert headers["clientela-event-id"] == event.event_id.encode()
+    assert headers["clientela-accepted-at-ms"] == b"1"
 
 
 async def test_a_batch_takes_a_handful_of_round_trips(engine, tp, policy) -> None:

@@ -33,6 +33,7 @@ from clientela.shared.contracts import (
     ProfileErasedEvent,
     ProfilesMergedEvent,
 )
+from clientela.shared.outbox import StagedRecord, staged_records
 from clientela.shared.settings import KafkaSettings
 
 KAFKA = KafkaSettings(topic_prefix="itest.")
@@ -65,9 +66,9 @@ async def _rows(engine: AsyncEngine, table) -> list:
         return list((await conn.execute(select(table))).all())
 
 
-async def _outbox(engine: AsyncEngine) -> list:
+async def _outbox(engine: AsyncEngine) -> list[StagedRecord]:
     async with engine.connect() as conn:
-        return list((await conn.execute(select(tables.outbox).order_by(tables.outbox.c.id))).all())
+        return await staged_records(conn, tables.outbox)
 
 
 async def _states(engine: AsyncEngine) -> dict[str, dict]:

@@ -72,17 +72,47 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def event_headers(event: Envelope, accepted_at_ms: int | None = None) -> Headers:
-    """Return the standard headers for an event record."""
-    headers: Headers = [
-        (HEADER_CONTENT_TYPE, b"application/json"),
-        (HEADER_TYPE, event.type.encode()),
-        (HEADER_SCHEMA_VERSION, str(event.schema_version).encode()),
-        (HEADER_EVENT_ID, event.event_id.encode()),
-    ]
+_FIXED_HEADERS: dict[tuple[str, int], Headers] = {}
+
+
+def headers_for(
+    event_type: str,
+    schema_version: int,
+    event_id: str,
+    accepted_at_ms: int | None = None,
+    trace: TraceContext | None = None,
+) -> Headers:
+    """Return the headers of an event record: the one place every producer builds them."""
+    fixed = _FIXED_HEADERS.get((event_type, schema_version))
+    if fixed is None:
+        fixed = _FIXED_HEADERS[(event_type, schema_version)] = [
+            (HEADER_CONTENT_TYPE, b"application/json"),
+            (HEADER_TYPE, event_type.encode()),
+            (HEADER_SCHEMA_VERSION, str(schema_version).encode()),
+        ]
+    headers = [*fixed, (HEADER_EVENT_ID, event_id.encode())]
     if accepted_at_ms is not None:
         headers.append((HEADER_ACCEPTED_AT, str(accepted_at_ms).encode()))
+    if trace is not None:
+        headers += trace.headers()
     return headers
+
+
+def contract_headers(
+    contract: type[Envelope],
+    event_id: str,
+    accepted_at_ms: int | None = None,
+    trace: TraceContext | None = None,
+) -> Headers:
+    """Return the headers of a record of a contract: its type and schema version, from the class."""
+    return headers_for(
+        contract.EVENT_TYPE, contract.SCHEMA_VERSION, event_id, accepted_at_ms, trace
+    )
+
+
+def event_headers(event: Envelope, accepted_at_ms: int | None = None) -> Headers:
+    """Return the standard headers for an event record."""
+    return headers_for(event.type, event.schema_version, event.event_id, accepted_at_ms)
 
 
 def encode_event(event: Envelope) -> bytes:
@@ -100,11 +130,9 @@ def to_record(
     linked_causes: Sequence[str] = (),
 ) -> OutgoingRecord:
     """Build the outgoing record of an event, carrying its cause's trace context."""
-    headers = event_headers(event, accepted_at_ms)
     if trace is None:
         trace = tracing.derived(event.causation_id, topic=topic, linked_causes=linked_causes)
-    if trace is not None:
-        headers += trace.headers()
+    headers = headers_for(event.type, event.schema_version, event.event_id, accepted_at_ms, trace)
     return OutgoingRecord(
         topic=topic,
         key=key.encode() if key is not None else None,

@@ -10,7 +10,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from operator import itemgetter
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, NamedTuple, Self
 
 import msgspec
 from sqlalchemy import (
@@ -243,7 +243,16 @@ async def unstage_keys(conn: AsyncConnection, outbox: Table, keys: Collection[by
     return removed
 
 
-async def staged_records(conn: AsyncConnection, outbox: Table) -> list[Row]:
+class StagedRecord(NamedTuple):
+    """A record waiting in the outbox."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+
+
+async def staged_records(conn: AsyncConnection, outbox: Table) -> list[StagedRecord]:
     """Return the records waiting in the outbox, in publishing order (tests and tools)."""
     found = (
         await conn.execute(
@@ -253,7 +262,7 @@ async def staged_records(conn: AsyncConnection, outbox: Table) -> list[Row]:
         )
     ).all()
     return [
-        record
+        StagedRecord(*record)
         for r in found
         for record in _relayed(
             r.topic, r.key, r.value, [(k, v.encode("latin-1")) for k, v in r.headers]

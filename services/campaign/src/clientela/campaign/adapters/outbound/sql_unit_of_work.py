@@ -56,7 +56,7 @@ from clientela.campaign.domain.model import (
 )
 from clientela.shared.contracts import Channel, Segment, Tier
 from clientela.shared.db import UtcDateTime, is_postgres, upsert_insert
-from clientela.shared.outbox import SqlTransaction
+from clientela.shared.outbox import SqlTransaction, unstage_keys
 from clientela.shared.settings import KafkaSettings
 
 PENDING = "pending"
@@ -1013,8 +1013,4 @@ class SqlUnitOfWork(SqlTransaction):
 
     async def unstage(self, keys: Collection[str]) -> None:
         """Drop events with these keys that wait for publication (an erased person's)."""
-        if keys:
-            outbox = self._tables.outbox
-            await self.connection.execute(
-                delete(outbox).where(outbox.c.key.in_(sorted(k.encode() for k in keys)))
-            )
+        await unstage_keys(self.connection, self._tables.outbox, {k.encode() for k in keys})

@@ -9,23 +9,14 @@ from clientela.ingest.application.ports import PublishFailedError
 from clientela.ingest.domain.touchpoints import RecordedTouchpoint
 from clientela.shared import tracing
 from clientela.shared.codec import (
-    HEADER_ACCEPTED_AT,
-    HEADER_CONTENT_TYPE,
-    HEADER_EVENT_ID,
     HEADER_REFERS_TO_MESSAGE,
-    HEADER_SCHEMA_VERSION,
-    HEADER_TYPE,
     OutgoingRecord,
+    contract_headers,
     to_record,
 )
 from clientela.shared.contracts import DeadLetterEvent, TouchpointRecorded
 from clientela.shared.kafka import PublishError, Row
 
-_FIXED_HEADERS = [
-    (HEADER_CONTENT_TYPE, b"application/json"),
-    (HEADER_TYPE, TouchpointRecorded.EVENT_TYPE.encode()),
-    (HEADER_SCHEMA_VERSION, str(TouchpointRecorded.SCHEMA_VERSION).encode()),
-]
 # Consumers that only want answers to campaign messages skip the others undecoded.
 _NAMES_A_MESSAGE = {
     True: (HEADER_REFERS_TO_MESSAGE, b"1"),
@@ -58,8 +49,7 @@ class KafkaTouchpointPublisher:
 
     async def publish(self, events: Sequence[RecordedTouchpoint], accepted_at_ms: int) -> None:
         """Publish the encoded events; raise PublishFailedError unless all are acknowledged."""
-        accepted = (HEADER_ACCEPTED_AT, str(accepted_at_ms).encode())
-        trace = tracing.current().headers()  # the request's trace, or a new one
+        trace = tracing.current()  # the request's trace, or a new one
         topic = self._topic
         rows = [
             (
@@ -67,11 +57,8 @@ class KafkaTouchpointPublisher:
                 e.key.encode(),
                 e.value,
                 [
-                    *_FIXED_HEADERS,
-                    (HEADER_EVENT_ID, e.event_id.encode()),
+                    *contract_headers(TouchpointRecorded, e.event_id, accepted_at_ms, trace),
                     _NAMES_A_MESSAGE[e.refers_to_message],
-                    accepted,
-                    *trace,
                 ],
             )
             for e in events

@@ -51,14 +51,7 @@ from clientela.profile.domain.identity import (
 from clientela.profile.domain.profile import Profile
 from clientela.shared import outbox as shared_outbox
 from clientela.shared import tracing
-from clientela.shared.codec import (
-    HEADER_ACCEPTED_AT,
-    HEADER_CONTENT_TYPE,
-    HEADER_EVENT_ID,
-    HEADER_SCHEMA_VERSION,
-    HEADER_TYPE,
-    OutgoingRecord,
-)
+from clientela.shared.codec import Headers, OutgoingRecord, headers_for
 from clientela.shared.contracts import Channel, ConsentStatus, TouchpointRecorded
 from clientela.shared.db import UtcDateTime, is_postgres, upsert_insert
 from clientela.shared.readers.touchpoint import (
@@ -282,7 +275,6 @@ _TIMELINE_COLUMNS = [
     "agent_id",
     "payload",
 ]
-_OUTBOX_COLUMNS = ["topic", "key", "value", "headers"]
 
 
 @dataclass(slots=True)
@@ -1068,32 +1060,20 @@ class SqlUnitOfWork(shared_outbox.SqlTransaction):
         await self.profiles.forward(moves, at)
 
     async def stage_encoded(self, events: Sequence[EncodedEvent]) -> None:
-        """Queue events already encoded in the outbox (one COPY on PostgreSQL)."""
+        """Queue events already encoded in the outbox (one packed row, see shared.outbox)."""
         if not events:
             return
         names: dict[str, str] = {}
-        rows = []
+        records = []
         for e in events:
             topic = names.get(e.topic.name)
             if topic is None:
                 topic = names[e.topic.name] = self._kafka.topic(e.topic)
-            headers = _header_pairs(e, topic) if e.value is not None else []
-            rows.append((topic, e.key.encode(), e.value, headers))
-        if self._pg is not None:
-            # The outbox keeps headers as JSON pairs of latin-1 text (see shared.outbox).
-            await self._pg.copy(
-                "outbox",
-                _OUTBOX_COLUMNS,
-                [(t, k, v, _HEADERS_ENCODER.encode(h).decode()) for t, k, v, h in rows],
-            )
-        else:
-            records = [
-                OutgoingRecord(t, k, v, [(name, text.encode("latin-1")) for name, text in h])
-                for t, k, v, h in rows
-            ]
-            await shared_outbox.stage(self.connection, tables.outbox, records)
+            headers = _headers(e, topic) if e.value is not None else []
+            records.append(OutgoingRecord(topic, e.key.encode(), e.value, headers))
+        await shared_outbox.stage(self.connection, tables.outbox, records)
         # The base class counts what was staged to decide whether a commit wakes the relay.
-        self.count_staged(len(rows))
+        self.count_staged(len(records))
 
     async def commit(self) -> None:
         """Commit; keep the saved profiles decoded for the next batch (PostgreSQL)."""
@@ -1103,21 +1083,9 @@ class SqlUnitOfWork(shared_outbox.SqlTransaction):
             self._pg.saved = []
 
 
-_HEADERS_ENCODER = msgspec.json.Encoder()
-_JSON = "application/json"
-
-
-def _header_pairs(event: EncodedEvent, topic: str) -> list[tuple[str, str]]:
+def _headers(event: EncodedEvent, topic: str) -> Headers:
     """Return the headers shared.codec.to_record gives an event, for one already encoded."""
-    headers = [
-        (HEADER_CONTENT_TYPE, _JSON),
-        (HEADER_TYPE, event.event_type),
-        (HEADER_SCHEMA_VERSION, str(event.schema_version)),
-        (HEADER_EVENT_ID, event.event_id),
-    ]
-    if event.accepted_at_ms is not None:
-        headers.append((HEADER_ACCEPTED_AT, str(event.accepted_at_ms)))
     trace = tracing.derived(event.causation_id, topic=topic, linked_causes=event.linked_causes)
-    if trace is not None:
-        headers += [(name, value.decode("latin-1")) for name, value in trace.headers()]
-    return headers
+    return headers_for(
+        event.event_type, event.schema_version, event.event_id, event.accepted_at_ms, trace
+    )
