@@ -16,6 +16,7 @@ from clientela.scoring.application.ports import (
     EncodedEvent,
     ScoreRecord,
     TierTransition,
+    UnpublishedChange,
 )
 from clientela.scoring.application.service import ScoringApplication, ScoringConfig
 from clientela.scoring.domain.value_model import FittedParameters
@@ -196,6 +197,24 @@ class FakeUnitOfWork:
         await self._scores.save_many(records)
         await self.record_tier_changes(transitions)
         await self.stage_encoded(events)
+
+    async def store_unpublished(self, changes: Sequence[UnpublishedChange]) -> None:
+        rows = self._scores.rows
+        for c in changes:
+            kept = rows.get(c.profile_id)
+            if kept is not None and kept.profile_version < c.profile_version:
+                facts = replace(kept.facts, cost_to_serve=c.cost_to_serve) if kept.facts else None
+                rows[c.profile_id] = replace(
+                    kept,
+                    profile_version=c.profile_version,
+                    cost_to_serve=c.cost_to_serve,
+                    facts=facts,
+                    prospect_features=c.prospect_features or kept.prospect_features,
+                    republish=True,
+                )
+
+    async def stale_ids(self) -> list[str]:
+        return sorted(pid for pid, r in self._scores.rows.items() if r.republish)
 
     async def erase(self, profile_ids: Sequence[str]) -> None:
         self._erasing[0].update(profile_ids)

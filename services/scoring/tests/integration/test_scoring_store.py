@@ -302,3 +302,67 @@ async def test_the_inputs_fingerprint_is_stored_so_an_unchanged_profile_is_not_r
     stored = await SqlScoreReader(engine).get("p-1")
     assert stored is not None
     assert stored.profile_version == 3
+
+
+async def test_a_cost_only_change_is_stored_then_published_by_the_sweep(
+    engine: AsyncEngine, application: ScoringApplication, profile_changed: MakeProfile
+) -> None:
+    first = [
+        ProfileChangeMessage(profile_changed("p-1", 1, spend="100")),
+        ProfileChangeMessage(profile_changed("q-1", 1, touchpoint_count=3)),
+    ]
+    # q-1's fourth touchpoint stays in its bucket (3-6): stored, not published.
+    visits = [
+        ProfileChangeMessage(profile_changed("p-1", 3, spend="100", cost_to_serve="2.5")),
+        ProfileChangeMessage(profile_changed("q-1", 2, touchpoint_count=4, cost_to_serve="0.3")),
+    ]
+    late = [ProfileChangeMessage(profile_changed("p-1", 2, spend="100", cost_to_serve="1"))]
+    await application.score_profiles(first, SqlScoringUnitOfWork(engine, KAFKA))
+    staged = len(await outbox_rows(engine))
+
+    outcome = await application.score_profiles(visits, SqlScoringUnitOfWork(engine, KAFKA))
+    await application.score_profiles(late, SqlScoringUnitOfWork(engine, KAFKA))
+    await application.score_profiles(visits, SqlScoringUnitOfWork(engine, KAFKA))
+
+    assert outcome.scored == 0
+    assert len(await outbox_rows(engine)) == staged
+    async with SqlScoringUnitOfWork(engine, KAFKA) as uow:
+        stored = await uow.scores.get_many(["p-1", "q-1"])
+        assert await uow.stale_ids() == ["p-1", "q-1"]
+    # The older version 2 came after version 3: its lower cost is not stored.
+    assert {p: (r.profile_version, r.cost_to_serve, r.republish) for p, r in stored.items()} == {
+        "p-1": (3, 2.5, True),
+        "q-1": (2, 0.3, True),
+    }
+    features = stored["q-1"].prospect_features
+    assert features is not None
+    assert features.touchpoints == 4.0
+
+    swept = await application.sweep()
+
+    rows = await outbox_rows(engine)
+    published = {
+        r["key"]: (r["value"]["data"]["profile_version"], r["value"]["data"]["cost_to_serve"])
+        for r in rows[staged:]
+    }
+    assert published == {"p-1": (3, 2.5), "q-1": (2, 0.3)}
+    assert swept.changed == 2
+    async with SqlScoringUnitOfWork(engine, KAFKA) as uow:
+        assert await uow.stale_ids() == []
+
+
+async def test_an_unpublished_change_keeps_a_customers_pre_purchase_snapshot(
+    engine: AsyncEngine, score: ScoreProfiles, profile_changed: MakeProfile
+) -> None:
+    for change in (
+        profile_changed("r-1", 1, touchpoint_count=5),
+        profile_changed("r-1", 2, spend="50", touchpoint_count=6),
+        profile_changed("r-1", 3, spend="50", touchpoint_count=7, cost_to_serve="1.5"),
+    ):
+        await score([ProfileChangeMessage(change)], SqlScoringUnitOfWork(engine, KAFKA))
+
+    async with SqlScoringUnitOfWork(engine, KAFKA) as uow:
+        stored = (await uow.scores.get_many(["r-1"]))["r-1"]
+    assert (stored.profile_version, stored.cost_to_serve, stored.republish) == (3, 1.5, True)
+    assert stored.prospect_features is not None
+    assert stored.prospect_features.touchpoints == 5.0

@@ -79,7 +79,10 @@ class ScoreRecord:
     published; it is parsed only where the full scores are read (`scores`), and left empty
     when a store was asked for the counters only. `inputs_digest` fingerprints what the
     scores were computed from (facts, lifecycle, segment, prospect features): a change of
-    the profile that leaves it equal is not scored again.
+    the profile that leaves it equal is not scored again. `cost_to_serve` is the profile's
+    latest known cost to serve (a customer's is in its facts as well); `republish` says it
+    (or a prospect's features) moved past the published scores, for the next sweep to
+    announce.
     """
 
     profile_id: str
@@ -95,6 +98,8 @@ class ScoreRecord:
     updated_at: datetime
     state: bytes = b""
     inputs_digest: int | None = None
+    cost_to_serve: float = 0.0
+    republish: bool = False
 
     @property
     def scores(self) -> ScoresUpdated:
@@ -102,6 +107,22 @@ class ScoreRecord:
         if not self.state:
             raise LookupError("the scores were not loaded with this record")
         return ScoresUpdated.model_validate_json(self.state)
+
+
+@dataclass(frozen=True, slots=True)
+class UnpublishedChange:
+    """A newer profile version that moves nothing the value, tier or segment read.
+
+    What it does move (the cost to serve; a prospect's features within their buckets) is
+    stored without scoring or publishing: the version guard moves on, and the next sweep
+    announces it, so its staleness is bounded by the sweep interval. `prospect_features` is
+    None for a customer, whose stored pre-purchase snapshot stays as it is.
+    """
+
+    profile_id: str
+    profile_version: int
+    cost_to_serve: float
+    prospect_features: ProspectFeatures | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +240,14 @@ class ScoringUnitOfWork(Protocol):
         events: Sequence[EncodedEvent],
     ) -> None:
         """Store records (a lower revision never overwrites), history rows and staged events."""
+        ...
+
+    async def store_unpublished(self, changes: Sequence[UnpublishedChange]) -> None:
+        """Store newer versions' unpublished inputs, marked to republish; older ones no-op."""
+        ...
+
+    async def stale_ids(self) -> list[str]:
+        """Return the ids of the profiles marked to republish, in id order."""
         ...
 
     async def erase(self, profile_ids: Sequence[str]) -> None:

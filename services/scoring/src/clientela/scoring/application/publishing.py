@@ -87,6 +87,7 @@ def publish(
         updated_at=now,
         state=state,
         inputs_digest=inputs_digest,
+        cost_to_serve=data["cost_to_serve"],
     )
     event_id = derived_id("scores.updated", profile_id, f"r{revision}")
     events = [

@@ -15,10 +15,12 @@ from clientela.scoring.application.ports import (
     ProfileChangeMessage,
     ScoreRecord,
     ScoringUnitOfWork,
+    UnpublishedChange,
 )
 from clientela.scoring.application.publishing import Cause, Publication, publish
 from clientela.scoring.application.scorer import (
     ScoredProfile,
+    ScoredProspect,
     ScoringPolicy,
     all_reasons,
     customer_payloads,
@@ -113,9 +115,12 @@ class ScoreProfiles:
             if not todo:
                 await uow.commit()
                 return BatchOutcome(ignored=len(messages))
-            publications = self._score(todo, stored, self._clock())
+            publications, quiet = self._score(todo, stored, self._clock())
+            if quiet:
+                await uow.store_unpublished(quiet)
             if not publications:
                 await uow.commit()
+                self._population.take_unpublished(quiet)
                 return BatchOutcome(ignored=len(messages))
             transitions = [p.transition for p in publications if p.transition is not None]
             await uow.write_scored(
@@ -124,6 +129,7 @@ class ScoreProfiles:
                 [e for p in publications for e in p.events],
             )
             await uow.commit()
+            self._population.take_unpublished(quiet)
             self._population.apply(p.record for p in publications)
         log.info(
             "scored %d profile(s), %d tier change(s), %d message(s) ignored",
@@ -142,7 +148,7 @@ class ScoreProfiles:
         todo: list[ProfileChangeMessage],
         stored: dict[str, ScoreRecord],
         now: datetime,
-    ) -> list[Publication]:
+    ) -> tuple[list[Publication], list[UnpublishedChange]]:
         model = self._models.model
         customers: list[ProfileView] = []
         customer_facts: list[CustomerFacts] = []
@@ -150,6 +156,7 @@ class ScoreProfiles:
         digests: list[int] = []
         prospects: list[tuple[ProfileView, ProspectFeatures, int]] = []
         causes: dict[str, Cause] = {}
+        quiet: list[UnpublishedChange] = []
         for message in todo:
             profile = message.event.data
             before = stored.get(profile.profile_id)
@@ -160,12 +167,16 @@ class ScoreProfiles:
                 if before is None or before.inputs_digest != digest:
                     prospects.append((profile, features, digest))
                     causes[profile.profile_id] = _cause(message)
+                else:
+                    _unpublished(quiet, profile, before, features)
                 continue
             segment = segment_of(profile, None, self._policy)
             digest = inputs_digest(scored_lifecycle(profile), found, segment, None)
-            # Nothing scoring reads changed (a page view, a consent, a trait): the stored
-            # scores stand, and time passing is the sweeps' business.
+            # Nothing the value, tier or segment read changed (a page view, a consent, a
+            # trait): the stored scores stand; cost to serve and time passing are the
+            # sweeps' business.
             if before is not None and before.inputs_digest == digest:
+                _unpublished(quiet, profile, before, None)
                 continue
             customers.append(profile)
             customer_facts.append(found)
@@ -173,7 +184,7 @@ class ScoreProfiles:
             digests.append(digest)
             causes[profile.profile_id] = _cause(message)
         if not customers and not prospects:
-            return []
+            return [], quiet
         ids = [p.profile_id for p in customers]
         columns = FactColumns.of(customer_facts)
         # Values first (they need no ranking), so a stale ranking is rebuilt with this batch.
@@ -217,7 +228,15 @@ class ScoreProfiles:
             )
         ]
         for profile, features, digest in prospects:
-            data = prospect_payload(profile, features, context.reference, model.model_version, now)
+            data = prospect_payload(
+                ScoredProspect(
+                    profile.profile_id, profile.version, float(profile.aggregates.cost_to_serve)
+                ),
+                features,
+                context.reference,
+                model.model_version,
+                now,
+            )
             out.append(
                 publish(
                     data,
@@ -230,7 +249,22 @@ class ScoreProfiles:
                     inputs_digest=digest,
                 )
             )
-        return out
+        return out, quiet
+
+
+def _unpublished(
+    quiet: list[UnpublishedChange],
+    profile: ProfileView,
+    before: ScoreRecord,
+    features: ProspectFeatures | None,
+) -> None:
+    # The version is newer than the stored one (checked before); when nothing the sweep
+    # publishes moved either (a consent, a trait), no row is written at all.
+    cost = float(profile.aggregates.cost_to_serve)
+    if cost != before.cost_to_serve or (
+        features is not None and features != before.prospect_features
+    ):
+        quiet.append(UnpublishedChange(profile.profile_id, profile.version, cost, features))
 
 
 def _cause(message: ProfileChangeMessage) -> Cause:

@@ -20,7 +20,7 @@ from clientela.scoring.application.population import RankingContext
 from clientela.scoring.application.publishing import ScoresData
 from clientela.scoring.application.wire import encode
 from clientela.scoring.domain.facts import CustomerFacts, FactColumns, FloatArray
-from clientela.scoring.domain.potential import ProspectFeatures, potential
+from clientela.scoring.domain.potential import ProspectFeatures, potential, prospect_buckets
 from clientela.scoring.domain.profile_view import ProfileView
 from clientela.scoring.domain.reasons import ReasonData, reason
 from clientela.scoring.domain.relationship import (
@@ -301,8 +301,17 @@ def all_reasons(data: Mapping[str, Any]) -> list[ReasonData]:
     return [r for r in derived if r["code"] not in codes] + carried
 
 
+@dataclass(frozen=True, slots=True)
+class ScoredProspect:
+    """Who a prospect's scores belong to: id, profile version, cost to serve so far."""
+
+    profile_id: str
+    profile_version: int
+    cost_to_serve: float
+
+
 def prospect_payload(
-    profile: ProfileView,
+    prospect: ScoredProspect,
     features: ProspectFeatures,
     reference: ProspectFeatures | None,
     model_version: str,
@@ -311,8 +320,8 @@ def prospect_payload(
     """Return the scores of a prospect: tier P, no value yet, and a potential."""
     score, reasons = potential(features, reference)
     return {
-        "profile_id": profile.profile_id,
-        "profile_version": profile.version,
+        "profile_id": prospect.profile_id,
+        "profile_version": prospect.profile_version,
         "model_version": model_version,
         "lifecycle": Lifecycle.PROSPECT.value,
         "tier": Tier.P.value,
@@ -322,7 +331,7 @@ def prospect_payload(
         "segment": None,
         # Rounding can put a resemblance of exactly 1 a hair above it.
         "potential": None if score is None else min(1.0, max(0.0, score)),
-        "cost_to_serve": float(profile.aggregates.cost_to_serve),
+        "cost_to_serve": prospect.cost_to_serve,
         "at_risk": False,
         "reasons": [reason("purchase_count", 0, "no sale recorded yet"), *reasons],
         "as_of": as_of.isoformat().replace("+00:00", "Z"),
@@ -339,7 +348,11 @@ def inputs_digest(
     segment: tuple[Segment, ReasonData] | None,
     features: ProspectFeatures | None,
 ) -> int:
-    """Return a stable 63-bit fingerprint of what a profile's scores are computed from."""
+    """Return a stable 63-bit fingerprint of what a profile's value, tier and segment read.
+
+    Cost to serve is left out (every touchpoint adds to it; the sweep publishes its drift) and
+    a prospect's features count only by their coarse buckets, so a page view changes nothing.
+    """
     key = (
         lifecycle.value,
         None
@@ -350,12 +363,9 @@ def inputs_digest(
             facts.first_purchase_s,
             facts.last_purchase_s,
             facts.total_spend,
-            facts.cost_to_serve,
         ),
         None if segment is None else (segment[0].value, segment[1]["value"], segment[1]["detail"]),
-        None
-        if features is None
-        else (sorted(features.channel_mix.items()), features.touchpoints, features.inbound_share),
+        None if features is None else prospect_buckets(features),
     )
     # Stable across processes (unlike hash()), and small enough for a BIGINT column.
     digest = blake2b(encode(key), digest_size=8).digest()

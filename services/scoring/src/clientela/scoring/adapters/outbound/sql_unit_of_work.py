@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy import Row, Text, cast, delete, select
+from sqlalchemy import Row, Text, bindparam, cast, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from clientela.scoring.adapters.outbound import tables
@@ -19,6 +19,7 @@ from clientela.scoring.application.ports import (
     ScoreRecord,
     StoredScore,
     TierTransition,
+    UnpublishedChange,
 )
 from clientela.scoring.application.wire import encode
 from clientela.scoring.domain.clv import BgNbdParams, GammaGammaParams
@@ -57,6 +58,7 @@ _RECORD_COLUMNS = (
     "state",
     "updated_at",
     "inputs_digest",
+    "republish",
 )
 
 
@@ -91,6 +93,7 @@ def record_of(row: Row[Any], state: bytes = b"") -> ScoreRecord:
         row.updated_at,
         state,
         row.inputs_digest,
+        row.republish,
     )
 
 
@@ -113,6 +116,7 @@ def _record(
     updated_at: datetime,
     state: bytes = b"",
     inputs_digest: int | None = None,
+    republish: bool = False,
 ) -> ScoreRecord:
     facts = (
         CustomerFacts(
@@ -144,6 +148,8 @@ def _record(
         updated_at=as_utc(updated_at),
         state=state,
         inputs_digest=inputs_digest,
+        cost_to_serve=float(cost_to_serve),
+        republish=bool(republish),
     )
 
 
@@ -304,18 +310,18 @@ _PG_SQL = {
                NULL::float8 AS first_purchase_s, NULL::float8 AS last_purchase_s,
                NULL::float8 AS total_spend, NULL::float8 AS cost_to_serve,
                NULL::text AS prospect_features, NULL::timestamptz AS updated_at,
-               NULL::bytea AS state, NULL::bigint AS inputs_digest
+               NULL::bytea AS state, NULL::bigint AS inputs_digest, NULL::bool AS republish
         FROM claimed
         UNION ALL
         SELECT 1, profile_id, profile_version, revision, tier_seq, lifecycle, tier,
                predicted_value, at_risk, purchase_days, purchase_count, first_purchase_s,
                last_purchase_s, total_spend, cost_to_serve, prospect_features::text, updated_at,
-               ''::bytea, inputs_digest
+               ''::bytea, inputs_digest, republish
         FROM {profile_scores}
         WHERE profile_id IN (SELECT json_array_elements_text($3::json))
         UNION ALL
         SELECT 2, marker, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-               NULL, NULL, NULL, NULL, NULL, NULL
+               NULL, NULL, NULL, NULL, NULL, NULL, NULL
         FROM {erased_profiles}
         WHERE marker IN (SELECT json_array_elements_text($4::json))""",
     # Scores upserted in key order (a lower revision never overwrites a higher one), history
@@ -326,24 +332,24 @@ _PG_SQL = {
             INSERT INTO {profile_scores} (profile_id, profile_version, revision, tier_seq,
                 lifecycle, tier, predicted_value, at_risk, purchase_days, purchase_count,
                 first_purchase_s, last_purchase_s, total_spend, cost_to_serve,
-                prospect_features, state, updated_at, inputs_digest)
+                prospect_features, state, updated_at, inputs_digest, republish)
             SELECT u.profile_id, u.profile_version, u.revision, u.tier_seq, u.lifecycle, u.tier,
                    u.predicted_value, u.at_risk, u.purchase_days, u.purchase_count,
                    u.first_purchase_s, u.last_purchase_s, u.total_spend, u.cost_to_serve,
                    u.prospect_features{features_cast}, u.state::{state_type},
-                   u.updated_at, u.inputs_digest
+                   u.updated_at, u.inputs_digest, u.republish
             FROM ROWS FROM (
                 json_to_recordset($1::json) AS (profile_id text, profile_version bigint,
                     revision bigint, tier_seq bigint, lifecycle text, tier text,
                     predicted_value float8, at_risk bool, purchase_days int,
                     purchase_count int, first_purchase_s float8, last_purchase_s float8,
                     total_spend float8, cost_to_serve float8, prospect_features json,
-                    updated_at timestamptz, inputs_digest bigint),
+                    updated_at timestamptz, inputs_digest bigint, republish bool),
                 string_to_table($2::text, chr(30)))
                 AS u(profile_id, profile_version, revision, tier_seq, lifecycle, tier,
                      predicted_value, at_risk, purchase_days, purchase_count,
                      first_purchase_s, last_purchase_s, total_spend, cost_to_serve,
-                     prospect_features, updated_at, inputs_digest, state)
+                     prospect_features, updated_at, inputs_digest, republish, state)
             ORDER BY u.profile_id
             ON CONFLICT (profile_id) DO UPDATE SET
                 profile_version = EXCLUDED.profile_version, revision = EXCLUDED.revision,
@@ -355,7 +361,8 @@ _PG_SQL = {
                 last_purchase_s = EXCLUDED.last_purchase_s,
                 total_spend = EXCLUDED.total_spend, cost_to_serve = EXCLUDED.cost_to_serve,
                 prospect_features = EXCLUDED.prospect_features, state = EXCLUDED.state,
-                updated_at = EXCLUDED.updated_at, inputs_digest = EXCLUDED.inputs_digest
+                updated_at = EXCLUDED.updated_at, inputs_digest = EXCLUDED.inputs_digest,
+                republish = EXCLUDED.republish
             WHERE {profile_scores}.revision < EXCLUDED.revision
             RETURNING 1),
         h AS (
@@ -377,6 +384,18 @@ _PG_SQL = {
             ORDER BY o.n
             RETURNING 1)
         SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM h), (SELECT count(*) FROM o)""",
+    # Newer versions' cost to serve and prospect features, stored without publishing (a
+    # customer's pre-purchase snapshot stays); the sweep announces them.
+    "store_unpublished": """
+        UPDATE {profile_scores} AS p
+        SET profile_version = a.profile_version, cost_to_serve = a.cost_to_serve,
+            prospect_features = COALESCE(a.prospect_features{features_cast},
+                                         p.prospect_features),
+            republish = true
+        FROM json_to_recordset($1::json)
+            AS a(profile_id text, profile_version bigint, cost_to_serve float8,
+                 prospect_features json)
+        WHERE p.profile_id = a.profile_id AND p.profile_version < a.profile_version""",
 }
 
 _SQL_BY_SCHEMA: dict[str, dict[str, str]] = {}
@@ -408,10 +427,11 @@ def _pg_row(record: ScoreRecord) -> dict[str, Any]:
         "first_purchase_s": f.first_purchase_s if f else None,
         "last_purchase_s": f.last_purchase_s if f else None,
         "total_spend": f.total_spend if f else 0.0,
-        "cost_to_serve": f.cost_to_serve if f else 0.0,
+        "cost_to_serve": f.cost_to_serve if f else record.cost_to_serve,
         "prospect_features": features.as_json() if features else None,
         "updated_at": record.updated_at,
         "inputs_digest": record.inputs_digest,
+        "republish": record.republish,
     }
 
 
@@ -582,6 +602,60 @@ class SqlScoringUnitOfWork(SqlTransaction):
             _joined([e.value for e in events]),
         )
         self.count_staged(len(events))
+
+    async def store_unpublished(self, changes: Sequence[UnpublishedChange]) -> None:
+        """Store newer versions' unpublished inputs, marked to republish; older ones no-op."""
+        if not changes:
+            return
+        ordered = sorted(changes, key=lambda c: c.profile_id)
+        rows = [
+            {
+                "profile_id": c.profile_id,
+                "profile_version": c.profile_version,
+                "cost_to_serve": c.cost_to_serve,
+                "prospect_features": c.prospect_features.as_json()
+                if c.prospect_features is not None
+                else None,
+            }
+            for c in ordered
+        ]
+        if is_postgres(self.connection):
+            _, sql = await self._pg()
+            await self._pg_fetch(sql["store_unpublished"], _ENCODER.encode(rows).decode())
+            return
+        table = tables.profile_scores
+        await self.connection.execute(
+            update(table)
+            .where(
+                table.c.profile_id == bindparam("pid"),
+                table.c.profile_version < bindparam("version"),
+            )
+            .values(
+                profile_version=bindparam("version"),
+                cost_to_serve=bindparam("cost"),
+                prospect_features=func.coalesce(bindparam("features"), table.c.prospect_features),
+                republish=True,
+            ),
+            [
+                {
+                    "pid": r["profile_id"],
+                    "version": r["profile_version"],
+                    "cost": r["cost_to_serve"],
+                    "features": None
+                    if r["prospect_features"] is None
+                    else encode(r["prospect_features"]).decode(),
+                }
+                for r in rows
+            ],
+        )
+
+    async def stale_ids(self) -> list[str]:
+        """Return the ids of the profiles marked to republish, in id order."""
+        table = tables.profile_scores
+        result = await self.connection.execute(
+            select(table.c.profile_id).where(table.c.republish).order_by(table.c.profile_id)
+        )
+        return list(result.scalars())
 
     async def erase(self, profile_ids: Sequence[str]) -> None:
         """Delete the profiles' scores, tier history and unpublished events; keep markers."""
