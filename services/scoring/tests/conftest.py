@@ -12,8 +12,8 @@ from typing import Any, Self, TypeVar
 import pytest
 
 from clientela.scoring.application.ports import (
-    ClaimedBatch,
     EncodedEvent,
+    LoadedBatch,
     ScoreRecord,
     TierTransition,
     UnpublishedChange,
@@ -179,11 +179,8 @@ class FakeUnitOfWork:
         self.inbox |= new
         return new
 
-    async def claim_and_load(
-        self, event_ids: Sequence[str], profile_ids: Sequence[str]
-    ) -> ClaimedBatch:
-        return ClaimedBatch(
-            await self.claim_new(event_ids),
+    async def load_batch(self, profile_ids: Sequence[str]) -> LoadedBatch:
+        return LoadedBatch(
             await self._scores.get_many(profile_ids),
             {pid for pid in profile_ids if pid in self.erased},
         )

@@ -366,3 +366,29 @@ async def test_an_unpublished_change_keeps_a_customers_pre_purchase_snapshot(
     assert (stored.profile_version, stored.cost_to_serve, stored.republish) == (3, 1.5, True)
     assert stored.prospect_features is not None
     assert stored.prospect_features.touchpoints == 5.0
+
+
+async def test_profile_changes_claim_no_inbox_rows_and_every_repeat_is_a_no_op(
+    engine: AsyncEngine, score: ScoreProfiles, profile_changed: MakeProfile
+) -> None:
+    scored = ProfileChangeMessage(profile_changed("p-1", 1, spend="100"))
+    nothing_read = ProfileChangeMessage(profile_changed("p-1", 2, spend="100"))
+    cost_only = ProfileChangeMessage(profile_changed("p-1", 3, spend="100", cost_to_serve="2"))
+    for batch in ([scored], [nothing_read], [cost_only]):
+        await score(batch, SqlScoringUnitOfWork(engine, KAFKA))
+    staged = await outbox_rows(engine)
+    async with SqlScoringUnitOfWork(engine, KAFKA) as uow:
+        before = (await uow.scores.get_many(["p-1"]))["p-1"]
+
+    # Redelivered one by one and all together, as after a crash before the offset commit.
+    outcomes = [
+        await score(batch, SqlScoringUnitOfWork(engine, KAFKA))
+        for batch in ([scored], [nothing_read], [cost_only], [scored, nothing_read, cost_only])
+    ]
+
+    assert [o.scored for o in outcomes] == [0, 0, 0, 0]
+    assert await outbox_rows(engine) == staged
+    async with SqlScoringUnitOfWork(engine, KAFKA) as uow:
+        assert (await uow.scores.get_many(["p-1"]))["p-1"] == before
+    async with engine.connect() as conn:
+        assert (await conn.execute(select(tables.inbox))).all() == []

@@ -3,7 +3,7 @@
 Two figures. Streaming: ProfileChanged events re-scored per second by the streaming use case
 (batches of 500 with the BG/NBD + Gamma-Gamma model), first on in-memory storage so the
 figure is the scoring cost itself, then with the SQL unit of work (SQLite by default,
-`--database URL` for PostgreSQL) so it includes inbox, upsert, history and outbox writes;
+`--database URL` for PostgreSQL) so it includes the upsert, history and outbox writes;
 against a bare baseline: the closed-form model alone on the same batches. Events start as
 the bytes on the wire (decoding is timed); CPU per profile is reported for this process and,
 on PostgreSQL, for the server backends that served the benchmark's connections. Sweep: the
@@ -37,8 +37,8 @@ from clientela.scoring.adapters.outbound import tables
 from clientela.scoring.adapters.outbound.sql_unit_of_work import SqlScoringUnitOfWork
 from clientela.scoring.application.population import RankingContext
 from clientela.scoring.application.ports import (
-    ClaimedBatch,
     EncodedEvent,
+    LoadedBatch,
     ProfileChangeMessage,
     ScoreRecord,
     ScoringUnitOfWork,
@@ -177,12 +177,8 @@ class _MemoryUnitOfWork:
         self.inbox |= new
         return new
 
-    async def claim_and_load(
-        self, event_ids: Sequence[str], profile_ids: Sequence[str]
-    ) -> ClaimedBatch:
-        return ClaimedBatch(
-            await self.claim_new(event_ids), await self.get_many(profile_ids), set()
-        )
+    async def load_batch(self, profile_ids: Sequence[str]) -> LoadedBatch:
+        return LoadedBatch(await self.get_many(profile_ids), set())
 
     async def write_scored(
         self,

@@ -38,15 +38,13 @@ class ErasureMessage:
 
 
 @dataclass(frozen=True, slots=True)
-class ClaimedBatch:
-    """What a streamed batch learns in one round trip before scoring.
+class LoadedBatch:
+    """What a streamed batch reads in one round trip before scoring.
 
-    `fresh` are the event ids seen for the first time (now claimed), `stored` the records of
-    the batch's profiles that have one (counters and facts, no state), `erased` the batch's
-    profile ids that were erased and must not come back.
+    `stored` are the records of the batch's profiles that have one (counters and facts, no
+    state), `erased` the batch's profile ids that were erased and must not come back.
     """
 
-    fresh: set[str]
     stored: dict[str, ScoreRecord]
     erased: set[str]
 
@@ -198,7 +196,7 @@ class ParameterStore(Protocol):
 
 
 class ScoringUnitOfWork(Protocol):
-    """One transaction: inbox claims, scores, tier history and staged events commit together."""
+    """One transaction: scores, tier history, staged events and erasures' inbox claims."""
 
     @property
     def scores(self) -> ScoreStore:
@@ -227,10 +225,8 @@ class ScoringUnitOfWork(Protocol):
         """Mark event ids processed; return those seen for the first time."""
         ...
 
-    async def claim_and_load(
-        self, event_ids: Sequence[str], profile_ids: Sequence[str]
-    ) -> ClaimedBatch:
-        """Claim event ids, read the profiles' stored records and which of them were erased."""
+    async def load_batch(self, profile_ids: Sequence[str]) -> LoadedBatch:
+        """Read the profiles' stored records and which of them were erased."""
         ...
 
     async def write_scored(

@@ -67,7 +67,7 @@ def newest_per_profile(messages: Sequence[ProfileChangeMessage]) -> list[Profile
 
 
 class ScoreProfiles:
-    """Scores profile changes in one transaction per batch; redelivery and stale versions no-op.
+    """Scores profile changes in one transaction per batch; repeats and stale versions no-op.
 
     Customers are scored together, vectorised, with the fitted parameters in force; their
     tier comes from the population's cut-offs (refreshed by age) with hysteresis against the
@@ -95,21 +95,17 @@ class ScoreProfiles:
     ) -> BatchOutcome:
         """Apply a batch; return what was done."""
         async with self._lock, uow:
-            # Inbox claim, stored counters and erasure markers in one round trip: the
-            # records of profiles whose events turn out to be repeats are read for nothing,
-            # which costs less than a second query.
-            claimed = await uow.claim_and_load(
-                [m.event.event_id for m in messages],
-                sorted({m.event.data.profile_id for m in messages}),
-            )
-            candidates = newest_per_profile(
-                [m for m in messages if m.event.event_id in claimed.fresh]
-            )
-            stored = claimed.stored
+            # No inbox: the stored profile version is the guard. Versions only grow, so an
+            # equal or lower one is a repeat or out of order. A version that moved anything
+            # scoring keeps is stored (scored, or kept unpublished), so its repeat stops
+            # here; one that moved nothing is not stored, and its repeat finds the same
+            # fingerprint and cost and is skipped again.
+            loaded = await uow.load_batch(sorted({m.event.data.profile_id for m in messages}))
+            stored = loaded.stored
             todo = [
                 m
-                for m in candidates
-                if m.event.data.profile_id not in claimed.erased
+                for m in newest_per_profile(messages)
+                if m.event.data.profile_id not in loaded.erased
                 and _is_newer(m, stored.get(m.event.data.profile_id))
             ]
             if not todo:

@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from clientela.scoring.adapters.outbound import tables
 from clientela.scoring.application.ports import (
-    ClaimedBatch,
     EncodedEvent,
+    LoadedBatch,
     ScoreRecord,
     StoredScore,
     TierTransition,
@@ -295,35 +295,20 @@ def quoted(schema: str, table: str) -> str:
 # against the collection ABCs in Python, which cost more than the rest of the write. `{name}`
 # is the schema-qualified table.
 _PG_SQL = {
-    # Inbox claim (kind 0), stored counters of the batch's profiles (kind 1) and erasure
-    # markers among them (kind 2) in one round trip.
-    "claim_and_load": """
-        WITH claimed AS (
-            INSERT INTO {inbox} (event_id, processed_at)
-            SELECT e, $2 FROM json_array_elements_text($1::json) AS e
-            ON CONFLICT (event_id) DO NOTHING
-            RETURNING event_id)
-        SELECT 0 AS kind, event_id AS profile_id, NULL::bigint AS profile_version,
-               NULL::bigint AS revision, NULL::bigint AS tier_seq, NULL::text AS lifecycle,
-               NULL::text AS tier, NULL::float8 AS predicted_value, NULL::bool AS at_risk,
-               NULL::int AS purchase_days, NULL::int AS purchase_count,
-               NULL::float8 AS first_purchase_s, NULL::float8 AS last_purchase_s,
-               NULL::float8 AS total_spend, NULL::float8 AS cost_to_serve,
-               NULL::text AS prospect_features, NULL::timestamptz AS updated_at,
-               NULL::bytea AS state, NULL::bigint AS inputs_digest, NULL::bool AS republish
-        FROM claimed
-        UNION ALL
-        SELECT 1, profile_id, profile_version, revision, tier_seq, lifecycle, tier,
+    # Stored counters of the batch's profiles (kind 1) and erasure markers among them
+    # (kind 2) in one round trip.
+    "load_batch": """
+        SELECT 1 AS kind, profile_id, profile_version, revision, tier_seq, lifecycle, tier,
                predicted_value, at_risk, purchase_days, purchase_count, first_purchase_s,
                last_purchase_s, total_spend, cost_to_serve, prospect_features::text, updated_at,
-               ''::bytea, inputs_digest, republish
+               ''::bytea AS state, inputs_digest, republish
         FROM {profile_scores}
-        WHERE profile_id IN (SELECT json_array_elements_text($3::json))
+        WHERE profile_id IN (SELECT json_array_elements_text($1::json))
         UNION ALL
         SELECT 2, marker, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
                NULL, NULL, NULL, NULL, NULL, NULL, NULL
         FROM {erased_profiles}
-        WHERE marker IN (SELECT json_array_elements_text($4::json))""",
+        WHERE marker IN (SELECT json_array_elements_text($2::json))""",
     # Scores upserted in key order (a lower revision never overwrites a higher one), history
     # rows, and outbox rows in the order given (their ids are the relay's publishing order),
     # in one statement.
@@ -465,7 +450,7 @@ async def _pg_statements(driver: Any, schema: str) -> dict[str, str]:
 class SqlScoringUnitOfWork(SqlTransaction):
     """The shared transaction (inbox, outbox, relay wake-up) plus scores and parameters.
 
-    On PostgreSQL a streamed batch takes two statements (claim and load; write everything)
+    On PostgreSQL a streamed batch takes two statements (load; write everything)
     on the asyncpg connection under SQLAlchemy's; SQLite goes through SQLAlchemy Core.
     """
 
@@ -517,37 +502,25 @@ class SqlScoringUnitOfWork(SqlTransaction):
         driver, _ = await self._pg()
         return list(await driver.fetch(sql, *args))
 
-    async def claim_and_load(
-        self, event_ids: Sequence[str], profile_ids: Sequence[str]
-    ) -> ClaimedBatch:
-        """Claim event ids, read the profiles' stored records and which were erased."""
+    async def load_batch(self, profile_ids: Sequence[str]) -> LoadedBatch:
+        """Read the profiles' stored records and which of them were erased."""
         markers = {erasure_marker(self._marker_key, pid): pid for pid in profile_ids}
         if not is_postgres(self.connection):
-            return ClaimedBatch(
-                await self.claim_new(event_ids),
-                await self.scores.get_many(profile_ids),
-                await self._erased(markers),
-            )
+            return LoadedBatch(await self.scores.get_many(profile_ids), await self._erased(markers))
         _, sql = await self._pg()
         rows = await self._pg_fetch(
-            sql["claim_and_load"],
-            _ENCODER.encode(list(dict.fromkeys(event_ids))).decode(),
-            datetime.now(UTC),
+            sql["load_batch"],
             _ENCODER.encode(list(profile_ids)).decode(),
             _ENCODER.encode(list(markers)).decode(),
         )
-        fresh: set[str] = set()
         stored: dict[str, ScoreRecord] = {}
         erased: set[str] = set()
         for row in rows:
-            kind = row[0]
-            if kind == 0:
-                fresh.add(row[1])
-            elif kind == 1:
+            if row[0] == 1:
                 stored[row[1]] = _record(*tuple(row)[1:])
             else:
                 erased.add(markers[row[1]])
-        return ClaimedBatch(fresh, stored, erased)
+        return LoadedBatch(stored, erased)
 
     async def _erased(self, markers: dict[str, str]) -> set[str]:
         if not markers:
