@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from sqlalchemy import select
@@ -14,13 +14,29 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from clientela.scoring.adapters.outbound import tables
 from clientela.scoring.adapters.outbound.sql_reader import SqlScoreReader
 from clientela.scoring.adapters.outbound.sql_unit_of_work import SqlScoringUnitOfWork
-from clientela.scoring.application.ports import ErasureMessage, ProfileChangeMessage
+from clientela.scoring.application.ports import (
+    EncodedEvent,
+    ErasureMessage,
+    ProfileChangeMessage,
+)
 from clientela.scoring.application.queries import tier_summary
 from clientela.scoring.application.score_profiles import ScoreProfiles
 from clientela.scoring.application.service import ScoringApplication, ScoringConfig
 from clientela.scoring.migrations import MIGRATIONS
-from clientela.shared.codec import HEADER_ACCEPTED_AT, HEADER_EVENT_ID
-from clientela.shared.contracts import ProfileChangedEvent, Tier, derived_event_id
+from clientela.shared.codec import (
+    HEADER_ACCEPTED_AT,
+    HEADER_EVENT_ID,
+    HEADER_SCHEMA_VERSION,
+    HEADER_TYPE,
+)
+from clientela.shared.contracts import (
+    ProfileChangedEvent,
+    ScoresUpdatedEvent,
+    Tier,
+    TierChangedEvent,
+    derived_event_id,
+)
+from clientela.shared.contracts.topics import TIER_CHANGES
 from clientela.shared.db import create_engine
 from clientela.shared.migrations import upgrade
 from clientela.shared.settings import DatabaseSettings, KafkaSettings
@@ -392,3 +408,30 @@ async def test_profile_changes_claim_no_inbox_rows_and_every_repeat_is_a_no_op(
         assert (await uow.scores.get_many(["p-1"]))["p-1"] == before
     async with engine.connect() as conn:
         assert (await conn.execute(select(tables.inbox))).all() == []
+
+
+class _TierChangedV2(TierChangedEvent):
+    SCHEMA_VERSION: ClassVar[int] = 2
+
+
+async def test_headers_carry_the_contracts_type_and_schema_version(
+    engine: AsyncEngine, score: ScoreProfiles, profile_changed: MakeProfile
+) -> None:
+    await score(
+        [ProfileChangeMessage(profile_changed("p-1", 1, spend="100"))],
+        SqlScoringUnitOfWork(engine, KAFKA),
+    )
+    async with SqlScoringUnitOfWork(engine, KAFKA) as uow:
+        await uow.stage_encoded([EncodedEvent(TIER_CHANGES, "p-2", _TierChangedV2, "e-2", b"{}")])
+        await uow.commit()
+
+    rows = await outbox_rows(engine)
+    assert [(r["headers"][HEADER_TYPE], r["headers"][HEADER_SCHEMA_VERSION]) for r in rows] == [
+        (ScoresUpdatedEvent.EVENT_TYPE, str(ScoresUpdatedEvent.SCHEMA_VERSION)),
+        (TierChangedEvent.EVENT_TYPE, str(TierChangedEvent.SCHEMA_VERSION)),
+        (TierChangedEvent.EVENT_TYPE, "2"),
+    ]
+    assert [r["value"]["schema_version"] for r in rows[:2]] == [
+        ScoresUpdatedEvent.SCHEMA_VERSION,
+        TierChangedEvent.SCHEMA_VERSION,
+    ]

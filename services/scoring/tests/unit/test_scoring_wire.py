@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, ClassVar
 
 import msgspec
 import numpy as np
@@ -12,7 +13,7 @@ import pytest
 from clientela.scoring.application.ports import ProfileChangeMessage
 from clientela.scoring.application.scorer import within_contract
 from clientela.scoring.application.service import ScoringApplication
-from clientela.scoring.application.wire import derived_id
+from clientela.scoring.application.wire import derived_id, envelope
 from clientela.scoring.bench import PARAMETERS
 from clientela.scoring.domain.value_model import Estimates
 from clientela.shared.contracts import (
@@ -104,3 +105,26 @@ def _as_floats(value: Any) -> Any:
     if isinstance(value, list):
         return [_as_floats(v) for v in value]
     return value
+
+
+class _ScoresUpdatedV2(ScoresUpdatedEvent):
+    SCHEMA_VERSION: ClassVar[int] = 2
+
+
+@pytest.mark.parametrize("contract", [ScoresUpdatedEvent, TierChangedEvent, _ScoresUpdatedV2])
+def test_the_envelope_takes_type_and_schema_version_from_the_contract(
+    contract: type[ScoresUpdatedEvent] | type[TierChangedEvent],
+) -> None:
+    value = envelope(
+        contract,
+        "e-1",
+        datetime(2025, 1, 1, tzinfo=UTC),
+        correlation_id="c-1",
+        causation_id="k-1",
+        data=b"{}",
+    )
+    decoded = msgspec.json.decode(value)
+    assert (decoded["type"], decoded["schema_version"]) == (
+        contract.EVENT_TYPE,
+        contract.SCHEMA_VERSION,
+    )

@@ -13,6 +13,7 @@ from clientela.scoring.domain.potential import ProspectFeatures
 from clientela.scoring.domain.profile_view import ProfileChangeView
 from clientela.scoring.domain.value_model import FittedParameters
 from clientela.shared.contracts import (
+    Envelope,
     Lifecycle,
     ScoresUpdated,
     Tier,
@@ -125,15 +126,25 @@ class UnpublishedChange:
 
 @dataclass(frozen=True, slots=True)
 class EncodedEvent:
-    """An event ready for the outbox: registered topic, key, and its contract's JSON."""
+    """An event ready for the outbox: registered topic, key, contract, and the contract's JSON."""
 
     topic: TopicSpec
     key: str
-    event_type: str
+    contract: type[Envelope]
     event_id: str
     value: bytes
     accepted_at_ms: int | None = None
     causation_id: str | None = None
+
+    @property
+    def event_type(self) -> str:
+        """Return the contract's event type."""
+        return self.contract.EVENT_TYPE
+
+    @property
+    def schema_version(self) -> int:
+        """Return the contract's schema version (what the value was encoded as)."""
+        return self.contract.SCHEMA_VERSION
 
 
 @dataclass(frozen=True, slots=True)

@@ -94,10 +94,10 @@ def publish(
         EncodedEvent(
             SCORES,
             profile_id,
-            ScoresUpdatedEvent.EVENT_TYPE,
+            ScoresUpdatedEvent,
             event_id,
             envelope(
-                ScoresUpdatedEvent.EVENT_TYPE,
+                ScoresUpdatedEvent,
                 event_id,
                 now,
                 correlation_id=cause.correlation_id,
@@ -128,10 +128,10 @@ def publish(
         EncodedEvent(
             TIER_CHANGES,
             profile_id,
-            TierChangedEvent.EVENT_TYPE,
+            TierChangedEvent,
             event_id,
             envelope(
-                TierChangedEvent.EVENT_TYPE,
+                TierChangedEvent,
                 event_id,
                 now,
                 correlation_id=cause.correlation_id,

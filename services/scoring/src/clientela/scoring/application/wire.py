@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from clientela.shared.contracts.base import EVENT_ID_NAMESPACE
+from clientela.shared.contracts.base import EVENT_ID_NAMESPACE, Envelope
 
 SOURCE = "scoring"
 
@@ -45,7 +45,7 @@ def derived_id(*parts: str) -> str:
 
 
 def envelope(
-    event_type: str,
+    contract: type[Envelope],
     event_id: str,
     occurred_at: datetime,
     *,
@@ -57,8 +57,8 @@ def envelope(
     return _encoder.encode(
         {
             "event_id": event_id,
-            "type": event_type,
-            "schema_version": 1,
+            "type": contract.EVENT_TYPE,
+            "schema_version": contract.SCHEMA_VERSION,
             "occurred_at": occurred_at,
             "source": SOURCE,
             "correlation_id": correlation_id,

@@ -35,7 +35,7 @@ from clientela.shared.codec import (
     HEADER_TYPE,
     OutgoingRecord,
 )
-from clientela.shared.contracts import Lifecycle, ScoresUpdated, Tier
+from clientela.shared.contracts import Envelope, Lifecycle, ScoresUpdated, Tier
 from clientela.shared.db import is_postgres, upsert_insert
 from clientela.shared.outbox import SqlTransaction
 from clientela.shared.settings import KafkaSettings
@@ -707,14 +707,24 @@ class SqlScoringUnitOfWork(SqlTransaction):
         )
 
 
+_CONTRACT_HEADERS: dict[type[Envelope], list[tuple[str, bytes]]] = {}
+
+
+def _contract_headers(contract: type[Envelope]) -> list[tuple[str, bytes]]:
+    # The same three headers for every event of a contract: built once per process.
+    found = _CONTRACT_HEADERS.get(contract)
+    if found is None:
+        found = _CONTRACT_HEADERS[contract] = [
+            (HEADER_CONTENT_TYPE, b"application/json"),
+            (HEADER_TYPE, contract.EVENT_TYPE.encode()),
+            (HEADER_SCHEMA_VERSION, str(contract.SCHEMA_VERSION).encode()),
+        ]
+    return found
+
+
 def _headers(event: EncodedEvent) -> list[tuple[str, bytes]]:
     # The headers shared.codec.event_headers gives an event model, from the encoded event.
-    headers = [
-        (HEADER_CONTENT_TYPE, b"application/json"),
-        (HEADER_TYPE, event.event_type.encode()),
-        (HEADER_SCHEMA_VERSION, b"1"),
-        (HEADER_EVENT_ID, event.event_id.encode()),
-    ]
+    headers = [*_contract_headers(event.contract), (HEADER_EVENT_ID, event.event_id.encode())]
     if event.accepted_at_ms is not None:
         headers.append((HEADER_ACCEPTED_AT, str(event.accepted_at_ms).encode()))
     trace = tracing.derived(event.causation_id)
