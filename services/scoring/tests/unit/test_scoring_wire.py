@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from clientela.scoring.application.ports import ProfileChangeMessage
-from clientela.scoring.application.scorer import within_contract
+from clientela.scoring.application.scorer import kept_segment, within_contract
 from clientela.scoring.application.service import ScoringApplication
 from clientela.scoring.application.wire import derived_id, envelope
 from clientela.scoring.bench import PARAMETERS
@@ -128,3 +128,33 @@ def test_the_envelope_takes_type_and_schema_version_from_the_contract(
         contract.EVENT_TYPE,
         contract.SCHEMA_VERSION,
     )
+
+
+async def test_the_kept_segment_reads_what_the_contract_reads(
+    application: ScoringApplication, uow: Any, profile_changed: MakeProfile
+) -> None:
+    events = [
+        profile_changed("transactional", 1, spend="20"),
+        profile_changed(
+            "relational", 1, spend="400", purchases=5, counts_by_channel={"web": 5, "app": 2}
+        ),
+        profile_changed("solutions", 1, spend="300", purchases=3, counts_by_kind={"phone_call": 4}),
+        profile_changed("prospect", 1, touchpoint_count=2),
+    ]
+    await application.score_profiles([ProfileChangeMessage(e) for e in events], uow)
+    states = {pid: r.state for pid, r in uow.scores.rows.items()}
+    legacy = msgspec.json.encode({"segment": "relational", "reasons": []})
+
+    for pid, state in states.items():
+        model = ScoresUpdated.model_validate_json(state)
+        rule = next(r for r in model.reasons if r.code == "segment_rule") if model.segment else None
+        expected = (model.segment, rule.model_dump()) if rule is not None else None
+        assert kept_segment(state) == expected, pid
+    assert {s[0].value for s in map(kept_segment, states.values()) if s is not None} == {
+        "transactional",
+        "relational",
+        "solutions_and_systems",
+    }
+    kept = kept_segment(legacy)
+    assert kept is not None
+    assert kept[1] == {"code": "segment_rule", "value": None, "detail": "kept from last change"}

@@ -166,7 +166,7 @@ class ScoreProfiles:
                 else:
                     _unpublished(quiet, profile, before, features)
                 continue
-            segment = segment_of(profile, None, self._policy)
+            segment = segment_of(profile, self._policy)
             digest = inputs_digest(scored_lifecycle(profile), found, segment, None)
             # Nothing the value, tier or segment read changed (a page view, a consent, a
             # trait): the stored scores stand; cost to serve and time passing are the

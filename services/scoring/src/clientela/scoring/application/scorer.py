@@ -18,7 +18,7 @@ import numpy.typing as npt
 
 from clientela.scoring.application.population import RankingContext
 from clientela.scoring.application.publishing import ScoresData
-from clientela.scoring.application.wire import encode
+from clientela.scoring.application.wire import encode, published_segment
 from clientela.scoring.domain.facts import CustomerFacts, FactColumns, FloatArray
 from clientela.scoring.domain.potential import ProspectFeatures, potential, prospect_buckets
 from clientela.scoring.domain.profile_view import ProfileView
@@ -35,7 +35,6 @@ from clientela.scoring.domain.tiers import CODE, NO_TIER, TIER_OF_CODE, TierCode
 from clientela.scoring.domain.value_model import Estimates, ValueModel
 from clientela.shared.contracts import (
     Lifecycle,
-    ScoresUpdated,
     Segment,
     Tier,
 )
@@ -372,15 +371,16 @@ def inputs_digest(
     return int.from_bytes(digest, "big") >> 1
 
 
-def segment_of(
-    profile: ProfileView | None, previous: ScoresUpdated | None, policy: ScoringPolicy
-) -> tuple[Segment, ReasonData] | None:
-    """Return the segment from the profile, or keep the stored one when only time passed."""
-    if profile is not None:
-        return relationship_segment(profile, policy.segments)
-    if previous is None or previous.segment is None:
+def segment_of(profile: ProfileView, policy: ScoringPolicy) -> tuple[Segment, ReasonData] | None:
+    """Return the segment of a profile and the rule that placed it (None for a prospect)."""
+    return relationship_segment(profile, policy.segments)
+
+
+def kept_segment(state: bytes) -> tuple[Segment, ReasonData] | None:
+    """Return the segment stored scores published, kept while only time passes (sweeps)."""
+    segment, rule = published_segment(state)
+    if segment is None:
         return None
-    rule = next((r for r in previous.reasons if r.code == "segment_rule"), None)
     if rule is None:
-        return previous.segment, reason("segment_rule", detail="kept from last change")
-    return previous.segment, reason(rule.code, rule.value, rule.detail)
+        return Segment(segment), reason("segment_rule", detail="kept from last change")
+    return Segment(segment), reason(rule["code"], rule["value"], rule["detail"])

@@ -24,9 +24,9 @@ from clientela.scoring.application.scorer import (
     ScoringPolicy,
     all_reasons,
     customer_payloads,
+    kept_segment,
     prospect_payload,
     score_customers,
-    segment_of,
     within_contract,
 )
 from clientela.scoring.domain.facts import FactColumns
@@ -163,13 +163,12 @@ class SweepPopulation:
             ]
             profiles = []
             for _, before in kept:
-                previous = before.scores if before.state else None
                 profiles.append(
                     ScoredProfile(
                         before.profile_id,
                         before.profile_version,
                         before.lifecycle,
-                        segment_of(None, previous, self._policy),
+                        kept_segment(before.state) if before.state else None,
                     )
                 )
             payloads = customer_payloads(

@@ -66,3 +66,31 @@ def envelope(
             "data": msgspec.Raw(data),
         }
     )
+
+
+class _Reason(msgspec.Struct):
+    code: str
+    # As the contract reads it: a number is a float.
+    value: float | str | None = None
+    detail: str = ""
+
+
+class _Segment(msgspec.Struct):
+    segment: str | None = None
+    reasons: list[_Reason] = []
+
+
+_segment_decoder = msgspec.json.Decoder(_Segment)
+
+
+def published_segment(state: bytes) -> tuple[str | None, dict[str, Any] | None]:
+    """Return the segment a stored ScoresUpdated payload published, and its segment rule.
+
+    Only the two fields are decoded (no contract model per profile): a sweep re-publishing
+    many customers needs nothing else from what they published before.
+    """
+    found = _segment_decoder.decode(state)
+    rule = next((r for r in found.reasons if r.code == "segment_rule"), None)
+    if rule is None:
+        return found.segment, None
+    return found.segment, {"code": rule.code, "value": rule.value, "detail": rule.detail}
