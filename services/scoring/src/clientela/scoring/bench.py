@@ -191,18 +191,11 @@ class _MemoryUnitOfWork:
 
     async def store_unpublished(self, changes: Sequence[UnpublishedChange]) -> None:
         rows = self.rows
-        for c in changes:
-            kept = rows.get(c.profile_id)
-            if kept is not None and kept.profile_version < c.profile_version:
-                facts = replace(kept.facts, cost_to_serve=c.cost_to_serve) if kept.facts else None
-                rows[c.profile_id] = replace(
-                    kept,
-                    profile_version=c.profile_version,
-                    cost_to_serve=c.cost_to_serve,
-                    facts=facts,
-                    prospect_features=c.prospect_features or kept.prospect_features,
-                    republish=True,
-                )
+        for change in changes:
+            kept = rows.get(change.profile_id)
+            stored = change.applied_to(kept) if kept is not None else None
+            if stored is not None:
+                rows[change.profile_id] = stored
 
     async def stale_ids(self) -> list[str]:
         return sorted(pid for pid, r in self.rows.items() if r.republish)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from types import TracebackType
 from typing import Protocol, Self
@@ -122,6 +122,24 @@ class UnpublishedChange:
     profile_version: int
     cost_to_serve: float
     prospect_features: ProspectFeatures | None = None
+
+    def applied_to(self, record: ScoreRecord) -> ScoreRecord | None:
+        """Return the record with this change stored, or None when it is not older.
+
+        What a store does with the change (the SQL store in one UPDATE per batch): version,
+        cost (in the facts too), a prospect's features, and the mark for the sweep.
+        """
+        if record.profile_version >= self.profile_version:
+            return None
+        facts = record.facts
+        return replace(
+            record,
+            profile_version=self.profile_version,
+            cost_to_serve=self.cost_to_serve,
+            facts=replace(facts, cost_to_serve=self.cost_to_serve) if facts else None,
+            prospect_features=self.prospect_features or record.prospect_features,
+            republish=True,
+        )
 
 
 @dataclass(frozen=True, slots=True)
