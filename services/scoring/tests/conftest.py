@@ -12,10 +12,11 @@ from typing import Any, Self, TypeVar
 import pytest
 
 from clientela.scoring.application.ports import (
-    ClaimedBatch,
     EncodedEvent,
+    LoadedBatch,
     ScoreRecord,
     TierTransition,
+    UnpublishedChange,
 )
 from clientela.scoring.application.service import ScoringApplication, ScoringConfig
 from clientela.scoring.domain.value_model import FittedParameters
@@ -178,11 +179,8 @@ class FakeUnitOfWork:
         self.inbox |= new
         return new
 
-    async def claim_and_load(
-        self, event_ids: Sequence[str], profile_ids: Sequence[str]
-    ) -> ClaimedBatch:
-        return ClaimedBatch(
-            await self.claim_new(event_ids),
+    async def load_batch(self, profile_ids: Sequence[str]) -> LoadedBatch:
+        return LoadedBatch(
             await self._scores.get_many(profile_ids),
             {pid for pid in profile_ids if pid in self.erased},
         )
@@ -196,6 +194,17 @@ class FakeUnitOfWork:
         await self._scores.save_many(records)
         await self.record_tier_changes(transitions)
         await self.stage_encoded(events)
+
+    async def store_unpublished(self, changes: Sequence[UnpublishedChange]) -> None:
+        rows = self._scores.rows
+        for change in changes:
+            kept = rows.get(change.profile_id)
+            stored = change.applied_to(kept) if kept is not None else None
+            if stored is not None:
+                rows[change.profile_id] = stored
+
+    async def stale_ids(self) -> list[str]:
+        return sorted(pid for pid, r in self._scores.rows.items() if r.republish)
 
     async def erase(self, profile_ids: Sequence[str]) -> None:
         self._erasing[0].update(profile_ids)

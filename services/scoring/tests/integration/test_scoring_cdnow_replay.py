@@ -189,11 +189,22 @@ async def _post_all(platform: Platform, events: list[dict[str, Any]]) -> None:
 
 
 async def _settled(
-    streams: Streams, customers: int, model_prefix: str, since_version: dict[str, int]
+    streams: Streams,
+    customers: int,
+    model_prefix: str,
+    since_version: dict[str, int],
+    sweep_url: str | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Wait until every customer's newest profile version is scored by the given model."""
-    async with asyncio.timeout(90):
+    """Wait until every customer's newest profile version is scored by the given model.
+
+    With `sweep_url`, sweeps each round: what only a sweep publishes (cost to serve) shows up
+    once scoring has stored every change.
+    """
+    async with asyncio.timeout(90), httpx.AsyncClient(timeout=30) as client:
         while True:
+            if sweep_url is not None:
+                response = await client.post(f"{sweep_url}/v1/sweep", headers=ADMIN)
+                assert response.status_code == 200, response.text
             done = {
                 customer: scores
                 for pid, customer in streams.customer_of.items()
@@ -274,7 +285,9 @@ async def test_streamed_predictions_equal_the_batch_computation(
         for name, value in published.items():
             assert fitted["bgnbd"][name] == pytest.approx(value, rel=0.01), fitted
 
-        # One touchpoint that is not a sale per customer: each is re-scored, now by BG/NBD.
+        # One touchpoint that is not a sale per customer: it moves only the cost to serve,
+        # which streaming stores without publishing; the sweep announces every customer,
+        # now valued by BG/NBD.
         before = dict(streams.profile_version)
         now = datetime.now(UTC)
         await _post_all(
@@ -284,7 +297,7 @@ async def test_streamed_predictions_equal_the_batch_computation(
                 for c in sorted({t.customer_id for t in rows})
             ],
         )
-        warm = await _settled(streams, customers, "bgnbd-gg-v", before)
+        warm = await _settled(streams, customers, "bgnbd-gg-v", before, scoring)
         ids, facts, as_of = _batch(rows, shift, warm)
         model = BgNbdGammaGammaModel(_parameters(fitted), horizon_periods=52.0)
         batch = _estimate(model, facts, as_of)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from sqlalchemy import select
@@ -14,13 +14,29 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from clientela.scoring.adapters.outbound import tables
 from clientela.scoring.adapters.outbound.sql_reader import SqlScoreReader
 from clientela.scoring.adapters.outbound.sql_unit_of_work import SqlScoringUnitOfWork
-from clientela.scoring.application.ports import ErasureMessage, ProfileChangeMessage
+from clientela.scoring.application.ports import (
+    EncodedEvent,
+    ErasureMessage,
+    ProfileChangeMessage,
+)
 from clientela.scoring.application.queries import tier_summary
 from clientela.scoring.application.score_profiles import ScoreProfiles
 from clientela.scoring.application.service import ScoringApplication, ScoringConfig
 from clientela.scoring.migrations import MIGRATIONS
-from clientela.shared.codec import HEADER_ACCEPTED_AT, HEADER_EVENT_ID
-from clientela.shared.contracts import ProfileChangedEvent, Tier, derived_event_id
+from clientela.shared.codec import (
+    HEADER_ACCEPTED_AT,
+    HEADER_EVENT_ID,
+    HEADER_SCHEMA_VERSION,
+    HEADER_TYPE,
+)
+from clientela.shared.contracts import (
+    ProfileChangedEvent,
+    ScoresUpdatedEvent,
+    Tier,
+    TierChangedEvent,
+    derived_event_id,
+)
+from clientela.shared.contracts.topics import TIER_CHANGES
 from clientela.shared.db import create_engine
 from clientela.shared.migrations import upgrade
 from clientela.shared.settings import DatabaseSettings, KafkaSettings
@@ -302,3 +318,120 @@ async def test_the_inputs_fingerprint_is_stored_so_an_unchanged_profile_is_not_r
     stored = await SqlScoreReader(engine).get("p-1")
     assert stored is not None
     assert stored.profile_version == 3
+
+
+async def test_a_cost_only_change_is_stored_then_published_by_the_sweep(
+    engine: AsyncEngine, application: ScoringApplication, profile_changed: MakeProfile
+) -> None:
+    first = [
+        ProfileChangeMessage(profile_changed("p-1", 1, spend="100")),
+        ProfileChangeMessage(profile_changed("q-1", 1, touchpoint_count=3)),
+    ]
+    # q-1's fourth touchpoint stays in its bucket (3-6): stored, not published.
+    visits = [
+        ProfileChangeMessage(profile_changed("p-1", 3, spend="100", cost_to_serve="2.5")),
+        ProfileChangeMessage(profile_changed("q-1", 2, touchpoint_count=4, cost_to_serve="0.3")),
+    ]
+    late = [ProfileChangeMessage(profile_changed("p-1", 2, spend="100", cost_to_serve="1"))]
+    await application.score_profiles(first, SqlScoringUnitOfWork(engine, KAFKA))
+    staged = len(await outbox_rows(engine))
+
+    outcome = await application.score_profiles(visits, SqlScoringUnitOfWork(engine, KAFKA))
+    await application.score_profiles(late, SqlScoringUnitOfWork(engine, KAFKA))
+    await application.score_profiles(visits, SqlScoringUnitOfWork(engine, KAFKA))
+
+    assert outcome.scored == 0
+    assert len(await outbox_rows(engine)) == staged
+    async with SqlScoringUnitOfWork(engine, KAFKA) as uow:
+        stored = await uow.scores.get_many(["p-1", "q-1"])
+        assert await uow.stale_ids() == ["p-1", "q-1"]
+    # The older version 2 came after version 3: its lower cost is not stored.
+    assert {p: (r.profile_version, r.cost_to_serve, r.republish) for p, r in stored.items()} == {
+        "p-1": (3, 2.5, True),
+        "q-1": (2, 0.3, True),
+    }
+    features = stored["q-1"].prospect_features
+    assert features is not None
+    assert features.touchpoints == 4.0
+
+    swept = await application.sweep()
+
+    rows = await outbox_rows(engine)
+    published = {
+        r["key"]: (r["value"]["data"]["profile_version"], r["value"]["data"]["cost_to_serve"])
+        for r in rows[staged:]
+    }
+    assert published == {"p-1": (3, 2.5), "q-1": (2, 0.3)}
+    assert swept.changed == 2
+    async with SqlScoringUnitOfWork(engine, KAFKA) as uow:
+        assert await uow.stale_ids() == []
+
+
+async def test_an_unpublished_change_keeps_a_customers_pre_purchase_snapshot(
+    engine: AsyncEngine, score: ScoreProfiles, profile_changed: MakeProfile
+) -> None:
+    for change in (
+        profile_changed("r-1", 1, touchpoint_count=5),
+        profile_changed("r-1", 2, spend="50", touchpoint_count=6),
+        profile_changed("r-1", 3, spend="50", touchpoint_count=7, cost_to_serve="1.5"),
+    ):
+        await score([ProfileChangeMessage(change)], SqlScoringUnitOfWork(engine, KAFKA))
+
+    async with SqlScoringUnitOfWork(engine, KAFKA) as uow:
+        stored = (await uow.scores.get_many(["r-1"]))["r-1"]
+    assert (stored.profile_version, stored.cost_to_serve, stored.republish) == (3, 1.5, True)
+    assert stored.prospect_features is not None
+    assert stored.prospect_features.touchpoints == 5.0
+
+
+async def test_profile_changes_claim_no_inbox_rows_and_every_repeat_is_a_no_op(
+    engine: AsyncEngine, score: ScoreProfiles, profile_changed: MakeProfile
+) -> None:
+    scored = ProfileChangeMessage(profile_changed("p-1", 1, spend="100"))
+    nothing_read = ProfileChangeMessage(profile_changed("p-1", 2, spend="100"))
+    cost_only = ProfileChangeMessage(profile_changed("p-1", 3, spend="100", cost_to_serve="2"))
+    for batch in ([scored], [nothing_read], [cost_only]):
+        await score(batch, SqlScoringUnitOfWork(engine, KAFKA))
+    staged = await outbox_rows(engine)
+    async with SqlScoringUnitOfWork(engine, KAFKA) as uow:
+        before = (await uow.scores.get_many(["p-1"]))["p-1"]
+
+    # Redelivered one by one and all together, as after a crash before the offset commit.
+    outcomes = [
+        await score(batch, SqlScoringUnitOfWork(engine, KAFKA))
+        for batch in ([scored], [nothing_read], [cost_only], [scored, nothing_read, cost_only])
+    ]
+
+    assert [o.scored for o in outcomes] == [0, 0, 0, 0]
+    assert await outbox_rows(engine) == staged
+    async with SqlScoringUnitOfWork(engine, KAFKA) as uow:
+        assert (await uow.scores.get_many(["p-1"]))["p-1"] == before
+    async with engine.connect() as conn:
+        assert (await conn.execute(select(tables.inbox))).all() == []
+
+
+class _TierChangedV2(TierChangedEvent):
+    SCHEMA_VERSION: ClassVar[int] = 2
+
+
+async def test_headers_carry_the_contracts_type_and_schema_version(
+    engine: AsyncEngine, score: ScoreProfiles, profile_changed: MakeProfile
+) -> None:
+    await score(
+        [ProfileChangeMessage(profile_changed("p-1", 1, spend="100"))],
+        SqlScoringUnitOfWork(engine, KAFKA),
+    )
+    async with SqlScoringUnitOfWork(engine, KAFKA) as uow:
+        await uow.stage_encoded([EncodedEvent(TIER_CHANGES, "p-2", _TierChangedV2, "e-2", b"{}")])
+        await uow.commit()
+
+    rows = await outbox_rows(engine)
+    assert [(r["headers"][HEADER_TYPE], r["headers"][HEADER_SCHEMA_VERSION]) for r in rows] == [
+        (ScoresUpdatedEvent.EVENT_TYPE, str(ScoresUpdatedEvent.SCHEMA_VERSION)),
+        (TierChangedEvent.EVENT_TYPE, str(TierChangedEvent.SCHEMA_VERSION)),
+        (TierChangedEvent.EVENT_TYPE, "2"),
+    ]
+    assert [r["value"]["schema_version"] for r in rows[:2]] == [
+        ScoresUpdatedEvent.SCHEMA_VERSION,
+        TierChangedEvent.SCHEMA_VERSION,
+    ]

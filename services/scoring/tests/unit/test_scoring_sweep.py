@@ -138,3 +138,41 @@ async def test_restart_reloads_population_and_parameters(
     assert restarted.population.prospects == {"p"}
     outcome = await restarted.sweep()
     assert outcome.tier_changes == 0
+
+
+async def test_a_sweep_publishes_the_costs_streaming_stored_once(
+    application: ScoringApplication, uow: Any, clock: Any, profile_changed: MakeProfile
+) -> None:
+    await seed(
+        application,
+        uow,
+        [profile_changed("p-1", 1, spend="100"), profile_changed("q-1", 1, touchpoint_count=3)],
+    )
+    await seed(
+        application,
+        uow,
+        [
+            profile_changed("p-1", 2, spend="100", cost_to_serve="4.5"),
+            profile_changed("q-1", 2, touchpoint_count=3, cost_to_serve="0.25"),
+        ],
+    )
+    before = len(uow.outbox)
+
+    clock.now += timedelta(minutes=15)
+    first = await application.sweep()
+    second = await application.sweep()
+
+    updates = [o.event for o in uow.outbox[before:]]
+    assert all(isinstance(e, ScoresUpdatedEvent) for e in updates)
+    published = {
+        e.data.profile_id: (e.data.profile_version, e.data.cost_to_serve, e.causation_id)
+        for e in updates
+        if isinstance(e, ScoresUpdatedEvent)
+    }
+    assert published == {
+        "p-1": (2, pytest.approx(4.5), first.sweep_id),
+        "q-1": (2, pytest.approx(0.25), first.sweep_id),
+    }
+    assert (first.changed, second.changed) == (2, 0)
+    assert await uow.stale_ids() == []
+    assert uow.scores.rows["p-1"].revision == 2

@@ -151,7 +151,11 @@ async def test_only_the_newest_version_in_a_batch_is_scored(
     (updated,) = uow.events(ScoresUpdatedEvent)
     assert updated.data.profile_version == 4
     assert updated.data.predicted_value == pytest.approx(40)
-    assert len(uow.inbox) == 3
+    # No inbox row per change: the stored version 4 makes the whole batch a repeat.
+    assert uow.inbox == set()
+    again = await application.score_profiles(batch, uow)
+    assert (again.scored, again.ignored) == (0, 3)
+    assert len(uow.events(ScoresUpdatedEvent)) == 1
 
 
 async def test_tier_change_is_emitted_once_and_scores_get_new_ids(
@@ -224,14 +228,93 @@ async def test_only_changes_of_what_scoring_reads_are_scored_again(
     costlier = profile_changed(
         "p-1", 3, spend="100", counts_by_channel={"web": 3, "app": 1}, cost_to_serve="5"
     )
+    purchase = profile_changed(
+        "p-1", 4, spend="160", purchases=2, counts_by_channel={"web": 4, "app": 1}
+    )
     prospect = profile_changed("q-1", 1, touchpoint_count=1)
     prospect_again = profile_changed("q-1", 2, touchpoint_count=1)
 
     skipped = await application.score_profiles([msg(page_view)], uow)
     await application.score_profiles([msg(prospect)], uow)
     skipped_prospect = await application.score_profiles([msg(prospect_again)], uow)
-    rescored = await application.score_profiles([msg(costlier)], uow)
+    cost_only = await application.score_profiles([msg(costlier)], uow)
+    rescored = await application.score_profiles([msg(purchase)], uow)
 
-    assert (skipped.scored, skipped_prospect.scored, rescored.scored) == (0, 0, 1)
+    assert (skipped.scored, skipped_prospect.scored, cost_only.scored, rescored.scored) == (
+        0,
+        0,
+        0,
+        1,
+    )
     versions = [(e.data.profile_id, e.data.profile_version) for e in uow.events(ScoresUpdatedEvent)]
-    assert versions == [("p-1", 1), ("q-1", 1), ("p-1", 3)]
+    assert versions == [("p-1", 1), ("q-1", 1), ("p-1", 4)]
+
+
+async def test_a_cost_only_change_is_stored_but_not_published(
+    application: ScoringApplication, uow: Any, profile_changed: MakeProfile
+) -> None:
+    await application.score_profiles([msg(profile_changed("p-1", 1, spend="100"))], uow)
+    await application.score_profiles([msg(profile_changed("q-1", 1, touchpoint_count=3))], uow)
+    published = list(uow.outbox)
+
+    web_visit = profile_changed("p-1", 2, spend="100", cost_to_serve="0.01")
+    prospect_visit = profile_changed("q-1", 2, touchpoint_count=3, cost_to_serve="0.02")
+    outcome = await application.score_profiles([msg(web_visit), msg(prospect_visit)], uow)
+
+    assert (outcome.scored, outcome.staged) == (0, False)
+    assert uow.outbox == published
+    stored = uow.scores.rows
+    assert (stored["p-1"].profile_version, stored["p-1"].cost_to_serve) == (2, 0.01)
+    assert (stored["q-1"].profile_version, stored["q-1"].cost_to_serve) == (2, 0.02)
+    facts = stored["p-1"].facts
+    assert facts is not None
+    assert facts.cost_to_serve == 0.01
+    assert await uow.stale_ids() == ["p-1", "q-1"]
+
+
+async def test_redelivered_skipped_and_cost_only_changes_stay_no_ops(
+    application: ScoringApplication, uow: Any, profile_changed: MakeProfile
+) -> None:
+    await application.score_profiles([msg(profile_changed("p-1", 1, spend="100"))], uow)
+    consent_only = profile_changed("p-1", 2, spend="100")
+    cost_only = profile_changed("p-1", 3, spend="100", cost_to_serve="0.5")
+    await application.score_profiles([msg(consent_only), msg(cost_only)], uow)
+    published, stored = list(uow.outbox), uow.scores.rows["p-1"]
+
+    again = await application.score_profiles([msg(consent_only), msg(cost_only)], uow)
+    older = await application.score_profiles([msg(consent_only)], uow)
+
+    assert (again.scored, again.staged, older.scored) == (0, False, 0)
+    assert uow.outbox == published
+    assert uow.scores.rows["p-1"] == stored
+
+
+async def test_a_prospect_is_scored_again_only_when_a_feature_crosses_a_bucket(
+    application: ScoringApplication, uow: Any, profile_changed: MakeProfile
+) -> None:
+    # Touch counts go in octave buckets: 12 and 13 share 7-14, 15 starts the next.
+    outcomes = [
+        await application.score_profiles(
+            [msg(profile_changed("q-1", version, touchpoint_count=touches))], uow
+        )
+        for version, touches in ((1, 12), (2, 13), (3, 15))
+    ]
+
+    assert [o.scored for o in outcomes] == [1, 0, 1]
+    versions = [e.data.profile_version for e in uow.events(ScoresUpdatedEvent)]
+    assert versions == [1, 3]
+
+
+async def test_a_prospect_moving_inside_its_buckets_is_stored_for_the_sweep(
+    application: ScoringApplication, uow: Any, profile_changed: MakeProfile
+) -> None:
+    await application.score_profiles([msg(profile_changed("q-1", 1, touchpoint_count=8))], uow)
+    outcome = await application.score_profiles(
+        [msg(profile_changed("q-1", 2, touchpoint_count=9))], uow
+    )
+
+    assert outcome.scored == 0
+    stored = uow.scores.rows["q-1"]
+    assert stored.prospect_features is not None
+    assert (stored.profile_version, stored.prospect_features.touchpoints) == (2, 9.0)
+    assert await uow.stale_ids() == ["q-1"]

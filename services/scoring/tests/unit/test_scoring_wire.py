@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, ClassVar
 
 import msgspec
 import numpy as np
 import pytest
 
 from clientela.scoring.application.ports import ProfileChangeMessage
-from clientela.scoring.application.scorer import within_contract
+from clientela.scoring.application.scorer import kept_segment, within_contract
 from clientela.scoring.application.service import ScoringApplication
-from clientela.scoring.application.wire import derived_id
+from clientela.scoring.application.wire import derived_id, envelope
 from clientela.scoring.bench import PARAMETERS
 from clientela.scoring.domain.value_model import Estimates
 from clientela.shared.contracts import (
@@ -104,3 +105,56 @@ def _as_floats(value: Any) -> Any:
     if isinstance(value, list):
         return [_as_floats(v) for v in value]
     return value
+
+
+class _ScoresUpdatedV2(ScoresUpdatedEvent):
+    SCHEMA_VERSION: ClassVar[int] = 2
+
+
+@pytest.mark.parametrize("contract", [ScoresUpdatedEvent, TierChangedEvent, _ScoresUpdatedV2])
+def test_the_envelope_takes_type_and_schema_version_from_the_contract(
+    contract: type[ScoresUpdatedEvent] | type[TierChangedEvent],
+) -> None:
+    value = envelope(
+        contract,
+        "e-1",
+        datetime(2025, 1, 1, tzinfo=UTC),
+        correlation_id="c-1",
+        causation_id="k-1",
+        data=b"{}",
+    )
+    decoded = msgspec.json.decode(value)
+    assert (decoded["type"], decoded["schema_version"]) == (
+        contract.EVENT_TYPE,
+        contract.SCHEMA_VERSION,
+    )
+
+
+async def test_the_kept_segment_reads_what_the_contract_reads(
+    application: ScoringApplication, uow: Any, profile_changed: MakeProfile
+) -> None:
+    events = [
+        profile_changed("transactional", 1, spend="20"),
+        profile_changed(
+            "relational", 1, spend="400", purchases=5, counts_by_channel={"web": 5, "app": 2}
+        ),
+        profile_changed("solutions", 1, spend="300", purchases=3, counts_by_kind={"phone_call": 4}),
+        profile_changed("prospect", 1, touchpoint_count=2),
+    ]
+    await application.score_profiles([ProfileChangeMessage(e) for e in events], uow)
+    states = {pid: r.state for pid, r in uow.scores.rows.items()}
+    legacy = msgspec.json.encode({"segment": "relational", "reasons": []})
+
+    for pid, state in states.items():
+        model = ScoresUpdated.model_validate_json(state)
+        rule = next(r for r in model.reasons if r.code == "segment_rule") if model.segment else None
+        expected = (model.segment, rule.model_dump()) if rule is not None else None
+        assert kept_segment(state) == expected, pid
+    assert {s[0].value for s in map(kept_segment, states.values()) if s is not None} == {
+        "transactional",
+        "relational",
+        "solutions_and_systems",
+    }
+    kept = kept_segment(legacy)
+    assert kept is not None
+    assert kept[1] == {"code": "segment_rule", "value": None, "detail": "kept from last change"}

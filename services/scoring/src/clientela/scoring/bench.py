@@ -3,7 +3,7 @@
 Two figures. Streaming: ProfileChanged events re-scored per second by the streaming use case
 (batches of 500 with the BG/NBD + Gamma-Gamma model), first on in-memory storage so the
 figure is the scoring cost itself, then with the SQL unit of work (SQLite by default,
-`--database URL` for PostgreSQL) so it includes inbox, upsert, history and outbox writes;
+`--database URL` for PostgreSQL) so it includes the upsert, history and outbox writes;
 against a bare baseline: the closed-form model alone on the same batches. Events start as
 the bytes on the wire (decoding is timed); CPU per profile is reported for this process and,
 on PostgreSQL, for the server backends that served the benchmark's connections. Sweep: the
@@ -37,12 +37,13 @@ from clientela.scoring.adapters.outbound import tables
 from clientela.scoring.adapters.outbound.sql_unit_of_work import SqlScoringUnitOfWork
 from clientela.scoring.application.population import RankingContext
 from clientela.scoring.application.ports import (
-    ClaimedBatch,
     EncodedEvent,
+    LoadedBatch,
     ProfileChangeMessage,
     ScoreRecord,
     ScoringUnitOfWork,
     TierTransition,
+    UnpublishedChange,
 )
 from clientela.scoring.application.scorer import ScoringPolicy, score_customers
 from clientela.scoring.application.service import ScoringApplication, ScoringConfig
@@ -176,12 +177,8 @@ class _MemoryUnitOfWork:
         self.inbox |= new
         return new
 
-    async def claim_and_load(
-        self, event_ids: Sequence[str], profile_ids: Sequence[str]
-    ) -> ClaimedBatch:
-        return ClaimedBatch(
-            await self.claim_new(event_ids), await self.get_many(profile_ids), set()
-        )
+    async def load_batch(self, profile_ids: Sequence[str]) -> LoadedBatch:
+        return LoadedBatch(await self.get_many(profile_ids), set())
 
     async def write_scored(
         self,
@@ -191,6 +188,17 @@ class _MemoryUnitOfWork:
     ) -> None:
         await self.save_many(records)
         await self.stage_encoded(events)
+
+    async def store_unpublished(self, changes: Sequence[UnpublishedChange]) -> None:
+        rows = self.rows
+        for change in changes:
+            kept = rows.get(change.profile_id)
+            stored = change.applied_to(kept) if kept is not None else None
+            if stored is not None:
+                rows[change.profile_id] = stored
+
+    async def stale_ids(self) -> list[str]:
+        return sorted(pid for pid, r in self.rows.items() if r.republish)
 
     async def erase(self, profile_ids: Sequence[str]) -> None:
         for pid in profile_ids:
@@ -257,6 +265,64 @@ def synthetic_changes(start: int, stop: int, facts: FactColumns, profiles: int) 
     return out
 
 
+# Of every ten profiles in the mixed workload, three never buy (prospects).
+_PROSPECTS_PER_TEN = 3
+_MIX_VERSIONS = 5
+
+
+def mixed_changes(start: int, stop: int, facts: FactColumns, profiles: int) -> list[bytes]:
+    """Return events start..stop of a pipeline-like mix, encoded as on the wire.
+
+    Each profile changes five times. A customer buys at its first and last change and visits
+    the web in between (each visit: one more touchpoint, one cent more cost to serve); a
+    prospect only visits. This is what the pipeline sends scoring: most changes are visits.
+    """
+    out = []
+    for i in range(start, stop):
+        person = i % profiles
+        version = 1 + i // profiles
+        buys = person % 10 >= _PROSPECTS_PER_TEN
+        base = int(facts.purchase_days[person]) if buys else 0
+        days = base + (1 if buys and version == _MIX_VERSIONS else 0)
+        spend = float(facts.total_spend[person]) * days / max(base, 1) if buys else 0.0
+        first = datetime.fromtimestamp(float(facts.first_purchase_s[person]), UTC)
+        last = (
+            NOW - timedelta(hours=1)
+            if version == _MIX_VERSIONS
+            else datetime.fromtimestamp(float(facts.last_purchase_s[person]), UTC)
+        )
+        touches = days + version
+        profile = ProfileChanged(
+            profile_id=f"m-{person}",
+            version=version,
+            lifecycle=Lifecycle.CUSTOMER if buys else Lifecycle.PROSPECT,
+            created_at=first - timedelta(days=1),
+            aggregates=ProfileAggregates(
+                currency="EUR",
+                purchase_count=days,
+                purchase_days=days,
+                first_purchase_at=first if buys else None,
+                last_purchase_at=last if buys else None,
+                total_spend=Decimal(f"{spend:.2f}"),
+                cost_to_serve=Decimal(version) / 100,
+                counts_by_channel={"web": touches},
+                counts_by_kind={"sale": days, "page_view": version},
+                touchpoint_count=touches,
+                inbound_count=touches,
+                first_seen_at=first - timedelta(days=1),
+                last_seen_at=NOW,
+            ),
+            identifier_types=["customer_id", "email"],
+            reachable_channels=[Channel.EMAIL],
+            traits={"country": "NL"},
+        )
+        event = ProfileChangedEvent(
+            event_id=f"m-{i}", source="profile", correlation_id=f"c-{i}", data=profile
+        )
+        out.append(encode_event(event))
+    return out
+
+
 def decode_changes(values: Sequence[bytes]) -> list[ProfileChangeMessage]:
     """Decode records as the service's consumer does (the lean decoder, the contract if not)."""
     out = []
@@ -303,16 +369,20 @@ async def _store(
             await engine.dispose()
 
 
-async def bench_stream(n: int, database_url: str | None = None) -> dict[str, float]:
+async def bench_stream(
+    n: int, database_url: str | None = None, *, mixed: bool = False
+) -> dict[str, float]:
     """Time the streaming use case and the bare model on the same batches.
 
     n / 5 profiles change five times each: a fifth of the events are first scores (a tier
-    entered, two events), the rest re-score a known profile, as in a running system. Each
-    batch's events are built just before it is scored, outside the timing, so the heap holds
-    what the service holds rather than the whole input at once.
+    entered, two events), the rest re-score a known profile (or, `mixed`, are mostly visits:
+    see `mixed_changes`). Each batch's events are built just before it is scored, outside
+    the timing, so the heap holds what the service holds rather than the whole input at once.
     """
     profiles = max(1, n // 5)
     facts = synthetic_facts(n, seed=5)
+    changes = mixed_changes if mixed else synthetic_changes
+    scored = moves = 0
     latencies = []
     cpu = 0.0
     backends = BackendCpu()
@@ -325,18 +395,20 @@ async def bench_stream(n: int, database_url: str | None = None) -> dict[str, flo
         elapsed = 0.0
         backend_before = backends.seconds()
         for start in range(0, n, BATCH):
-            values = synthetic_changes(start, min(n, start + BATCH), facts, profiles)
+            values = changes(start, min(n, start + BATCH), facts, profiles)
             c0, t0 = time.process_time(), time.perf_counter()
-            await app.score_profiles(decode_changes(values), unit_of_work())
+            outcome = await app.score_profiles(decode_changes(values), unit_of_work())
             latencies.append(time.perf_counter() - t0)
             cpu += time.process_time() - c0
             elapsed += latencies[-1]
+            scored += outcome.scored
+            moves += outcome.tier_changes
         backend_cpu = backends.seconds() - backend_before
         gc.unfreeze()
     model = app.models.model
     baseline = 0.0
     for start in range(0, n, BATCH):
-        batch = decode_changes(synthetic_changes(start, min(n, start + BATCH), facts, profiles))
+        batch = decode_changes(changes(start, min(n, start + BATCH), facts, profiles))
         t0 = time.perf_counter()
         columns = FactColumns.of([f for m in batch if (f := facts_of(m.event.data)) is not None])
         model.estimate(columns, NOW)
@@ -354,6 +426,8 @@ async def bench_stream(n: int, database_url: str | None = None) -> dict[str, flo
         "batch_size": BATCH,
         "baseline_events_per_s": round(base_rate),
         "ratio": round(rate / base_rate, 3),
+        "scores_per_change": round(scored / n, 3),
+        "tier_changes_per_change": round(moves / n, 3),
     }
 
 
@@ -375,6 +449,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     memory = asyncio.run(bench_stream(args.profiles))
     del memory["db_cpu_us_per_profile"]
     figures.update(memory)
+    mix = asyncio.run(bench_stream(args.profiles, mixed=True))
+    figures.update(
+        {
+            "mix_cpu_us_per_change": mix["cpu_us_per_profile"],
+            "mix_scores_per_change": mix["scores_per_change"],
+            "mix_tier_changes_per_change": mix["tier_changes_per_change"],
+        }
+    )
     for database in args.database if args.database is not None else ["sqlite"]:
         name = "sqlite" if database == "sqlite" else "postgres"
         sql = asyncio.run(bench_stream(args.profiles, database))
@@ -389,6 +471,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         if name == "postgres":
             figures["postgres_backend_cpu_us_per_profile"] = sql["db_cpu_us_per_profile"]
+            mix = asyncio.run(bench_stream(args.profiles, database, mixed=True))
+            figures.update(
+                {
+                    "postgres_mix_cpu_us_per_change": mix["cpu_us_per_profile"],
+                    "postgres_mix_backend_cpu_us_per_change": mix["db_cpu_us_per_profile"],
+                    "postgres_mix_scores_per_change": mix["scores_per_change"],
+                }
+            )
     figures.update(bench_sweep(args.customers))
     figures["sweep_target_s"] = 5.0
     width = max(len(k) for k in figures)

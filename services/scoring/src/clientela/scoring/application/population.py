@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from clientela.scoring.application.ports import ScoreRecord
+from clientela.scoring.application.ports import ScoreRecord, UnpublishedChange
 from clientela.scoring.domain.facts import CustomerFacts, FactColumns
 from clientela.scoring.domain.potential import ProspectFeatures
 from clientela.scoring.domain.rfm import RfmEdges, fit_rfm_edges
@@ -128,6 +128,15 @@ class Population:
                 self._ids.append(pid)
                 self._size += 1
             self._set(row, record.facts, record)
+
+    def take_unpublished(self, changes: Iterable[UnpublishedChange]) -> None:
+        """Take committed costs to serve of customers (prospects hold none in memory)."""
+        cost = self._float["cost_to_serve"]
+        for change in changes:
+            row = self._index.get(change.profile_id)
+            if row is not None:
+                cost[row] = change.cost_to_serve
+                self._int["profile_version"][row] = change.profile_version
 
     def remove(self, profile_ids: Iterable[str]) -> None:
         """Forget profiles (erased): the last customer row moves into each freed row."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from types import TracebackType
 from typing import Protocol, Self
@@ -13,6 +13,7 @@ from clientela.scoring.domain.potential import ProspectFeatures
 from clientela.scoring.domain.profile_view import ProfileChangeView
 from clientela.scoring.domain.value_model import FittedParameters
 from clientela.shared.contracts import (
+    Envelope,
     Lifecycle,
     ScoresUpdated,
     Tier,
@@ -38,15 +39,13 @@ class ErasureMessage:
 
 
 @dataclass(frozen=True, slots=True)
-class ClaimedBatch:
-    """What a streamed batch learns in one round trip before scoring.
+class LoadedBatch:
+    """What a streamed batch reads in one round trip before scoring.
 
-    `fresh` are the event ids seen for the first time (now claimed), `stored` the records of
-    the batch's profiles that have one (counters and facts, no state), `erased` the batch's
-    profile ids that were erased and must not come back.
+    `stored` are the records of the batch's profiles that have one (counters and facts, no
+    state), `erased` the batch's profile ids that were erased and must not come back.
     """
 
-    fresh: set[str]
     stored: dict[str, ScoreRecord]
     erased: set[str]
 
@@ -79,7 +78,10 @@ class ScoreRecord:
     published; it is parsed only where the full scores are read (`scores`), and left empty
     when a store was asked for the counters only. `inputs_digest` fingerprints what the
     scores were computed from (facts, lifecycle, segment, prospect features): a change of
-    the profile that leaves it equal is not scored again.
+    the profile that leaves it equal is not scored again. `cost_to_serve` is the profile's
+    latest known cost to serve (a customer's is in its facts as well); `republish` says it
+    (or a prospect's features) moved past the published scores, for the next sweep to
+    announce.
     """
 
     profile_id: str
@@ -95,6 +97,8 @@ class ScoreRecord:
     updated_at: datetime
     state: bytes = b""
     inputs_digest: int | None = None
+    cost_to_serve: float = 0.0
+    republish: bool = False
 
     @property
     def scores(self) -> ScoresUpdated:
@@ -105,16 +109,60 @@ class ScoreRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class UnpublishedChange:
+    """A newer profile version that moves nothing the value, tier or segment read.
+
+    What it does move (the cost to serve; a prospect's features within their buckets) is
+    stored without scoring or publishing: the version guard moves on, and the next sweep
+    announces it, so its staleness is bounded by the sweep interval. `prospect_features` is
+    None for a customer, whose stored pre-purchase snapshot stays as it is.
+    """
+
+    profile_id: str
+    profile_version: int
+    cost_to_serve: float
+    prospect_features: ProspectFeatures | None = None
+
+    def applied_to(self, record: ScoreRecord) -> ScoreRecord | None:
+        """Return the record with this change stored, or None when it is not older.
+
+        What a store does with the change (the SQL store in one UPDATE per batch): version,
+        cost (in the facts too), a prospect's features, and the mark for the sweep.
+        """
+        if record.profile_version >= self.profile_version:
+            return None
+        facts = record.facts
+        return replace(
+            record,
+            profile_version=self.profile_version,
+            cost_to_serve=self.cost_to_serve,
+            facts=replace(facts, cost_to_serve=self.cost_to_serve) if facts else None,
+            prospect_features=self.prospect_features or record.prospect_features,
+            republish=True,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class EncodedEvent:
-    """An event ready for the outbox: registered topic, key, and its contract's JSON."""
+    """An event ready for the outbox: registered topic, key, contract, and the contract's JSON."""
 
     topic: TopicSpec
     key: str
-    event_type: str
+    contract: type[Envelope]
     event_id: str
     value: bytes
     accepted_at_ms: int | None = None
     causation_id: str | None = None
+
+    @property
+    def event_type(self) -> str:
+        """Return the contract's event type."""
+        return self.contract.EVENT_TYPE
+
+    @property
+    def schema_version(self) -> int:
+        """Return the contract's schema version (what the value was encoded as)."""
+        return self.contract.SCHEMA_VERSION
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +225,7 @@ class ParameterStore(Protocol):
 
 
 class ScoringUnitOfWork(Protocol):
-    """One transaction: inbox claims, scores, tier history and staged events commit together."""
+    """One transaction: scores, tier history, staged events and erasures' inbox claims."""
 
     @property
     def scores(self) -> ScoreStore:
@@ -206,10 +254,8 @@ class ScoringUnitOfWork(Protocol):
         """Mark event ids processed; return those seen for the first time."""
         ...
 
-    async def claim_and_load(
-        self, event_ids: Sequence[str], profile_ids: Sequence[str]
-    ) -> ClaimedBatch:
-        """Claim event ids, read the profiles' stored records and which of them were erased."""
+    async def load_batch(self, profile_ids: Sequence[str]) -> LoadedBatch:
+        """Read the profiles' stored records and which of them were erased."""
         ...
 
     async def write_scored(
@@ -219,6 +265,14 @@ class ScoringUnitOfWork(Protocol):
         events: Sequence[EncodedEvent],
     ) -> None:
         """Store records (a lower revision never overwrites), history rows and staged events."""
+        ...
+
+    async def store_unpublished(self, changes: Sequence[UnpublishedChange]) -> None:
+        """Store newer versions' unpublished inputs, marked to republish; older ones no-op."""
+        ...
+
+    async def stale_ids(self) -> list[str]:
+        """Return the ids of the profiles marked to republish, in id order."""
         ...
 
     async def erase(self, profile_ids: Sequence[str]) -> None:

@@ -87,16 +87,17 @@ def publish(
         updated_at=now,
         state=state,
         inputs_digest=inputs_digest,
+        cost_to_serve=data["cost_to_serve"],
     )
     event_id = derived_id("scores.updated", profile_id, f"r{revision}")
     events = [
         EncodedEvent(
             SCORES,
             profile_id,
-            ScoresUpdatedEvent.EVENT_TYPE,
+            ScoresUpdatedEvent,
             event_id,
             envelope(
-                ScoresUpdatedEvent.EVENT_TYPE,
+                ScoresUpdatedEvent,
                 event_id,
                 now,
                 correlation_id=cause.correlation_id,
@@ -127,10 +128,10 @@ def publish(
         EncodedEvent(
             TIER_CHANGES,
             profile_id,
-            TierChangedEvent.EVENT_TYPE,
+            TierChangedEvent,
             event_id,
             envelope(
-                TierChangedEvent.EVENT_TYPE,
+                TierChangedEvent,
                 event_id,
                 now,
                 correlation_id=cause.correlation_id,

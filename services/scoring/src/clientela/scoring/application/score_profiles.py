@@ -15,10 +15,12 @@ from clientela.scoring.application.ports import (
     ProfileChangeMessage,
     ScoreRecord,
     ScoringUnitOfWork,
+    UnpublishedChange,
 )
 from clientela.scoring.application.publishing import Cause, Publication, publish
 from clientela.scoring.application.scorer import (
     ScoredProfile,
+    ScoredProspect,
     ScoringPolicy,
     all_reasons,
     customer_payloads,
@@ -65,7 +67,7 @@ def newest_per_profile(messages: Sequence[ProfileChangeMessage]) -> list[Profile
 
 
 class ScoreProfiles:
-    """Scores profile changes in one transaction per batch; redelivery and stale versions no-op.
+    """Scores profile changes in one transaction per batch; repeats and stale versions no-op.
 
     Customers are scored together, vectorised, with the fitted parameters in force; their
     tier comes from the population's cut-offs (refreshed by age) with hysteresis against the
@@ -93,29 +95,28 @@ class ScoreProfiles:
     ) -> BatchOutcome:
         """Apply a batch; return what was done."""
         async with self._lock, uow:
-            # Inbox claim, stored counters and erasure markers in one round trip: the
-            # records of profiles whose events turn out to be repeats are read for nothing,
-            # which costs less than a second query.
-            claimed = await uow.claim_and_load(
-                [m.event.event_id for m in messages],
-                sorted({m.event.data.profile_id for m in messages}),
-            )
-            candidates = newest_per_profile(
-                [m for m in messages if m.event.event_id in claimed.fresh]
-            )
-            stored = claimed.stored
+            # No inbox: the stored profile version is the guard. Versions only grow, so an
+            # equal or lower one is a repeat or out of order. A version that moved anything
+            # scoring keeps is stored (scored, or kept unpublished), so its repeat stops
+            # here; one that moved nothing is not stored, and its repeat finds the same
+            # fingerprint and cost and is skipped again.
+            loaded = await uow.load_batch(sorted({m.event.data.profile_id for m in messages}))
+            stored = loaded.stored
             todo = [
                 m
-                for m in candidates
-                if m.event.data.profile_id not in claimed.erased
+                for m in newest_per_profile(messages)
+                if m.event.data.profile_id not in loaded.erased
                 and _is_newer(m, stored.get(m.event.data.profile_id))
             ]
             if not todo:
                 await uow.commit()
                 return BatchOutcome(ignored=len(messages))
-            publications = self._score(todo, stored, self._clock())
+            publications, quiet = self._score(todo, stored, self._clock())
+            if quiet:
+                await uow.store_unpublished(quiet)
             if not publications:
                 await uow.commit()
+                self._population.take_unpublished(quiet)
                 return BatchOutcome(ignored=len(messages))
             transitions = [p.transition for p in publications if p.transition is not None]
             await uow.write_scored(
@@ -124,6 +125,7 @@ class ScoreProfiles:
                 [e for p in publications for e in p.events],
             )
             await uow.commit()
+            self._population.take_unpublished(quiet)
             self._population.apply(p.record for p in publications)
         log.info(
             "scored %d profile(s), %d tier change(s), %d message(s) ignored",
@@ -142,7 +144,7 @@ class ScoreProfiles:
         todo: list[ProfileChangeMessage],
         stored: dict[str, ScoreRecord],
         now: datetime,
-    ) -> list[Publication]:
+    ) -> tuple[list[Publication], list[UnpublishedChange]]:
         model = self._models.model
         customers: list[ProfileView] = []
         customer_facts: list[CustomerFacts] = []
@@ -150,6 +152,7 @@ class ScoreProfiles:
         digests: list[int] = []
         prospects: list[tuple[ProfileView, ProspectFeatures, int]] = []
         causes: dict[str, Cause] = {}
+        quiet: list[UnpublishedChange] = []
         for message in todo:
             profile = message.event.data
             before = stored.get(profile.profile_id)
@@ -160,12 +163,16 @@ class ScoreProfiles:
                 if before is None or before.inputs_digest != digest:
                     prospects.append((profile, features, digest))
                     causes[profile.profile_id] = _cause(message)
+                else:
+                    _unpublished(quiet, profile, before, features)
                 continue
-            segment = segment_of(profile, None, self._policy)
+            segment = segment_of(profile, self._policy)
             digest = inputs_digest(scored_lifecycle(profile), found, segment, None)
-            # Nothing scoring reads changed (a page view, a consent, a trait): the stored
-            # scores stand, and time passing is the sweeps' business.
+            # Nothing the value, tier or segment read changed (a page view, a consent, a
+            # trait): the stored scores stand; cost to serve and time passing are the
+            # sweeps' business.
             if before is not None and before.inputs_digest == digest:
+                _unpublished(quiet, profile, before, None)
                 continue
             customers.append(profile)
             customer_facts.append(found)
@@ -173,7 +180,7 @@ class ScoreProfiles:
             digests.append(digest)
             causes[profile.profile_id] = _cause(message)
         if not customers and not prospects:
-            return []
+            return [], quiet
         ids = [p.profile_id for p in customers]
         columns = FactColumns.of(customer_facts)
         # Values first (they need no ranking), so a stale ranking is rebuilt with this batch.
@@ -217,7 +224,15 @@ class ScoreProfiles:
             )
         ]
         for profile, features, digest in prospects:
-            data = prospect_payload(profile, features, context.reference, model.model_version, now)
+            data = prospect_payload(
+                ScoredProspect(
+                    profile.profile_id, profile.version, float(profile.aggregates.cost_to_serve)
+                ),
+                features,
+                context.reference,
+                model.model_version,
+                now,
+            )
             out.append(
                 publish(
                     data,
@@ -230,7 +245,22 @@ class ScoreProfiles:
                     inputs_digest=digest,
                 )
             )
-        return out
+        return out, quiet
+
+
+def _unpublished(
+    quiet: list[UnpublishedChange],
+    profile: ProfileView,
+    before: ScoreRecord,
+    features: ProspectFeatures | None,
+) -> None:
+    # The version is newer than the stored one (checked before); when nothing the sweep
+    # publishes moved either (a consent, a trait), no row is written at all.
+    cost = float(profile.aggregates.cost_to_serve)
+    if cost != before.cost_to_serve or (
+        features is not None and features != before.prospect_features
+    ):
+        quiet.append(UnpublishedChange(profile.profile_id, profile.version, cost, features))
 
 
 def _cause(message: ProfileChangeMessage) -> Cause:

@@ -18,9 +18,9 @@ import numpy.typing as npt
 
 from clientela.scoring.application.population import RankingContext
 from clientela.scoring.application.publishing import ScoresData
-from clientela.scoring.application.wire import encode
+from clientela.scoring.application.wire import encode, published_segment
 from clientela.scoring.domain.facts import CustomerFacts, FactColumns, FloatArray
-from clientela.scoring.domain.potential import ProspectFeatures, potential
+from clientela.scoring.domain.potential import ProspectFeatures, potential, prospect_buckets
 from clientela.scoring.domain.profile_view import ProfileView
 from clientela.scoring.domain.reasons import ReasonData, reason
 from clientela.scoring.domain.relationship import (
@@ -35,7 +35,6 @@ from clientela.scoring.domain.tiers import CODE, NO_TIER, TIER_OF_CODE, TierCode
 from clientela.scoring.domain.value_model import Estimates, ValueModel
 from clientela.shared.contracts import (
     Lifecycle,
-    ScoresUpdated,
     Segment,
     Tier,
 )
@@ -301,8 +300,17 @@ def all_reasons(data: Mapping[str, Any]) -> list[ReasonData]:
     return [r for r in derived if r["code"] not in codes] + carried
 
 
+@dataclass(frozen=True, slots=True)
+class ScoredProspect:
+    """Who a prospect's scores belong to: id, profile version, cost to serve so far."""
+
+    profile_id: str
+    profile_version: int
+    cost_to_serve: float
+
+
 def prospect_payload(
-    profile: ProfileView,
+    prospect: ScoredProspect,
     features: ProspectFeatures,
     reference: ProspectFeatures | None,
     model_version: str,
@@ -311,8 +319,8 @@ def prospect_payload(
     """Return the scores of a prospect: tier P, no value yet, and a potential."""
     score, reasons = potential(features, reference)
     return {
-        "profile_id": profile.profile_id,
-        "profile_version": profile.version,
+        "profile_id": prospect.profile_id,
+        "profile_version": prospect.profile_version,
         "model_version": model_version,
         "lifecycle": Lifecycle.PROSPECT.value,
         "tier": Tier.P.value,
@@ -322,7 +330,7 @@ def prospect_payload(
         "segment": None,
         # Rounding can put a resemblance of exactly 1 a hair above it.
         "potential": None if score is None else min(1.0, max(0.0, score)),
-        "cost_to_serve": float(profile.aggregates.cost_to_serve),
+        "cost_to_serve": prospect.cost_to_serve,
         "at_risk": False,
         "reasons": [reason("purchase_count", 0, "no sale recorded yet"), *reasons],
         "as_of": as_of.isoformat().replace("+00:00", "Z"),
@@ -339,7 +347,11 @@ def inputs_digest(
     segment: tuple[Segment, ReasonData] | None,
     features: ProspectFeatures | None,
 ) -> int:
-    """Return a stable 63-bit fingerprint of what a profile's scores are computed from."""
+    """Return a stable 63-bit fingerprint of what a profile's value, tier and segment read.
+
+    Cost to serve is left out (every touchpoint adds to it; the sweep publishes its drift) and
+    a prospect's features count only by their coarse buckets, so a page view changes nothing.
+    """
     key = (
         lifecycle.value,
         None
@@ -350,27 +362,25 @@ def inputs_digest(
             facts.first_purchase_s,
             facts.last_purchase_s,
             facts.total_spend,
-            facts.cost_to_serve,
         ),
         None if segment is None else (segment[0].value, segment[1]["value"], segment[1]["detail"]),
-        None
-        if features is None
-        else (sorted(features.channel_mix.items()), features.touchpoints, features.inbound_share),
+        None if features is None else prospect_buckets(features),
     )
     # Stable across processes (unlike hash()), and small enough for a BIGINT column.
     digest = blake2b(encode(key), digest_size=8).digest()
     return int.from_bytes(digest, "big") >> 1
 
 
-def segment_of(
-    profile: ProfileView | None, previous: ScoresUpdated | None, policy: ScoringPolicy
-) -> tuple[Segment, ReasonData] | None:
-    """Return the segment from the profile, or keep the stored one when only time passed."""
-    if profile is not None:
-        return relationship_segment(profile, policy.segments)
-    if previous is None or previous.segment is None:
+def segment_of(profile: ProfileView, policy: ScoringPolicy) -> tuple[Segment, ReasonData] | None:
+    """Return the segment of a profile and the rule that placed it (None for a prospect)."""
+    return relationship_segment(profile, policy.segments)
+
+
+def kept_segment(state: bytes) -> tuple[Segment, ReasonData] | None:
+    """Return the segment stored scores published, kept while only time passes (sweeps)."""
+    segment, rule = published_segment(state)
+    if segment is None:
         return None
-    rule = next((r for r in previous.reasons if r.code == "segment_rule"), None)
     if rule is None:
-        return previous.segment, reason("segment_rule", detail="kept from last change")
-    return previous.segment, reason(rule.code, rule.value, rule.detail)
+        return Segment(segment), reason("segment_rule", detail="kept from last change")
+    return Segment(segment), reason(rule["code"], rule["value"], rule["detail"])

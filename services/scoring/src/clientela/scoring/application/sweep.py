@@ -20,14 +20,17 @@ from clientela.scoring.application.publishing import Cause, Publication, publish
 from clientela.scoring.application.scorer import (
     CustomerScores,
     ScoredProfile,
+    ScoredProspect,
     ScoringPolicy,
     all_reasons,
     customer_payloads,
+    kept_segment,
+    prospect_payload,
     score_customers,
-    segment_of,
     within_contract,
 )
 from clientela.scoring.domain.facts import FactColumns
+from clientela.scoring.domain.potential import ProspectFeatures
 from clientela.scoring.domain.rfm import fit_rfm_edges
 from clientela.scoring.domain.tiers import compute_cutoffs
 from clientela.shared.contracts import derived_event_id, utc_now
@@ -50,9 +53,11 @@ class SweepOutcome:
 class SweepPopulation:
     """Recomputes every customer's value and the exact cut-offs, and publishes what moved.
 
-    Only customers whose tier or at-risk flag changed are written and announced (a
-    ScoresUpdated, plus a TierChanged for a tier move), in transactions of `chunk` customers;
-    the rest of the population keeps its stored scores and gets its new value in memory.
+    Written and announced (a ScoresUpdated, plus a TierChanged for a tier move), in
+    transactions of `chunk` profiles: customers whose tier or at-risk flag changed, and every
+    profile whose cost to serve moved since its scores were published (streaming stores it
+    without publishing), so a published cost is at most one sweep interval old. The rest of
+    the population keeps its stored scores and gets its new value in memory.
     """
 
     def __init__(
@@ -95,6 +100,11 @@ class SweepPopulation:
         )
         scored = score_customers(model, columns.facts, now, columns.tiers, context, self._policy)
         moved = (scored.tiers != columns.tiers) | (scored.at_risk != columns.at_risk)
+        async with self._uow() as uow:
+            stale = await uow.stale_ids()
+        stale_rows = population.rows_of(stale)
+        if stale_rows:
+            moved[stale_rows] = True
         changed = np.flatnonzero(moved)
         population.set_values(scored.estimates.predicted_value)
         self._ranking.put(context)
@@ -106,11 +116,17 @@ class SweepPopulation:
             moves += await self._write(
                 rows, columns.ids, scored, columns.facts, context, now, cause, model.model_version
             )
+        customers = set(columns.ids)
+        prospects = [pid for pid in stale if pid not in customers]
+        for start in range(0, len(prospects), self._chunk):
+            await self._write_prospects(
+                prospects[start : start + self._chunk], context, now, cause, model.model_version
+            )
         written = time.perf_counter()
         outcome = SweepOutcome(
             sweep_id=sweep_id,
             customers=len(columns.ids),
-            changed=int(changed.size),
+            changed=int(changed.size) + len(prospects),
             tier_changes=moves,
             compute_s=computed - started,
             write_s=written - computed,
@@ -147,13 +163,12 @@ class SweepPopulation:
             ]
             profiles = []
             for _, before in kept:
-                previous = before.scores if before.state else None
                 profiles.append(
                     ScoredProfile(
                         before.profile_id,
                         before.profile_version,
                         before.lifecycle,
-                        segment_of(None, previous, self._policy),
+                        kept_segment(before.state) if before.state else None,
                     )
                 )
             payloads = customer_payloads(
@@ -189,3 +204,48 @@ class SweepPopulation:
             await uow.commit()
         self._population.apply(p.record for p in publications)
         return len(transitions)
+
+    async def _write_prospects(
+        self,
+        ids: list[str],
+        context: RankingContext,
+        now: datetime,
+        cause: Cause,
+        model_version: str,
+    ) -> None:
+        """Store and announce the scores of prospects whose cost to serve moved."""
+        async with self._uow() as uow:
+            stored = await uow.scores.get_many(ids)
+            publications: list[Publication] = []
+            for pid in ids:
+                before = stored.get(pid)
+                # Gone (erased), or a customer by now: the customers' pass covered it.
+                if before is None or before.facts is not None:
+                    continue
+                features = before.prospect_features or ProspectFeatures({}, 0.0, 0.0)
+                data = prospect_payload(
+                    ScoredProspect(pid, before.profile_version, before.cost_to_serve),
+                    features,
+                    context.reference,
+                    model_version,
+                    now,
+                )
+                publications.append(
+                    publish(
+                        data,
+                        before,
+                        cause,
+                        now,
+                        facts=None,
+                        prospect_features=before.prospect_features,
+                        tier_reasons=partial(all_reasons, data),
+                        inputs_digest=before.inputs_digest,
+                    )
+                )
+            await uow.write_scored(
+                [p.record for p in publications],
+                [p.transition for p in publications if p.transition is not None],
+                [e for p in publications for e in p.events],
+            )
+            await uow.commit()
+        self._population.apply(p.record for p in publications)

@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from clientela.shared.contracts.base import EVENT_ID_NAMESPACE
+from clientela.shared.contracts.base import EVENT_ID_NAMESPACE, Envelope
 
 SOURCE = "scoring"
 
@@ -45,7 +45,7 @@ def derived_id(*parts: str) -> str:
 
 
 def envelope(
-    event_type: str,
+    contract: type[Envelope],
     event_id: str,
     occurred_at: datetime,
     *,
@@ -57,8 +57,8 @@ def envelope(
     return _encoder.encode(
         {
             "event_id": event_id,
-            "type": event_type,
-            "schema_version": 1,
+            "type": contract.EVENT_TYPE,
+            "schema_version": contract.SCHEMA_VERSION,
             "occurred_at": occurred_at,
             "source": SOURCE,
             "correlation_id": correlation_id,
@@ -66,3 +66,31 @@ def envelope(
             "data": msgspec.Raw(data),
         }
     )
+
+
+class _Reason(msgspec.Struct):
+    code: str
+    # As the contract reads it: a number is a float.
+    value: float | str | None = None
+    detail: str = ""
+
+
+class _Segment(msgspec.Struct):
+    segment: str | None = None
+    reasons: list[_Reason] = []
+
+
+_segment_decoder = msgspec.json.Decoder(_Segment)
+
+
+def published_segment(state: bytes) -> tuple[str | None, dict[str, Any] | None]:
+    """Return the segment a stored ScoresUpdated payload published, and its segment rule.
+
+    Only the two fields are decoded (no contract model per profile): a sweep re-publishing
+    many customers needs nothing else from what they published before.
+    """
+    found = _segment_decoder.decode(state)
+    rule = next((r for r in found.reasons if r.code == "segment_rule"), None)
+    if rule is None:
+        return found.segment, None
+    return found.segment, {"code": rule.code, "value": rule.value, "detail": rule.detail}

@@ -9,16 +9,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy import Row, Text, cast, delete, select
+from sqlalchemy import Row, Text, bindparam, cast, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from clientela.scoring.adapters.outbound import tables
 from clientela.scoring.application.ports import (
-    ClaimedBatch,
     EncodedEvent,
+    LoadedBatch,
     ScoreRecord,
     StoredScore,
     TierTransition,
+    UnpublishedChange,
 )
 from clientela.scoring.application.wire import encode
 from clientela.scoring.domain.clv import BgNbdParams, GammaGammaParams
@@ -34,7 +35,7 @@ from clientela.shared.codec import (
     HEADER_TYPE,
     OutgoingRecord,
 )
-from clientela.shared.contracts import Lifecycle, ScoresUpdated, Tier
+from clientela.shared.contracts import Envelope, Lifecycle, ScoresUpdated, Tier
 from clientela.shared.db import is_postgres, upsert_insert
 from clientela.shared.outbox import SqlTransaction
 from clientela.shared.settings import KafkaSettings
@@ -57,6 +58,7 @@ _RECORD_COLUMNS = (
     "state",
     "updated_at",
     "inputs_digest",
+    "republish",
 )
 
 
@@ -91,6 +93,7 @@ def record_of(row: Row[Any], state: bytes = b"") -> ScoreRecord:
         row.updated_at,
         state,
         row.inputs_digest,
+        row.republish,
     )
 
 
@@ -113,6 +116,7 @@ def _record(
     updated_at: datetime,
     state: bytes = b"",
     inputs_digest: int | None = None,
+    republish: bool = False,
 ) -> ScoreRecord:
     facts = (
         CustomerFacts(
@@ -144,6 +148,8 @@ def _record(
         updated_at=as_utc(updated_at),
         state=state,
         inputs_digest=inputs_digest,
+        cost_to_serve=float(cost_to_serve),
+        republish=bool(republish),
     )
 
 
@@ -289,35 +295,20 @@ def quoted(schema: str, table: str) -> str:
 # against the collection ABCs in Python, which cost more than the rest of the write. `{name}`
 # is the schema-qualified table.
 _PG_SQL = {
-    # Inbox claim (kind 0), stored counters of the batch's profiles (kind 1) and erasure
-    # markers among them (kind 2) in one round trip.
-    "claim_and_load": """
-        WITH claimed AS (
-            INSERT INTO {inbox} (event_id, processed_at)
-            SELECT e, $2 FROM json_array_elements_text($1::json) AS e
-            ON CONFLICT (event_id) DO NOTHING
-            RETURNING event_id)
-        SELECT 0 AS kind, event_id AS profile_id, NULL::bigint AS profile_version,
-               NULL::bigint AS revision, NULL::bigint AS tier_seq, NULL::text AS lifecycle,
-               NULL::text AS tier, NULL::float8 AS predicted_value, NULL::bool AS at_risk,
-               NULL::int AS purchase_days, NULL::int AS purchase_count,
-               NULL::float8 AS first_purchase_s, NULL::float8 AS last_purchase_s,
-               NULL::float8 AS total_spend, NULL::float8 AS cost_to_serve,
-               NULL::text AS prospect_features, NULL::timestamptz AS updated_at,
-               NULL::bytea AS state, NULL::bigint AS inputs_digest
-        FROM claimed
-        UNION ALL
-        SELECT 1, profile_id, profile_version, revision, tier_seq, lifecycle, tier,
+    # Stored counters of the batch's profiles (kind 1) and erasure markers among them
+    # (kind 2) in one round trip.
+    "load_batch": """
+        SELECT 1 AS kind, profile_id, profile_version, revision, tier_seq, lifecycle, tier,
                predicted_value, at_risk, purchase_days, purchase_count, first_purchase_s,
                last_purchase_s, total_spend, cost_to_serve, prospect_features::text, updated_at,
-               ''::bytea, inputs_digest
+               ''::bytea AS state, inputs_digest, republish
         FROM {profile_scores}
-        WHERE profile_id IN (SELECT json_array_elements_text($3::json))
+        WHERE profile_id IN (SELECT json_array_elements_text($1::json))
         UNION ALL
         SELECT 2, marker, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-               NULL, NULL, NULL, NULL, NULL, NULL
+               NULL, NULL, NULL, NULL, NULL, NULL, NULL
         FROM {erased_profiles}
-        WHERE marker IN (SELECT json_array_elements_text($4::json))""",
+        WHERE marker IN (SELECT json_array_elements_text($2::json))""",
     # Scores upserted in key order (a lower revision never overwrites a higher one), history
     # rows, and outbox rows in the order given (their ids are the relay's publishing order),
     # in one statement.
@@ -326,24 +317,24 @@ _PG_SQL = {
             INSERT INTO {profile_scores} (profile_id, profile_version, revision, tier_seq,
                 lifecycle, tier, predicted_value, at_risk, purchase_days, purchase_count,
                 first_purchase_s, last_purchase_s, total_spend, cost_to_serve,
-                prospect_features, state, updated_at, inputs_digest)
+                prospect_features, state, updated_at, inputs_digest, republish)
             SELECT u.profile_id, u.profile_version, u.revision, u.tier_seq, u.lifecycle, u.tier,
                    u.predicted_value, u.at_risk, u.purchase_days, u.purchase_count,
                    u.first_purchase_s, u.last_purchase_s, u.total_spend, u.cost_to_serve,
                    u.prospect_features{features_cast}, u.state::{state_type},
-                   u.updated_at, u.inputs_digest
+                   u.updated_at, u.inputs_digest, u.republish
             FROM ROWS FROM (
                 json_to_recordset($1::json) AS (profile_id text, profile_version bigint,
                     revision bigint, tier_seq bigint, lifecycle text, tier text,
                     predicted_value float8, at_risk bool, purchase_days int,
                     purchase_count int, first_purchase_s float8, last_purchase_s float8,
                     total_spend float8, cost_to_serve float8, prospect_features json,
-                    updated_at timestamptz, inputs_digest bigint),
+                    updated_at timestamptz, inputs_digest bigint, republish bool),
                 string_to_table($2::text, chr(30)))
                 AS u(profile_id, profile_version, revision, tier_seq, lifecycle, tier,
                      predicted_value, at_risk, purchase_days, purchase_count,
                      first_purchase_s, last_purchase_s, total_spend, cost_to_serve,
-                     prospect_features, updated_at, inputs_digest, state)
+                     prospect_features, updated_at, inputs_digest, republish, state)
             ORDER BY u.profile_id
             ON CONFLICT (profile_id) DO UPDATE SET
                 profile_version = EXCLUDED.profile_version, revision = EXCLUDED.revision,
@@ -355,7 +346,8 @@ _PG_SQL = {
                 last_purchase_s = EXCLUDED.last_purchase_s,
                 total_spend = EXCLUDED.total_spend, cost_to_serve = EXCLUDED.cost_to_serve,
                 prospect_features = EXCLUDED.prospect_features, state = EXCLUDED.state,
-                updated_at = EXCLUDED.updated_at, inputs_digest = EXCLUDED.inputs_digest
+                updated_at = EXCLUDED.updated_at, inputs_digest = EXCLUDED.inputs_digest,
+                republish = EXCLUDED.republish
             WHERE {profile_scores}.revision < EXCLUDED.revision
             RETURNING 1),
         h AS (
@@ -377,6 +369,18 @@ _PG_SQL = {
             ORDER BY o.n
             RETURNING 1)
         SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM h), (SELECT count(*) FROM o)""",
+    # Newer versions' cost to serve and prospect features, stored without publishing (a
+    # customer's pre-purchase snapshot stays); the sweep announces them.
+    "store_unpublished": """
+        UPDATE {profile_scores} AS p
+        SET profile_version = a.profile_version, cost_to_serve = a.cost_to_serve,
+            prospect_features = COALESCE(a.prospect_features{features_cast},
+                                         p.prospect_features),
+            republish = true
+        FROM json_to_recordset($1::json)
+            AS a(profile_id text, profile_version bigint, cost_to_serve float8,
+                 prospect_features json)
+        WHERE p.profile_id = a.profile_id AND p.profile_version < a.profile_version""",
 }
 
 _SQL_BY_SCHEMA: dict[str, dict[str, str]] = {}
@@ -408,10 +412,11 @@ def _pg_row(record: ScoreRecord) -> dict[str, Any]:
         "first_purchase_s": f.first_purchase_s if f else None,
         "last_purchase_s": f.last_purchase_s if f else None,
         "total_spend": f.total_spend if f else 0.0,
-        "cost_to_serve": f.cost_to_serve if f else 0.0,
+        "cost_to_serve": f.cost_to_serve if f else record.cost_to_serve,
         "prospect_features": features.as_json() if features else None,
         "updated_at": record.updated_at,
         "inputs_digest": record.inputs_digest,
+        "republish": record.republish,
     }
 
 
@@ -445,7 +450,7 @@ async def _pg_statements(driver: Any, schema: str) -> dict[str, str]:
 class SqlScoringUnitOfWork(SqlTransaction):
     """The shared transaction (inbox, outbox, relay wake-up) plus scores and parameters.
 
-    On PostgreSQL a streamed batch takes two statements (claim and load; write everything)
+    On PostgreSQL a streamed batch takes two statements (load; write everything)
     on the asyncpg connection under SQLAlchemy's; SQLite goes through SQLAlchemy Core.
     """
 
@@ -497,37 +502,25 @@ class SqlScoringUnitOfWork(SqlTransaction):
         driver, _ = await self._pg()
         return list(await driver.fetch(sql, *args))
 
-    async def claim_and_load(
-        self, event_ids: Sequence[str], profile_ids: Sequence[str]
-    ) -> ClaimedBatch:
-        """Claim event ids, read the profiles' stored records and which were erased."""
+    async def load_batch(self, profile_ids: Sequence[str]) -> LoadedBatch:
+        """Read the profiles' stored records and which of them were erased."""
         markers = {erasure_marker(self._marker_key, pid): pid for pid in profile_ids}
         if not is_postgres(self.connection):
-            return ClaimedBatch(
-                await self.claim_new(event_ids),
-                await self.scores.get_many(profile_ids),
-                await self._erased(markers),
-            )
+            return LoadedBatch(await self.scores.get_many(profile_ids), await self._erased(markers))
         _, sql = await self._pg()
         rows = await self._pg_fetch(
-            sql["claim_and_load"],
-            _ENCODER.encode(list(dict.fromkeys(event_ids))).decode(),
-            datetime.now(UTC),
+            sql["load_batch"],
             _ENCODER.encode(list(profile_ids)).decode(),
             _ENCODER.encode(list(markers)).decode(),
         )
-        fresh: set[str] = set()
         stored: dict[str, ScoreRecord] = {}
         erased: set[str] = set()
         for row in rows:
-            kind = row[0]
-            if kind == 0:
-                fresh.add(row[1])
-            elif kind == 1:
+            if row[0] == 1:
                 stored[row[1]] = _record(*tuple(row)[1:])
             else:
                 erased.add(markers[row[1]])
-        return ClaimedBatch(fresh, stored, erased)
+        return LoadedBatch(stored, erased)
 
     async def _erased(self, markers: dict[str, str]) -> set[str]:
         if not markers:
@@ -582,6 +575,60 @@ class SqlScoringUnitOfWork(SqlTransaction):
             _joined([e.value for e in events]),
         )
         self.count_staged(len(events))
+
+    async def store_unpublished(self, changes: Sequence[UnpublishedChange]) -> None:
+        """Store newer versions' unpublished inputs, marked to republish; older ones no-op."""
+        if not changes:
+            return
+        ordered = sorted(changes, key=lambda c: c.profile_id)
+        rows = [
+            {
+                "profile_id": c.profile_id,
+                "profile_version": c.profile_version,
+                "cost_to_serve": c.cost_to_serve,
+                "prospect_features": c.prospect_features.as_json()
+                if c.prospect_features is not None
+                else None,
+            }
+            for c in ordered
+        ]
+        if is_postgres(self.connection):
+            _, sql = await self._pg()
+            await self._pg_fetch(sql["store_unpublished"], _ENCODER.encode(rows).decode())
+            return
+        table = tables.profile_scores
+        await self.connection.execute(
+            update(table)
+            .where(
+                table.c.profile_id == bindparam("pid"),
+                table.c.profile_version < bindparam("version"),
+            )
+            .values(
+                profile_version=bindparam("version"),
+                cost_to_serve=bindparam("cost"),
+                prospect_features=func.coalesce(bindparam("features"), table.c.prospect_features),
+                republish=True,
+            ),
+            [
+                {
+                    "pid": r["profile_id"],
+                    "version": r["profile_version"],
+                    "cost": r["cost_to_serve"],
+                    "features": None
+                    if r["prospect_features"] is None
+                    else encode(r["prospect_features"]).decode(),
+                }
+                for r in rows
+            ],
+        )
+
+    async def stale_ids(self) -> list[str]:
+        """Return the ids of the profiles marked to republish, in id order."""
+        table = tables.profile_scores
+        result = await self.connection.execute(
+            select(table.c.profile_id).where(table.c.republish).order_by(table.c.profile_id)
+        )
+        return list(result.scalars())
 
     async def erase(self, profile_ids: Sequence[str]) -> None:
         """Delete the profiles' scores, tier history and unpublished events; keep markers."""
@@ -660,14 +707,24 @@ class SqlScoringUnitOfWork(SqlTransaction):
         )
 
 
+_CONTRACT_HEADERS: dict[type[Envelope], list[tuple[str, bytes]]] = {}
+
+
+def _contract_headers(contract: type[Envelope]) -> list[tuple[str, bytes]]:
+    # The same three headers for every event of a contract: built once per process.
+    found = _CONTRACT_HEADERS.get(contract)
+    if found is None:
+        found = _CONTRACT_HEADERS[contract] = [
+            (HEADER_CONTENT_TYPE, b"application/json"),
+            (HEADER_TYPE, contract.EVENT_TYPE.encode()),
+            (HEADER_SCHEMA_VERSION, str(contract.SCHEMA_VERSION).encode()),
+        ]
+    return found
+
+
 def _headers(event: EncodedEvent) -> list[tuple[str, bytes]]:
     # The headers shared.codec.event_headers gives an event model, from the encoded event.
-    headers = [
-        (HEADER_CONTENT_TYPE, b"application/json"),
-        (HEADER_TYPE, event.event_type.encode()),
-        (HEADER_SCHEMA_VERSION, b"1"),
-        (HEADER_EVENT_ID, event.event_id.encode()),
-    ]
+    headers = [*_contract_headers(event.contract), (HEADER_EVENT_ID, event.event_id.encode())]
     if event.accepted_at_ms is not None:
         headers.append((HEADER_ACCEPTED_AT, str(event.accepted_at_ms).encode()))
     trace = tracing.derived(event.causation_id)

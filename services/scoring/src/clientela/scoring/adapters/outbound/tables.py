@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Table,
     TypeDecorator,
+    false,
 )
 from sqlalchemy.engine import Dialect
 
@@ -67,6 +68,8 @@ profile_scores = Table(
     Column("updated_at", UtcDateTime(), nullable=False),
     # Fingerprint of the inputs the scores came from (see ScoreRecord.inputs_digest).
     Column("inputs_digest", BigInteger, nullable=True),
+    # The stored cost to serve moved past the published scores: the next sweep announces it.
+    Column("republish", Boolean, nullable=False, server_default=false()),
 )
 
 tier_history = Table(
