@@ -339,10 +339,10 @@ class BatchConsumer:
         except Exception:
             log.exception("a batch failed; delivering it again")
             if fetching is not None:
-                fetching.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await fetching
-            await self._redeliver(batch)
+                # Awaited, not cancelled: whatever it took from the partitions is sought back.
+                with contextlib.suppress(Exception):
+                    following = await fetching
+            await self._redeliver(batch, following)
             return None, None
         finally:
             self._applying = False
@@ -363,15 +363,20 @@ class BatchConsumer:
             # commit and applies these records again, which every consumer treats as a no-op.
             log.warning("offsets not committed (group rebalanced?); records will repeat")
 
-    async def _redeliver(self, batch: Batch) -> None:
+    async def _redeliver(self, *batches: Batch) -> None:
         consumer = self._consumer
         assert consumer is not None
         assigned = consumer.assignment()
-        # Everything fetched after the failed batch is dropped too: seeking each partition
-        # back to the failed batch's first record replays it all in order.
-        for tp, rs in batch.items():
-            if rs and tp in assigned:
-                consumer.seek(tp, rs[0].offset)
+        # Each partition goes back to the first record fetched from it since the last commit:
+        # the failed batch and anything fetched after it are delivered again, in order.
+        first: dict[TopicPartition, int] = {}
+        for batch in batches:
+            for tp, rs in batch.items():
+                if rs:
+                    first[tp] = min(first.get(tp, rs[0].offset), rs[0].offset)
+        for tp, offset in first.items():
+            if tp in assigned:
+                consumer.seek(tp, offset)
         await asyncio.sleep(self._pause)
 
 
