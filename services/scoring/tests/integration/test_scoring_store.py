@@ -39,6 +39,7 @@ from clientela.shared.contracts import (
 from clientela.shared.contracts.topics import TIER_CHANGES
 from clientela.shared.db import create_engine
 from clientela.shared.migrations import upgrade
+from clientela.shared.outbox import staged_records
 from clientela.shared.settings import DatabaseSettings, KafkaSettings
 
 KAFKA = KafkaSettings(topic_prefix="it.")
@@ -72,13 +73,13 @@ def score(application: ScoringApplication) -> ScoreProfiles:
 
 async def outbox_rows(engine: AsyncEngine) -> list[dict[str, Any]]:
     async with engine.connect() as conn:
-        rows = (await conn.execute(select(tables.outbox).order_by(tables.outbox.c.id))).all()
+        rows = await staged_records(conn, tables.outbox)
     return [
         {
             "topic": r.topic,
-            "key": r.key.decode(),
+            "key": r.key.decode() if r.key is not None else None,
             "value": json.loads(r.value) if r.value is not None else None,
-            "headers": dict(r.headers),
+            "headers": {k: v.decode("latin-1") for k, v in r.headers},
         }
         for r in rows
     ]

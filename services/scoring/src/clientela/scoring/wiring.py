@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from clientela.scoring.adapters.inbound.http import build_router
-from clientela.scoring.adapters.inbound.kafka import ProfileChangesTranslator, ProfileStream
+from clientela.scoring.adapters.inbound.kafka import batch_processor
 from clientela.scoring.adapters.outbound import tables
 from clientela.scoring.adapters.outbound.sql_reader import SqlScoreReader
 from clientela.scoring.adapters.outbound.sql_unit_of_work import (
@@ -30,11 +30,8 @@ from clientela.scoring.domain.tiers import TieringPolicy
 from clientela.scoring.migrations import MIGRATIONS
 from clientela.shared import http
 from clientela.shared.auth import KeyRing
-from clientela.shared.consumer import BatchProcessor
 from clientela.shared.contracts import (
     ALL_TOPICS,
-    ProfileChangedEvent,
-    ProfileErasedEvent,
     utc_now,
 )
 from clientela.shared.contracts.topics import PROFILE_ERASURES, PROFILES, SCORING_DLQ
@@ -175,24 +172,19 @@ async def build(
                 settings.kafka.topic(PROFILES),
                 settings.kafka.topic(PROFILE_ERASURES),
             )
-            processor = BatchProcessor(
-                contracts={profiles: ProfileChangedEvent, erasures: ProfileErasedEvent},
-                handler=ProfileChangesTranslator(
-                    application.score_profiles, unit_of_work, application.erase_profiles
-                ),
+            processor = batch_processor(
+                application.score_profiles,
+                application.erase_profiles,
+                unit_of_work,
+                profiles_topic=profiles,
+                erasures_topic=erasures,
                 publisher=publisher,
                 dead_letter_topic=settings.kafka.topic(SCORING_DLQ),
                 consumer_name=settings.group_id,
-                tombstone_topics=frozenset({profiles}),
             )
-            stream = ProfileStream(
-                profiles_topic=profiles,
-                fallback=processor,
-                use_case=application.score_profiles,
-                unit_of_work=unit_of_work,
-                consumer_name=settings.group_id,
+            subscribe_batch(
+                broker, settings.kafka, [profiles, erasures], settings.group_id, processor
             )
-            subscribe_batch(broker, settings.kafka, [profiles, erasures], settings.group_id, stream)
             await broker.start()
             stack.push_async_callback(broker.stop)
         log.info("scoring started (model %s)", application.models.model.model_version)

@@ -27,17 +27,10 @@ from clientela.scoring.domain.facts import CustomerFacts
 from clientela.scoring.domain.potential import ProspectFeatures
 from clientela.scoring.domain.value_model import FittedParameters
 from clientela.shared import tracing
-from clientela.shared.codec import (
-    HEADER_ACCEPTED_AT,
-    HEADER_CONTENT_TYPE,
-    HEADER_EVENT_ID,
-    HEADER_SCHEMA_VERSION,
-    HEADER_TYPE,
-    OutgoingRecord,
-)
-from clientela.shared.contracts import Envelope, Lifecycle, ScoresUpdated, Tier
+from clientela.shared.codec import OutgoingRecord, contract_headers
+from clientela.shared.contracts import Lifecycle, ScoresUpdated, Tier
 from clientela.shared.db import is_postgres, upsert_insert
-from clientela.shared.outbox import SqlTransaction
+from clientela.shared.outbox import PACKED, SqlTransaction, pack, unstage_keys
 from clientela.shared.settings import KafkaSettings
 
 _RECORD_COLUMNS = (
@@ -310,8 +303,8 @@ _PG_SQL = {
         FROM {erased_profiles}
         WHERE marker IN (SELECT json_array_elements_text($2::json))""",
     # Scores upserted in key order (a lower revision never overwrites a higher one), history
-    # rows, and outbox rows in the order given (their ids are the relay's publishing order),
-    # in one statement.
+    # rows, and the batch's events as one packed outbox row (see shared.outbox), in one
+    # statement.
     "write_scored": """
         WITH s AS (
             INSERT INTO {profile_scores} (profile_id, profile_version, revision, tier_seq,
@@ -360,13 +353,8 @@ _PG_SQL = {
             RETURNING 1),
         o AS (
             INSERT INTO {outbox} (topic, key, value, headers)
-            SELECT o.topic, convert_to(o.key, 'UTF8'), convert_to(o.value, 'UTF8'),
-                   o.headers{headers_cast}
-            FROM ROWS FROM (
-                    json_to_recordset($4::json) AS (topic text, key text, headers json),
-                    string_to_table($5::text, chr(30)))
-                WITH ORDINALITY AS o(topic, key, headers, value, n)
-            ORDER BY o.n
+            SELECT $4::text, NULL, $5::bytea, '[]'
+            WHERE $5::bytea IS NOT NULL
             RETURNING 1)
         SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM h), (SELECT count(*) FROM o)""",
     # Newer versions' cost to serve and prospect features, stored without publishing (a
@@ -434,10 +422,7 @@ async def _pg_statements(driver: Any, schema: str) -> dict[str, str]:
         types = {(r[0], r[1]): r[2] for r in rows}
         names = {t.name: quoted(schema, t.name) for t in tables.metadata.sorted_tables}
         # json values go in as they came (no second parse); jsonb columns get a cast.
-        for cast_name, column in (
-            ("features_cast", ("profile_scores", "prospect_features")),
-            ("headers_cast", ("outbox", "headers")),
-        ):
+        for cast_name, column in (("features_cast", ("profile_scores", "prospect_features")),):
             names[cast_name] = "::jsonb" if types.get(column) == "jsonb" else ""
         names["state_type"] = (
             "jsonb" if types.get(("profile_scores", "state")) == "jsonb" else "json"
@@ -562,17 +547,8 @@ class SqlScoringUnitOfWork(SqlTransaction):
                     for t in transitions
                 ]
             ).decode(),
-            _ENCODER.encode(
-                [
-                    {
-                        "topic": self._kafka.topic(e.topic),
-                        "key": e.key,
-                        "headers": [(k, v.decode("latin-1")) for k, v in _headers(e)],
-                    }
-                    for e in events
-                ]
-            ).decode(),
-            _joined([e.value for e in events]),
+            PACKED,
+            pack(self._records(events)) if events else None,
         )
         self.count_staged(len(events))
 
@@ -644,9 +620,7 @@ class SqlScoringUnitOfWork(SqlTransaction):
         )
         # Events about them not yet published go too; the tombstone staged next supersedes
         # whatever the relay had already sent under the same key.
-        await conn.execute(
-            delete(tables.outbox).where(tables.outbox.c.key.in_([pid.encode() for pid in ids]))
-        )
+        await unstage_keys(conn, tables.outbox, {pid.encode() for pid in ids})
         now = datetime.now(UTC)
         await conn.execute(
             upsert_insert(conn)(tables.erased_profiles).on_conflict_do_nothing(
@@ -671,16 +645,20 @@ class SqlScoringUnitOfWork(SqlTransaction):
 
     async def stage_encoded(self, events: Sequence[EncodedEvent]) -> None:
         """Queue encoded events in the outbox, to be published once this transaction commits."""
-        records = [
+        await self.stage_records(self._records(events))
+
+    def _records(self, events: Sequence[EncodedEvent]) -> list[OutgoingRecord]:
+        return [
             OutgoingRecord(
                 topic=self._kafka.topic(e.topic),
                 key=e.key.encode(),
                 value=e.value,
-                headers=_headers(e),
+                headers=contract_headers(
+                    e.contract, e.event_id, e.accepted_at_ms, tracing.derived(e.causation_id)
+                ),
             )
             for e in events
         ]
-        await self.stage_records(records)
 
     async def record_tier_changes(self, changes: Sequence[TierTransition]) -> None:
         """Append tier moves to the history; a repeated event id is kept once."""
@@ -705,29 +683,3 @@ class SqlScoringUnitOfWork(SqlTransaction):
                 for c in changes
             ],
         )
-
-
-_CONTRACT_HEADERS: dict[type[Envelope], list[tuple[str, bytes]]] = {}
-
-
-def _contract_headers(contract: type[Envelope]) -> list[tuple[str, bytes]]:
-    # The same three headers for every event of a contract: built once per process.
-    found = _CONTRACT_HEADERS.get(contract)
-    if found is None:
-        found = _CONTRACT_HEADERS[contract] = [
-            (HEADER_CONTENT_TYPE, b"application/json"),
-            (HEADER_TYPE, contract.EVENT_TYPE.encode()),
-            (HEADER_SCHEMA_VERSION, str(contract.SCHEMA_VERSION).encode()),
-        ]
-    return found
-
-
-def _headers(event: EncodedEvent) -> list[tuple[str, bytes]]:
-    # The headers shared.codec.event_headers gives an event model, from the encoded event.
-    headers = [*_contract_headers(event.contract), (HEADER_EVENT_ID, event.event_id.encode())]
-    if event.accepted_at_ms is not None:
-        headers.append((HEADER_ACCEPTED_AT, str(event.accepted_at_ms).encode()))
-    trace = tracing.derived(event.causation_id)
-    if trace is not None:
-        headers += trace.headers()
-    return headers
