@@ -13,7 +13,11 @@ from clientela.profile.adapters.outbound import tables
 from clientela.profile.adapters.outbound.sql_reader import SqlProfileReader
 from clientela.profile.adapters.outbound.sql_unit_of_work import SqlUnitOfWork
 from clientela.profile.application.handle_touchpoints import handle_touchpoints
-from clientela.profile.application.ports import ReceivedTouchpoint, TimelineQuery
+from clientela.profile.application.ports import (
+    ConcurrentChangeError,
+    ReceivedTouchpoint,
+    TimelineQuery,
+)
 from clientela.profile.application.queries import golden_record, golden_record_by_identifier
 from clientela.shared.codec import decode_event
 from clientela.shared.contracts import ProfileChangedEvent, topics, utc_now
@@ -128,6 +132,70 @@ async def test_an_owner_that_moved_while_the_batch_waited_is_read_again(
     kept = await reader.live(owner)
     assert kept is not None
     assert kept.profile.tally.purchase_count == 0
+
+
+async def _change_elsewhere(engine: AsyncEngine, profile_id: str, policy) -> None:
+    """Change a profile in a transaction of its own, as an admin change would (committed)."""
+    other = SqlUnitOfWork(engine, KAFKA)
+    async with other:
+        [held] = (await other.profiles.lock([profile_id])).values()
+        held.mark_changed(utc_now(), policy)
+        await other.profiles.save([held])
+        await other.commit()
+
+
+async def test_a_profile_changed_after_it_was_read_is_not_overwritten(engine, tp, policy) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite serialises writers: nothing changes after a batch read it")
+    await _apply(engine, policy, tp(email="ann@x.io"))
+    owner = await _owner(engine, "email", "ann@x.io")
+    assert owner is not None
+    uow = SqlUnitOfWork(engine, KAFKA)
+    async with uow:
+        read = await uow.lock_owners({("email", "ann@x.io")})
+        mine = read.profiles[owner]
+        assert mine.version == 1
+        await _change_elsewhere(engine, owner, policy)
+        mine.mark_changed(utc_now(), policy)
+        with pytest.raises(ConcurrentChangeError):
+            await uow.profiles.save([mine])
+    stored = await SqlProfileReader(engine).live(owner)
+    assert stored is not None
+    assert stored.profile.version == 2
+    # The whole batch, retried, applies on top of the other writer's change.
+    await _apply(engine, policy, tp(kind="sale", amount="5", email="ann@x.io"))
+    stored = await SqlProfileReader(engine).live(owner)
+    assert stored is not None
+    assert (stored.profile.version, stored.profile.tally.purchase_count) == (3, 1)
+
+
+async def test_a_merged_profile_changed_after_it_was_read_is_not_deleted(
+    engine, tp, policy
+) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite serialises writers: nothing changes after a batch read it")
+    await _apply(engine, policy, tp(email="ann@x.io"), tp(phone="+33612345678"))
+    ann = await _owner(engine, "email", "ann@x.io")
+    phone = await _owner(engine, "phone", "+33612345678")
+    assert ann is not None
+    assert phone is not None
+    assert ann != phone
+    uow = SqlUnitOfWork(engine, KAFKA)
+    async with uow:
+        await uow.lock_owners({("email", "ann@x.io"), ("phone", "+33612345678")})
+        await _change_elsewhere(engine, phone, policy)
+        with pytest.raises(ConcurrentChangeError):
+            await uow.merge_away({phone: ann}, utc_now())
+    kept = await SqlProfileReader(engine).get(phone)
+    assert kept is not None
+    assert kept.profile.version == 2
+    # Applied as a batch, the merge is retried and carried out on the changed profile.
+    await _apply(engine, policy, tp(email="ann@x.io", phone="+33612345678"))
+    assert await _owner(engine, "phone", "+33612345678") == await _owner(
+        engine, "email", "ann@x.io"
+    )
+    stored = [p for p in (ann, phone) if await SqlProfileReader(engine).get(p) is not None]
+    assert len(stored) == 1
 
 
 async def test_a_store_created_with_jsonb_snapshots_keeps_working(

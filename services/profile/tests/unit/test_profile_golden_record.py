@@ -237,3 +237,144 @@ def test_snapshot_json_round_trip_and_sorted_form(tp, policy) -> None:
     assert back == profile
     assert back.to_json_sorted() == profile.to_json_sorted()
     assert json.loads(profile.to_json_sorted()) == profile.to_state()
+
+
+def _generated_touchpoints(tp, rng: random.Random, count: int) -> list[TouchpointRecorded]:
+    kinds = [
+        ("web_visit", "web", "inbound"),
+        ("email", "email", "outbound"),
+        ("sale", "web", "inbound"),
+        ("phone_call", "phone", "inbound"),
+        ("branch_visit", "branch", "inbound"),
+        ("support_case", "chat", "inbound"),
+    ]
+    identifiers = {
+        "email": f"p{rng.randrange(10**6)}@x.io",
+        "phone": f"+4420{rng.randrange(10**7):07d}",
+        "customer_id": f"c-{rng.randrange(10**6)}",
+    }
+    found = []
+    for _ in range(count):
+        kind, channel, direction = rng.choice(kinds)
+        picked = dict(rng.sample(sorted(identifiers.items()), rng.randint(1, 3)))
+        extra: dict = {}
+        if rng.random() < 0.3:
+            extra["traits"] = {
+                rng.choice(["city", "tier", "age", "vip"]): rng.choice(
+                    ["Lyon", 3, 2.5, True, None, "Oslo"]
+                )
+            }
+        if rng.random() < 0.3:
+            extra["consent"] = {
+                rng.choice(["email", "sms", "phone"]): rng.choice(["opted_in", "opted_out"])
+            }
+        if kind == "sale":
+            extra["amount"] = f"{rng.randint(1, 500)}.{rng.randint(0, 99):02d}"
+            extra["currency"] = rng.choice(["EUR", "EUR", "USD", "GBP"])
+        if rng.random() < 0.2:
+            extra["cost"] = (f"{rng.randint(0, 9)}.{rng.randint(0, 999):03d}", "USD")
+        event = tp(
+            kind=kind,
+            channel=channel,
+            direction=direction,
+            at=NOW - timedelta(days=rng.randint(0, 900), seconds=rng.randint(0, 86_399)),
+            unsubscribed=kind == "email" and rng.random() < 0.2,
+            source=rng.choice(["crm", "web", "pos"]),
+            **extra,
+            **picked,
+        )
+        if kind == "support_case":
+            case = {"case_id": f"K{rng.randint(1, 3)}", "status": rng.choice(["open", "closed"])}
+            data = event.data.model_copy(update={"properties": case})
+            event = event.model_copy(update={"data": data})
+        found.append(event)
+    return found
+
+
+def _expected_changed(profile: Profile, policy: ProfilePolicy) -> dict:
+    """Return ProfileChanged's fields computed from the domain state, not from `published`."""
+    tally = profile.tally
+    q = Decimal("0.0001")
+    open_cases = sum(1 for case in tally.cases.values() if case.open())
+    preference = tally.channel_preference(policy)
+    first = tally.first_sale
+    channels = [c.value for c in Channel]
+    return {
+        "profile_id": profile.profile_id,
+        "version": profile.version,
+        "lifecycle": profile.stage,
+        "created_at": profile.created_at,
+        "identifier_types": profile.sorted_identifier_types(policy),
+        "reachable_channels": profile.reachable_channels(),
+        "consent": {
+            c: {"status": e.status, "updated_at": e.at, "source": e.source}
+            for c, e in profile.consent.items()
+        },
+        "traits": profile.current_traits(policy.traits),
+        "aggregates": {
+            "first_seen_at": tally.first_seen_at,
+            "last_seen_at": tally.last_seen_at,
+            "touchpoint_count": tally.touchpoint_count,
+            "counts_by_kind": tally.counts_by_kind,
+            "counts_by_channel": tally.counts_by_channel,
+            "inbound_count": tally.inbound_count,
+            "outbound_count": tally.outbound_count,
+            "purchase_count": tally.purchase_count,
+            "purchase_days": len(tally.purchase_days),
+            "first_purchase_at": tally.first_purchase_at,
+            "last_purchase_at": tally.last_purchase_at,
+            "currency": tally.currency,
+            "total_spend": tally.total_spend.quantize(q),
+            "first_purchase_amount": (
+                first.amount.quantize(q) if first and first.amount is not None else 0
+            ),
+            "average_order_value": (
+                (tally.total_spend / tally.priced_purchase_count).quantize(q)
+                if tally.priced_purchase_count
+                else 0
+            ),
+            "spend_by_currency": {c: a.quantize(q) for c, a in tally.spend_by_currency.items()},
+            "cost_to_serve": tally.cost_to_serve.quantize(q),
+            "open_support_cases": open_cases,
+            "closed_support_cases": len(tally.cases) - open_cases,
+            "purchase_categories": tally.categories,
+            "inbound_channel_preference": preference,
+            "preferred_inbound_channel": (
+                min(preference, key=lambda c: (-preference[c], channels.index(c)))
+                if preference
+                else None
+            ),
+        },
+    }
+
+
+def test_profile_changed_bytes_decode_as_the_contract_on_generated_profiles(tp, policy) -> None:
+    from clientela.profile.application.handle_touchpoints import profile_changed
+    from clientela.profile.application.ports import ReceivedTouchpoint
+    from clientela.shared.codec import encode_event
+    from clientela.shared.contracts import ProfileChangedEvent
+
+    rng = random.Random(16)
+    for index in range(150):
+        events = _generated_touchpoints(tp, rng, rng.randint(1, 12))
+        profile = _fold(events, policy, f"p-{index}")
+        profile.attach_identifier_types(rng.sample(["email", "phone", "customer_id"], 2))
+        profile.mark_changed(NOW, policy)
+        causes = [ReceivedTouchpoint.of(e, rng.randint(1, 10**12)) for e in events[-3:]]
+        out = profile_changed(profile, causes, NOW, "profile", policy)
+        # What the pydantic contract itself builds and writes for this profile, validated.
+        reference = ProfileChangedEvent.model_validate(
+            {
+                "event_id": out.event_id,
+                "occurred_at": NOW,
+                "source": "profile",
+                "correlation_id": events[-1].event_id,
+                "causation_id": events[-1].event_id,
+                "data": _expected_changed(profile, policy),
+            }
+        )
+        assert ProfileChangedEvent.model_validate_json(out.value) == reference
+        assert json.loads(out.value) == json.loads(encode_event(reference))
+        assert reference.data == profile.changed(policy)
+        assert out.accepted_at_ms == min(c.accepted_at_ms for c in causes)
+        assert out.linked_causes == tuple(c.event.event_id for c in causes[:-1])

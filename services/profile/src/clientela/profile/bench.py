@@ -46,6 +46,7 @@ from clientela.profile.application.ports import ProfileCache, ProfileReader, Rec
 from clientela.profile.application.queries import golden_record_by_identifier
 from clientela.profile.domain.policy import ProfilePolicy
 from clientela.profile.migrations import MIGRATIONS
+from clientela.profile.wiring import tune_gc
 from clientela.shared.benchmarking import BackendCpu
 from clientela.shared.cache import Cache, make_cache
 from clientela.shared.codec import decode_event
@@ -251,9 +252,6 @@ def _consumer_process(options: dict[str, Any], index: int, ready: Any, go: Any, 
         items = generate(options["count"], options["people"], seed=options["seed"])
         part = _partition(items[options["warm"] :], options["workers"])[index]
         del items
-        # As in the parent: the input is not the consumer's heap.
-        gc.collect()
-        gc.freeze()
         settings = DatabaseSettings(url=options["url"], schema_name=options["schema"], pool_size=2)
         engine = create_engine(settings, "profile")
         backends = BackendCpu()
@@ -263,6 +261,8 @@ def _consumer_process(options: dict[str, Any], index: int, ready: Any, go: Any, 
         try:
             async with engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
+            # As the service does once started (the input, like its start-up, is frozen).
+            tune_gc()
             ready.set()
             await asyncio.to_thread(go.wait)
             return await _consume(

@@ -34,6 +34,7 @@ from clientela.profile.domain.identity import (
 )
 from clientela.profile.domain.policy import ProfilePolicy
 from clientela.profile.domain.profile import Profile
+from clientela.profile.domain.published import PublishedProfileChanged
 from clientela.shared.codec import OutgoingEvent, encode_event
 from clientela.shared.contracts import (
     ProfileChangedEvent,
@@ -353,6 +354,7 @@ def _profiles_merged(
 
 _ENCODER = msgspec.json.Encoder()
 _PROFILE_CHANGED = ProfileChangedEvent.EVENT_TYPE
+_PROFILE_CHANGED_VERSION = ProfileChangedEvent.SCHEMA_VERSION
 
 
 def encoded(out: OutgoingEvent) -> EncodedEvent:
@@ -382,26 +384,30 @@ def profile_changed(
 ) -> EncodedEvent:
     """Return the ProfileChanged announcing a profile's current version, encoded.
 
-    One per changed profile per batch, written as the contract's JSON straight from the
-    profile: no model is built or validated on the way (a test decodes it with the contract).
+    One per changed profile per batch, encoded from Structs laid out as the contract: no model
+    is built or validated on the way (a test decodes it with the contract).
     """
-    accepted = [r.accepted_at_ms for r in causes if r.accepted_at_ms is not None]
+    accepted_at_ms: int | None = None
     if causes:
         last = causes[-1].event
         cause_id = last.event_id
         correlation_id = last.correlation_id or last.event_id
+        for received in causes:
+            at = received.accepted_at_ms
+            if at is not None and (accepted_at_ms is None or at < accepted_at_ms):
+                accepted_at_ms = at
     event_id = derived_event_id("profile.changed", profile.profile_id, str(profile.version))
     value = _ENCODER.encode(
-        {
-            "event_id": event_id,
-            "type": _PROFILE_CHANGED,
-            "schema_version": ProfileChangedEvent.SCHEMA_VERSION,
-            "occurred_at": now,
-            "source": source,
-            "correlation_id": correlation_id or cause_id,
-            "causation_id": cause_id,
-            "data": profile.published(policy),
-        }
+        PublishedProfileChanged(
+            event_id,
+            _PROFILE_CHANGED,
+            _PROFILE_CHANGED_VERSION,
+            now,
+            source,
+            correlation_id or cause_id,
+            cause_id,
+            profile.published(policy),
+        )
     )
     return EncodedEvent(
         topic=topics.PROFILES,
@@ -410,7 +416,7 @@ def profile_changed(
         event_type=_PROFILE_CHANGED,
         event_id=event_id,
         causation_id=cause_id,
-        accepted_at_ms=min(accepted) if accepted else None,
-        schema_version=ProfileChangedEvent.SCHEMA_VERSION,
+        accepted_at_ms=accepted_at_ms,
+        schema_version=_PROFILE_CHANGED_VERSION,
         linked_causes=tuple(r.event.event_id for r in causes[:-1]) if len(causes) > 1 else (),
     )

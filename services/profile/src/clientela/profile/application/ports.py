@@ -208,7 +208,7 @@ class ProfileRepository(Protocol):
         ...
 
     async def save(self, profiles: Sequence[Profile]) -> None:
-        """Insert or replace the profiles, in one statement."""
+        """Insert or replace the profiles, in one statement (see `lock_owners` for the guard)."""
         ...
 
     async def delete(self, profile_ids: Collection[str]) -> None:
@@ -292,12 +292,15 @@ class UnitOfWork(Protocol):
         ...
 
     async def lock_owners(self, keys: Collection[IdentifierKey]) -> LockedOwners:
-        """Read the owners of keys and lock their profiles (in id order) until the end.
+        """Read the owners of keys and their profiles; keep them from changing unseen.
 
-        Owners are read before the locks are granted: a profile that vanished (merged away,
-        erased) or changed (`stale`) meanwhile may have lost identifiers; the caller reads
-        again. Owners cannot move once their profile is locked: every writer that moves an
-        identifier changes or deletes its owner's row.
+        Either the profiles are locked until the end (owners are then read before the locks
+        are granted: a profile that vanished or changed meanwhile, `stale`, may have lost
+        identifiers and the caller reads again), or, on PostgreSQL, nothing is locked and
+        every later write of a profile read here (`save`, `merge_away`) is guarded by the
+        version read, raising ConcurrentChangeError when another writer changed or deleted it.
+        Either way owners cannot move unseen: every writer that moves an identifier changes
+        or deletes its owner's row.
         """
         ...
 

@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 
 from clientela.profile.domain.policy import ProfilePolicy, quantize_money
+from clientela.profile.domain.published import PublishedAggregates
 from clientela.shared.contracts import (
     Channel,
     Direction,
@@ -263,8 +264,8 @@ class Tally(msgspec.Struct):
         else:
             self.cost_to_serve += converted
 
-    def published(self, policy: ProfilePolicy) -> dict[str, Any]:
-        """Return the published figures: the fields of ProfileAggregates as plain values."""
+    def published(self, policy: ProfilePolicy) -> PublishedAggregates:
+        """Return the published figures, laid out as ProfileAggregates."""
         preference = self.channel_preference(policy)
         preferred: str | None = None
         if preference:
@@ -285,44 +286,46 @@ class Tally(msgspec.Struct):
             if self.cases
             else 0
         )
-        return {
-            "first_seen_at": self.first_seen_at,
-            "last_seen_at": self.last_seen_at,
-            "touchpoint_count": self.touchpoint_count,
-            "counts_by_kind": self.counts_by_kind,
-            "counts_by_channel": self.counts_by_channel,
-            "inbound_count": self.inbound_count,
-            "outbound_count": self.outbound_count,
-            "purchase_count": self.purchase_count,
-            "purchase_days": len(self.purchase_days),
-            "first_purchase_at": self.first_purchase_at,
-            "last_purchase_at": self.last_purchase_at,
-            "currency": self.currency,
-            "total_spend": quantize_money(self.total_spend),
-            "first_purchase_amount": (
+        return PublishedAggregates(
+            self.first_seen_at,
+            self.last_seen_at,
+            self.touchpoint_count,
+            self.counts_by_kind,
+            self.counts_by_channel,
+            self.inbound_count,
+            self.outbound_count,
+            self.purchase_count,
+            len(self.purchase_days),
+            self.first_purchase_at,
+            self.last_purchase_at,
+            self.currency,
+            quantize_money(self.total_spend),
+            (
                 quantize_money(first.amount)
                 if first is not None and first.amount is not None
                 else _ZERO_MONEY
             ),
-            "average_order_value": average,
-            "spend_by_currency": {c: quantize_money(a) for c, a in self.spend_by_currency.items()},
-            "cost_to_serve": quantize_money(self.cost_to_serve),
-            "open_support_cases": open_cases,
-            "closed_support_cases": len(self.cases) - open_cases,
-            "purchase_categories": self.categories,
-            "inbound_channel_preference": preference,
-            "preferred_inbound_channel": (
+            average,
+            {c: quantize_money(a) for c, a in self.spend_by_currency.items()}
+            if self.spend_by_currency
+            else {},
+            quantize_money(self.cost_to_serve),
+            open_cases,
+            len(self.cases) - open_cases,
+            self.categories,
+            preference,
+            (
                 _CHANNEL_BY_VALUE.get(preferred) or Channel(preferred)
                 if preferred is not None
                 else None
             ),
-        }
+        )
 
     def to_contract(self, policy: ProfilePolicy) -> ProfileAggregates:
         """Return the published form of the figures."""
         # Built without re-validation: every field is typed and derived here; the tests check
         # that the result validates.
-        published = self.published(policy)
+        published = msgspec.structs.asdict(self.published(policy))
         for name in ("counts_by_kind", "counts_by_channel", "purchase_categories"):
             published[name] = dict(sorted(published[name].items()))
         return ProfileAggregates.model_construct(**published)

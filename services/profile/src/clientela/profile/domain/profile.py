@@ -12,6 +12,7 @@ import msgspec
 
 from clientela.profile.domain.aggregates import Tally, decode_time
 from clientela.profile.domain.policy import ProfilePolicy, Survivorship, TraitRules
+from clientela.profile.domain.published import PublishedConsent, PublishedProfile
 from clientela.shared.contracts import (
     Channel,
     ConsentState,
@@ -274,23 +275,25 @@ class Profile:
         rank = (policy or ProfilePolicy()).identity.rank
         return sorted(self.identifier_types, key=lambda t: (rank(t), t))
 
-    def published(self, policy: ProfilePolicy) -> dict[str, Any]:
-        """Return the fields of ProfileChanged as plain values (the JSON the topic carries)."""
+    def published(self, policy: ProfilePolicy) -> PublishedProfile:
+        """Return the profile laid out as ProfileChanged (what the topic carries)."""
         id_types, reachable = self._contact_points(policy)
-        return {
-            "profile_id": self.profile_id,
-            "version": self.version,
-            "lifecycle": self.stage,
-            "created_at": self.created_at,
-            "identifier_types": id_types,
-            "reachable_channels": reachable,
-            "consent": {
-                channel: {"status": e.status, "updated_at": e.at, "source": e.source}
+        return PublishedProfile(
+            self.profile_id,
+            self.version,
+            self.stage,
+            self.created_at,
+            id_types,
+            reachable,
+            {
+                channel: PublishedConsent(e.status, e.at, e.source)
                 for channel, e in self.consent.items()
-            },
-            "traits": self.current_traits(policy.traits) if self.traits else {},
-            "aggregates": self.tally.published(policy),
-        }
+            }
+            if self.consent
+            else {},
+            self.current_traits(policy.traits) if self.traits else {},
+            self.tally.published(policy),
+        )
 
     def _contact_points(self, policy: ProfilePolicy) -> tuple[list[str], list[Channel]]:
         """Return the identifier types (strongest first) and the reachable channels."""
@@ -311,7 +314,7 @@ class Profile:
         """Return the profile's published state as of its last change: no identifier values."""
         policy = policy or ProfilePolicy()
         # Built without re-validation, like the aggregates (see Tally.to_contract).
-        published = self.published(policy)
+        published = msgspec.structs.asdict(self.published(policy))
         published["consent"] = self.current_consent()
         published["aggregates"] = self.tally.to_contract(policy)
         return ProfileChanged.model_construct(**published)

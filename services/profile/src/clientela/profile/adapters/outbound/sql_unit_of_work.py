@@ -175,8 +175,10 @@ _PG_SQL = {
         SELECT e FROM unnest($1::text[]) AS e
         WHERE NOT EXISTS (SELECT 1 FROM {touchpoints} t WHERE t.event_id = e)
           AND NOT EXISTS (SELECT 1 FROM {erased_events} x WHERE x.event_id = e)""",
-    # Owners of the keys (kind 0), their profiles locked in id order (kind 1), and the admin
-    # separations of those profiles (kind 2), in one round trip.
+    # Owners of the keys (kind 0), their profiles (kind 1) and the admin separations of those
+    # profiles (kind 2), in one round trip. Nothing is locked: every write of a profile read
+    # here is guarded by the version read (see save_profiles and merge_away), so a writer that
+    # changed it meanwhile makes the batch start again.
     "lock_owners": """
         WITH owned AS (
             SELECT i.id_type, i.id_value, i.profile_id, p.version AS seen_version
@@ -192,9 +194,7 @@ _PG_SQL = {
             SELECT p.profile_id, p.version, p.created_at, p.updated_at, p.lifecycle,
                    p.state::text AS state
             FROM {profiles} p
-            WHERE p.profile_id IN (SELECT profile_id FROM owned)
-            ORDER BY p.profile_id
-            FOR UPDATE)
+            WHERE p.profile_id IN (SELECT profile_id FROM owned))
         SELECT 0 AS kind, id_type AS a, id_value AS b, profile_id, seen_version AS version,
                NULL::timestamptz AS created_at, NULL::timestamptz AS updated_at,
                NULL::text AS lifecycle, NULL::text AS state
@@ -224,9 +224,10 @@ _PG_SQL = {
             WHERE o.id_type = w.t AND o.id_value = w.v LIMIT 1) AS i""",
     # Each "= ANY($1)" repeats the join condition so that the planner reaches the rows
     # through the profile id index even on statistics from when the table was small (it
-    # otherwise joins against a scan of the whole timeline).
+    # otherwise joins against a scan of the whole timeline). A merged profile is deleted only
+    # at the version the batch read ($4); the count tells the caller whether all were.
     "merge_away": """
-        WITH m AS (SELECT * FROM unnest($1::text[], $2::text[]) AS m(old, new)),
+        WITH m AS (SELECT * FROM unnest($1::text[], $2::text[], $4::int[]) AS m(old, new, seen)),
         ids AS (
             UPDATE {identifiers} i SET profile_id = m.new FROM m
             WHERE i.profile_id = m.old AND i.profile_id = ANY($1::text[]) RETURNING 1),
@@ -236,33 +237,43 @@ _PG_SQL = {
         cons AS (
             UPDATE {consent_updates} c SET profile_id = m.new FROM m
             WHERE c.profile_id = m.old AND c.profile_id = ANY($1::text[]) RETURNING 1),
-        gone AS (DELETE FROM {profiles} p USING m WHERE p.profile_id = m.old RETURNING 1),
+        gone AS (
+            DELETE FROM {profiles} p USING m
+            WHERE p.profile_id = m.old AND p.version = m.seen RETURNING 1),
         chained AS (
             UPDATE {profile_forwards} f SET survivor_id = m.new FROM m
-            WHERE f.survivor_id = m.old AND f.survivor_id = ANY($1::text[]) RETURNING 1)
-        INSERT INTO {profile_forwards} (merged_id, survivor_id, merged_at)
-        SELECT old, new, $3 FROM m
-        ON CONFLICT (merged_id) DO UPDATE
-        SET survivor_id = EXCLUDED.survivor_id, merged_at = EXCLUDED.merged_at""",
+            WHERE f.survivor_id = m.old AND f.survivor_id = ANY($1::text[]) RETURNING 1),
+        fwd AS (
+            INSERT INTO {profile_forwards} (merged_id, survivor_id, merged_at)
+            SELECT old, new, $3 FROM m
+            ON CONFLICT (merged_id) DO UPDATE
+            SET survivor_id = EXCLUDED.survivor_id, merged_at = EXCLUDED.merged_at
+            RETURNING 1)
+        SELECT count(*) FROM gone""",
     "begin": "SELECT 1",
-    # Profiles this transaction locked are updated (no speculative insert); the others are
-    # inserted (new ones, or one recreated after a lost write).
+    # Profiles this transaction read are updated only where still at the version read ($7;
+    # NULL for the others); the count of those updated tells the caller whether a concurrent
+    # writer got there first. The others are inserted (new ones, or one recreated after a
+    # lost write).
     "save_profiles": """
         WITH u AS (
             SELECT * FROM unnest($1::text[], $2::int[], $3::timestamptz[], $4::timestamptz[],
-                                 $5::text[], $6::text[], $7::bool[])
-                AS u(id, version, created_at, updated_at, lifecycle, state, stored)),
+                                 $5::text[], $6::text[], $7::int[])
+                AS u(id, version, created_at, updated_at, lifecycle, state, seen)),
         updated AS (
             UPDATE {profiles} p SET version = u.version, created_at = u.created_at,
                 updated_at = u.updated_at, lifecycle = u.lifecycle, state = u.state::{state_type}
-            FROM u WHERE u.stored AND p.profile_id = u.id
+            FROM u WHERE u.seen IS NOT NULL AND p.profile_id = u.id AND p.version = u.seen
+            RETURNING 1),
+        inserted AS (
+            INSERT INTO {profiles} (profile_id, version, created_at, updated_at, lifecycle, state)
+            SELECT id, version, created_at, updated_at, lifecycle, state::{state_type} FROM u
+            WHERE u.seen IS NULL
+            ON CONFLICT (profile_id) DO UPDATE SET version = EXCLUDED.version,
+                created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at,
+                lifecycle = EXCLUDED.lifecycle, state = EXCLUDED.state
             RETURNING 1)
-        INSERT INTO {profiles} (profile_id, version, created_at, updated_at, lifecycle, state)
-        SELECT id, version, created_at, updated_at, lifecycle, state::{state_type} FROM u
-        WHERE NOT u.stored
-        ON CONFLICT (profile_id) DO UPDATE SET version = EXCLUDED.version,
-            created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at,
-            lifecycle = EXCLUDED.lifecycle, state = EXCLUDED.state""",
+        SELECT count(*) FROM updated""",
 }
 
 _TIMELINE_COLUMNS = [
@@ -287,7 +298,8 @@ class PgSession:
     sql: dict[str, str] = field(default_factory=dict)
     statements: int = 0
     begun: bool = False
-    locked: set[str] = field(default_factory=set)
+    # The version of each profile this transaction read: its writes are guarded by it.
+    seen: dict[str, int] = field(default_factory=dict)
     decoded: DecodedProfiles = field(default_factory=DecodedProfiles)
     # Profiles saved by this transaction: kept decoded once it commits.
     saved: list[Profile] = field(default_factory=list)
@@ -597,7 +609,9 @@ class SqlProfileRepository:
         ordered = sorted(profiles, key=lambda p: p.profile_id)
         if self._pg is not None:
             # One statement over arrays: a fixed, prepared statement whatever the batch size.
-            await self._pg.execute(
+            seen = self._pg.seen
+            guards = [seen.get(p.profile_id) for p in ordered]
+            rows = await self._pg.fetch(
                 "save_profiles",
                 [p.profile_id for p in ordered],
                 [p.version for p in ordered],
@@ -605,8 +619,13 @@ class SqlProfileRepository:
                 [p.updated_at for p in ordered],
                 [p.stage.value for p in ordered],
                 [p.to_json().decode() for p in ordered],
-                [p.profile_id in self._pg.locked for p in ordered],
+                guards,
             )
+            expected = len(guards) - guards.count(None)
+            if rows[0][0] != expected:
+                raise ConcurrentChangeError(
+                    f"{expected - rows[0][0]} profile(s) changed since they were read"
+                )
             self._pg.saved.extend(ordered)
             return
         t = tables.profiles
@@ -1010,7 +1029,8 @@ class SqlUnitOfWork(shared_outbox.SqlTransaction):
         return fresh - await self.timeline.known(fresh) if fresh else fresh
 
     async def lock_owners(self, keys: Collection[IdentifierKey]) -> LockedOwners:
-        """Read the owners of keys and lock their profiles in id order, in one round trip."""
+        """Read the owners of keys and their profiles in one round trip (locked on SQLite's
+        serialised path; on PostgreSQL their writes are guarded by the version read)."""
         if self._pg is not None:
             return await self._lock_owners_pg(self._pg, keys)
         owners = await self.identities.owners(keys)
@@ -1037,7 +1057,7 @@ class SqlUnitOfWork(shared_outbox.SqlTransaction):
                 profiles[r[3]] = profile
             else:
                 separated.add((r[1], r[2]))
-        pg.locked.update(profiles)
+        pg.seen.update((pid, p.version) for pid, p in profiles.items())
         # A profile locked in a newer version than the owners were read with was changed by
         # a writer that committed meanwhile: it may have moved identifiers away.
         stale = any(seen_versions.get(pid) != p.version for pid, p in profiles.items())
@@ -1050,9 +1070,16 @@ class SqlUnitOfWork(shared_outbox.SqlTransaction):
             return
         if self._pg is not None:
             ordered = sorted(moves.items())
-            await self._pg.execute(
-                "merge_away", [old for old, _ in ordered], [new for _, new in ordered], at
+            seen = self._pg.seen
+            rows = await self._pg.fetch(
+                "merge_away",
+                [old for old, _ in ordered],
+                [new for _, new in ordered],
+                at,
+                [seen.get(old) for old, _ in ordered],
             )
+            if rows[0][0] != len(ordered):
+                raise ConcurrentChangeError("a merged profile changed since it was read")
             return
         await self.identities.reassign_profiles(moves)
         await self.timeline.reassign_profiles(moves)
