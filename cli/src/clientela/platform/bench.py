@@ -81,6 +81,7 @@ class Observation:
     last_output_at: float = 0.0
     rss_mb: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     cpu_s: dict[str, float] = field(default_factory=dict)
+    cpu_breakdown_s: dict[str, float] = field(default_factory=dict)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -307,7 +308,8 @@ class CpuLedger:
         self._pids = set(processes.values())
         self._started = time.time()
         self._base: dict[str, float] = {}
-        self._backends: dict[int, tuple[psutil.Process, float, float]] = {}
+        # pid -> (backend, the service it serves, CPU at first sight, CPU at last sample)
+        self._backends: dict[int, tuple[psutil.Process, str, float, float]] = {}
         self._redis = [p for p in psutil.process_iter(["name"]) if "redis" in (p.name() or "")]
         for name, process in self._processes.items():
             with contextlib.suppress(psutil.Error):
@@ -318,13 +320,16 @@ class CpuLedger:
         self._harness = psutil.Process()
         self._base["harness"] = _cpu_seconds(self._harness)
         self.seconds: dict[str, float] = {}
+        self.breakdown: dict[str, float] = {}
         self.sample()
 
-    def _service_ports(self) -> set[int]:
-        ports: set[int] = set()
-        for process in self._processes.values():
+    def _service_ports(self) -> dict[int, str]:
+        ports: dict[int, str] = {}
+        for name, process in self._processes.items():
             with contextlib.suppress(psutil.Error):
-                ports.update(c.laddr.port for c in process.net_connections("tcp") if c.raddr)
+                for c in process.net_connections("tcp"):
+                    if c.raddr:
+                        ports[c.laddr.port] = name
         return ports
 
     def _find_backends(self) -> None:
@@ -335,10 +340,18 @@ class CpuLedger:
             if process.pid in self._backends:
                 continue
             with contextlib.suppress(psutil.Error):
-                if any(c.raddr and c.raddr.port in ports for c in process.net_connections("tcp")):
+                served = next(
+                    (
+                        ports[c.raddr.port]
+                        for c in process.net_connections("tcp")
+                        if c.raddr and c.raddr.port in ports
+                    ),
+                    None,
+                )
+                if served is not None:
                     born_during_run = process.create_time() >= self._started
                     base = 0.0 if born_during_run else _cpu_seconds(process)
-                    self._backends[process.pid] = (process, base, base)
+                    self._backends[process.pid] = (process, served, base, base)
 
     def sample(self) -> None:
         """Bring every figure up to now."""
@@ -346,10 +359,15 @@ class CpuLedger:
             with contextlib.suppress(psutil.Error):
                 self.seconds[name] = _tree_cpu_seconds(process) - self._base.get(name, 0.0)
         self._find_backends()
-        for pid, (process, base, _last) in list(self._backends.items()):
+        by_service: dict[str, float] = defaultdict(float)
+        for pid, (process, served, base, last) in list(self._backends.items()):
             with contextlib.suppress(psutil.Error):
-                self._backends[pid] = (process, base, _cpu_seconds(process))
-        self.seconds["postgres"] = sum(last - base for _, base, last in self._backends.values())
+                last = _cpu_seconds(process)
+                self._backends[pid] = (process, served, base, last)
+            by_service[served] += last - base
+        self.seconds["postgres"] = sum(by_service.values())
+        # Which service's statements the database spends on (apart from the total above).
+        self.breakdown = {f"postgres_for_{name}": s for name, s in by_service.items()}
         redis = 0.0
         for process in self._redis:
             with contextlib.suppress(psutil.Error):
@@ -368,10 +386,10 @@ async def sample_memory(
             with contextlib.suppress(psutil.Error):
                 seen.rss_mb[name].append(process.memory_info().rss / 2**20)
         ledger.sample()
-        seen.cpu_s = dict(ledger.seconds)
+        seen.cpu_s, seen.cpu_breakdown_s = dict(ledger.seconds), dict(ledger.breakdown)
         await asyncio.sleep(1)
     ledger.sample()
-    seen.cpu_s = dict(ledger.seconds)
+    seen.cpu_s, seen.cpu_breakdown_s = dict(ledger.seconds), dict(ledger.breakdown)
 
 
 async def lag(bootstrap: str, prefix: str) -> int:
@@ -566,6 +584,8 @@ def summarise(
     platform_s = sum(s for name, s in seen.cpu_s.items() if name != "harness")
     result["cpu_us_per_touchpoint"] = round(platform_s / config.events * 1e6, 1)
     for name, seconds in sorted(seen.cpu_s.items()):
+        result[f"cpu_us_per_touchpoint_{name}"] = round(seconds / config.events * 1e6, 1)
+    for name, seconds in sorted(seen.cpu_breakdown_s.items()):
         result[f"cpu_us_per_touchpoint_{name}"] = round(seconds / config.events * 1e6, 1)
     return result
 
