@@ -21,6 +21,7 @@ from clientela.shared.contracts import (
 )
 from clientela.shared.embedded_broker import EmbeddedBroker, free_port, port_is_free
 from clientela.shared.kafka import (
+    BatchConsumer,
     KafkaPublisher,
     ProducerClient,
     PublishError,
@@ -182,6 +183,48 @@ async def test_the_next_batch_is_read_while_one_is_applied_and_applied_after_it(
     if fail_first_apply:
         # The failed batch's records were read again after the failure.
         assert any(kind == "read" and b"0" in values for kind, values in handler.log[3:])
+
+
+async def test_a_failure_of_the_loop_itself_resumes_from_the_committed_offsets(
+    kafka_settings: KafkaSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    topic = f"{kafka_settings.topic_prefix}resume-{uuid.uuid4().hex[:6]}"
+    await ensure_topics(
+        kafka_settings, [TopicSpec(topic, "k", 1, CleanupPolicy.DELETE, None, "test")]
+    )
+    publisher = KafkaPublisher(kafka_settings)
+    await publisher.start()
+    await publisher.publish([OutgoingRecord(topic, b"k", str(n).encode()) for n in range(3)])
+    applied: list[bytes | None] = []
+
+    async def handler(records: RecordBatch) -> None:
+        applied.extend(r.value for r in records)
+
+    member = BatchConsumer(kafka_settings, [topic], f"g-{uuid.uuid4().hex[:6]}", handler)
+    commit = member._commit
+    failures = {"left": 1}
+
+    async def failing_commit(batch: Any) -> None:
+        if failures["left"]:
+            failures["left"] -= 1
+            raise RuntimeError("not a broker error")
+        await commit(batch)
+
+    monkeypatch.setattr(member, "_commit", failing_commit)
+    await member.start()
+    try:
+        async with asyncio.timeout(30):
+            while applied.count(b"2") < 2:
+                await asyncio.sleep(0.05)
+            await publisher.publish([OutgoingRecord(topic, b"k", b"3")])
+            while b"3" not in applied:
+                await asyncio.sleep(0.05)
+    finally:
+        await member.stop()
+        await publisher.stop()
+    # The batch whose commit failed was applied again (never skipped), then the loop went on.
+    assert applied[:6] == [b"0", b"1", b"2", b"0", b"1", b"2"]
+    assert applied[-1] == b"3"
 
 
 def test_embedded_broker_starts_on_a_free_port_and_stops() -> None:

@@ -294,6 +294,31 @@ class BatchConsumer:
             return None
 
     async def _run(self) -> None:
+        while not self._stopping:
+            try:
+                await self._consume()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # The loop itself failed (not a batch: those are delivered again inside).
+                # What is in hand is dropped; every partition resumes from its last commit.
+                log.exception("the consumer loop failed; resuming from the committed offsets")
+                await asyncio.sleep(self._pause)
+                with contextlib.suppress(Exception):
+                    await self._rewind()
+
+    async def _rewind(self) -> None:
+        """Seek every assigned partition to its committed offset (the earliest if none)."""
+        consumer = self._consumer
+        assert consumer is not None
+        for tp in consumer.assignment():
+            committed = await consumer.committed(tp)
+            if committed is None or committed < 0:
+                await consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, committed)
+
+    async def _consume(self) -> None:
         batch, apply = await self._next()
         while True:
             if apply is None:
