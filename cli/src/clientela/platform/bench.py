@@ -686,7 +686,12 @@ def main() -> None:
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--output", type=Path, default=Path(".bench/bench.json"))
-    parser.add_argument("--chart", type=Path, default=Path(".bench/bench.png"))
+    parser.add_argument(
+        "--chart",
+        type=lambda v: Path(v) if v else None,
+        default=Path(".bench/bench.png"),
+        help="PNG of throughput and latency over time; an empty value draws none",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args()
     config = BenchConfig(
