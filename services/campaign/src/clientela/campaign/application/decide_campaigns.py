@@ -676,7 +676,7 @@ def _message(decision: Decision, trigger: Trigger) -> OutgoingEvent:
             tier=decision.tier,
             trigger_event_id=decision.trigger_event_id,
             expires_at=decision.expires_at,
-            reasons=list(decision.reasons),
+            reasons=[r.as_contract() for r in decision.reasons],
             offer=decision.offer,
             trigger_kind=trigger.kind.value,
         ),
