@@ -319,3 +319,74 @@ async def test_stats_and_profile_history_read_what_was_decided(
     assert history[0].reasons[0].code == "trigger"
     assert len(await container.read_model.decisions_for_profile(first, limit=1)) == 1
     assert await container.read_model.ready()
+
+
+async def test_tier_moves_need_no_inbox_and_a_redelivered_batch_changes_nothing(
+    container, events, treatment_profile_ids
+) -> None:
+    decided, waiting = treatment_profile_ids[5], treatment_profile_ids[6]
+    batch = (
+        events.profile(decided, 2, reachable=(Channel.EMAIL,)),
+        events.tier(decided, 2),
+        events.tier(waiting, 3),  # waits for the profile at version 3
+        # A move no campaign takes: nothing is stored, and a redelivery stores nothing again.
+        events.tier("p-nobody", 1, move=TierMove.ENTERED, from_tier=None, to_tier=Tier.C),
+    )
+
+    await handle(container, *batch)
+    await handle(container, *batch)
+
+    assert await count(container, "inbox") == 0
+    assert await count(container, "triggers") == 2
+    assert await count(container, "triggers", status="decided") == 1
+    assert await count(container, "triggers", status="pending") == 1
+    assert await count(container, "decisions") == 1
+    assert len(await staged(container)) == 1
+
+    # The waiting trigger is decided once its person is known, then redelivered again.
+    await handle(container, events.profile(waiting, 3, reachable=(Channel.EMAIL,)))
+    await handle(container, *batch)
+
+    assert await count(container, "triggers", status="decided") == 2
+    assert await count(container, "decisions") == 2
+    assert len(await staged(container)) == 2
+    assert await count(container, "inbox") == 0
+
+
+async def test_a_tier_move_redelivered_after_its_trigger_was_decided_is_not_decided_again(
+    container, events, treatment_profile_ids, clock
+) -> None:
+    pid = treatment_profile_ids[7]
+    tier = events.tier(pid, 1)
+    await handle(container, events.profile(pid, 1, reachable=(Channel.EMAIL,)), tier)
+    async with container.engine.connect() as conn:
+        table = container.tables.triggers
+        first = await conn.scalar(select(table.c.decided_at))
+
+    clock.now = NOW + timedelta(days=3)
+    # Newer facts arrive with it: the person is known and ready, the trigger is not new.
+    await handle(container, events.profile(pid, 2, reachable=(Channel.EMAIL,)), tier)
+    await handle(container, tier)
+
+    assert await count(container, "decisions") == 1
+    assert len(await staged(container)) == 1
+    async with container.engine.connect() as conn:
+        assert await conn.scalar(select(table.c.decided_at)) == first
+    assert await count(container, "triggers", status="decided") == 1
+
+
+async def test_a_tier_move_redelivered_after_its_trigger_expired_stays_expired(
+    container, events, treatment_profile_ids, clock
+) -> None:
+    pid = treatment_profile_ids[8]
+    tier = events.tier(pid, 4)
+    await handle(container, tier)
+    clock.now = NOW + timedelta(days=3)
+    await container.decider.sweep(container.unit_of_work())
+    assert await count(container, "triggers", status="expired") == 1
+
+    await handle(container, events.profile(pid, 4, reachable=(Channel.EMAIL,)), tier)
+
+    assert await count(container, "triggers", status="expired") == 1
+    assert await count(container, "decisions") == 0
+    assert len(await staged(container)) == 0

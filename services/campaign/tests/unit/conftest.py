@@ -211,6 +211,12 @@ class FakeTriggers:
             if status == "pending" and nb is None and t.profile_id in profile_ids
         ]
 
+    async def waiting_and_known(
+        self, profile_ids: Collection[str], trigger_ids: Collection[str]
+    ) -> tuple[list[Trigger], set[str]]:
+        known = {tid for tid in trigger_ids if tid in self._s.triggers}
+        return await self.pending_for(profile_ids), known
+
     async def due(self, now: datetime, limit: int) -> list[Trigger]:
         return [
             t

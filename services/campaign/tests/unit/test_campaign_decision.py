@@ -468,3 +468,31 @@ def test_policy_guards_hold_for_thousands_of_random_people_and_campaigns() -> No
                     assert consent.get(decision.channel) is ConsentStatus.OPTED_IN
                 assert quiet_until(person, decision.channel, at, ContactPolicy()) is None
     assert checked > 200
+
+
+@pytest.mark.parametrize(
+    ("code", "detail", "value"),
+    [("trigger", "tier up to A", "tier_up"), ("budget_left", "", 12), ("x", "y" * 4096, None)],
+)
+def test_a_reason_is_stored_and_published_as_the_contract_has_it(code, detail, value) -> None:
+    from clientela.campaign.domain.model import Reason
+    from clientela.shared.contracts import Reason as ContractReason
+
+    reason = Reason(code=code, detail=detail, value=value)
+    contract = ContractReason(code=code, detail=detail, value=value)
+
+    assert reason.as_contract() == contract
+    assert reason.as_json() == contract.model_dump(mode="json")
+
+
+@pytest.mark.parametrize(("code", "detail"), [("", ""), ("c" * 257, ""), ("code", "d" * 4097)])
+def test_a_reason_keeps_the_contract_limits(code, detail) -> None:
+    from pydantic import ValidationError
+
+    from clientela.campaign.domain.model import Reason
+    from clientela.shared.contracts import Reason as ContractReason
+
+    with pytest.raises(ValueError, match="out of bounds"):
+        Reason(code=code, detail=detail)
+    with pytest.raises(ValidationError):
+        ContractReason(code=code, detail=detail)

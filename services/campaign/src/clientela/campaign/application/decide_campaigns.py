@@ -244,12 +244,14 @@ class CampaignDecider:
         """Apply one batch in one transaction; a redelivered batch changes nothing.
 
         Profile and score facts are guarded by their versions (an older or equal version
-        changes nothing), so they need no inbox entry; only tier moves, reactions, erasures
-        and merges are claimed in the inbox.
+        changes nothing), so they need no inbox entry. Nor do tier moves: each becomes one
+        trigger under the event's id, stored whatever comes of it, so a stored trigger (read
+        with the waiting ones) tells a redelivery apart; a tier move no active campaign could
+        take is not stored and comes to nothing again. Reactions, erasures and merges are
+        claimed in the inbox.
         """
         now = self._clock()
         claims = [
-            *(t.event_id for t in inputs.tier_changes),
             *(r.event_id for r in inputs.reactions),
             *(e.event_id for e in inputs.erasures),
             *(m.event_id for m in inputs.merges),
@@ -267,7 +269,7 @@ class CampaignDecider:
             if merges:
                 await self._merge(uow, merges, now)
             survivors = {survivor for _, survivor in merges}
-            tier_triggers = [t for t in inputs.tier_changes if t.event_id in fresh]
+            tier_triggers = list(inputs.tier_changes)
             folded = await self._fold(
                 uow, inputs, {t.profile_id for t in tier_triggers}, erased, now
             )
@@ -286,10 +288,17 @@ class CampaignDecider:
                 now,
             )
 
-            new_ids = {t.event_id for t in triggers}
             watch = folded.touched | survivors
-            # Triggers that waited for a person's data are looked at again when it arrives.
-            waiting = await uow.triggers.pending_for(watch) if watch else []
+            moves = {t.event_id for t in tier_triggers} & {t.event_id for t in triggers}
+            # Triggers that waited for a person's data are looked at again when it arrives;
+            # a tier move whose trigger is stored already was consumed before.
+            waiting, seen = (
+                await uow.triggers.waiting_and_known(watch, moves)
+                if watch or moves
+                else ([], set())
+            )
+            triggers = [t for t in triggers if t.event_id not in seen]
+            new_ids = {t.event_id for t in triggers}
             stored = [t for t in waiting if t.event_id not in new_ids]
             done = await self._decide(uow, stored, triggers, now, folded.current, responded)
             # The batch's sends and responses in one write.
@@ -558,7 +567,8 @@ class CampaignDecider:
         """Decide the stored and the new triggers whose person is known well enough.
 
         New triggers are stored at the end with the state they reached (one insert, no
-        update); a new trigger cannot have decisions yet, since the inbox let it through once.
+        update); a new trigger cannot have decisions yet: its cause is new (a version guard
+        let it through) or its tier move has no stored trigger.
         """
         done = _Decided()
         candidates = [*stored, *new]
@@ -666,7 +676,7 @@ def _message(decision: Decision, trigger: Trigger) -> OutgoingEvent:
             tier=decision.tier,
             trigger_event_id=decision.trigger_event_id,
             expires_at=decision.expires_at,
-            reasons=list(decision.reasons),
+            reasons=[r.as_contract() for r in decision.reasons],
             offer=decision.offer,
             trigger_kind=trigger.kind.value,
         ),

@@ -141,6 +141,15 @@ class TriggerRepository(Protocol):
         """Return the pending triggers of these profiles, oldest first."""
         ...
 
+    async def waiting_and_known(
+        self, profile_ids: Collection[str], trigger_ids: Collection[str]
+    ) -> tuple[list[Trigger], set[str]]:
+        """Return pending_for(profile_ids) and which of these trigger ids are stored, at once.
+
+        A trigger is stored whatever its status (pending, deferred, decided, expired).
+        """
+        ...
+
     async def due(self, now: datetime, limit: int) -> list[Trigger]:
         """Return deferred triggers whose time has come, oldest first."""
         ...

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from clientela.campaign.domain.model import Contact
-from clientela.shared.contracts import Channel, ConsentStatus, Lifecycle, Reason
+from clientela.campaign.domain.model import Contact, Reason
+from clientela.shared.contracts import Channel, ConsentStatus, Lifecycle
 
 
 def refusal(channel: Channel, contact: Contact) -> Reason | None:

@@ -37,6 +37,7 @@ from clientela.campaign.domain.model import (
     Contact,
     Decision,
     Outcome,
+    Reason,
     Trigger,
     TriggerKind,
 )
@@ -44,7 +45,6 @@ from clientela.shared.contracts import (
     Channel,
     Lifecycle,
     MessagePurpose,
-    Reason,
     Segment,
     Tier,
     derived_event_id,

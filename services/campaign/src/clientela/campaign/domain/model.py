@@ -11,6 +11,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Self
 
+import msgspec
 from pydantic import (
     AwareDatetime,
     BaseModel,
@@ -25,11 +26,11 @@ from clientela.shared.contracts import (
     ConsentStatus,
     Lifecycle,
     MessagePurpose,
-    Reason,
     Segment,
     Tier,
     TierMove,
 )
+from clientela.shared.contracts import Reason as ContractReason
 
 CampaignId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 Variant = Annotated[str, StringConstraints(min_length=1, max_length=128)]
@@ -268,6 +269,39 @@ class ChannelEstimate:
     cost: float
     expected_value: float
     sampled_value: float
+
+
+_CODE_MAX = 256  # the contract's ShortText
+_DETAIL_MAX = 4096  # the contract's LongText
+
+
+class Reason(msgspec.Struct, frozen=True):
+    """One explainable reason behind a decision, with the number that drove it.
+
+    A plain value (a struct: a third of a pydantic model's cost to build): every candidate
+    decision gathers several, and few become messages. The contract's limits are checked
+    here (a stored reason is read back as the contract), and the contract validates again
+    when a message is sent (`as_contract`). A number is kept as a float, as the contract
+    keeps it.
+    """
+
+    code: str
+    detail: str = ""
+    value: float | str | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 < len(self.code) <= _CODE_MAX or len(self.detail) > _DETAIL_MAX:
+            raise ValueError(f"reason {self.code[:40]!r}: code or detail out of bounds")
+        if isinstance(self.value, int):  # bool included, as the contract does
+            msgspec.structs.force_setattr(self, "value", float(self.value))
+
+    def as_json(self) -> dict[str, float | str | None]:
+        """Return the reason as stored and as the contract serialises it."""
+        return {"code": self.code, "detail": self.detail, "value": self.value}
+
+    def as_contract(self) -> ContractReason:
+        """Return the reason as published, validated by the contract."""
+        return ContractReason(code=self.code, detail=self.detail, value=self.value)
 
 
 @dataclass(frozen=True, slots=True)

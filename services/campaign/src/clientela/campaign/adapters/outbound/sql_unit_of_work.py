@@ -520,6 +520,52 @@ class SqlTriggers:
         )
         return [trigger_of(row.payload) for row in rows]
 
+    async def waiting_and_known(
+        self, profile_ids: Collection[str], trigger_ids: Collection[str]
+    ) -> tuple[list[Trigger], set[str]]:
+        """Return pending_for(profile_ids) and which of these trigger ids are stored, at once.
+
+        A trigger is stored whatever its status (pending, deferred, decided, expired): a
+        tier move whose trigger is stored was consumed before, and needs no inbox entry.
+        """
+        if not trigger_ids:
+            return await self.pending_for(profile_ids), set()
+        people, ids = set(profile_ids), set(trigger_ids)
+        if self._q is not None:
+            pg = await _asyncpg(self._conn)
+            found = await pg.fetch(
+                "SELECT trigger_event_id, profile_id, status = 'pending' AND not_before IS NULL, "
+                f"payload::text FROM {self._q} WHERE (profile_id = ANY($1::text[]) "
+                f"AND status = '{PENDING}' AND not_before IS NULL) "
+                "OR trigger_event_id = ANY($2::text[]) ORDER BY created_at, trigger_event_id",
+                sorted(people),
+                sorted(ids),
+            )
+            rows = [(r[0], r[1], r[2], r[3]) for r in found]
+        else:
+            t = self._t
+            result = await self._conn.execute(
+                select(
+                    t.c.trigger_event_id, t.c.profile_id, t.c.status, t.c.not_before, t.c.payload
+                )
+                .where(
+                    and_(
+                        one_of(self._conn, t.c.profile_id, people),
+                        t.c.status == PENDING,
+                        t.c.not_before.is_(None),
+                    )
+                    | one_of(self._conn, t.c.trigger_event_id, ids)
+                )
+                .order_by(t.c.created_at, t.c.trigger_event_id)
+            )
+            rows = [(r[0], r[1], r[2] == PENDING and r[3] is None, r[4]) for r in result]
+        waiting = [
+            trigger_of(_read_json(payload) if isinstance(payload, str) else payload)
+            for _, pid, pending, payload in rows
+            if pending and pid in people
+        ]
+        return waiting, {tid for tid, *_ in rows if tid in ids}
+
     async def due(self, now: datetime, limit: int) -> list[Trigger]:
         """Return deferred triggers whose time has come, oldest first."""
         t = self._t
@@ -644,7 +690,7 @@ class SqlDecisions:
                 [d.tier.value for d in ordered],
                 [d.segment.value if d.segment is not None else None for d in ordered],
                 [d.outcome.value for d in ordered],
-                [_json([r.model_dump(mode="json") for r in d.reasons]) for d in ordered],
+                [_json([r.as_json() for r in d.reasons]) for d in ordered],
                 [d.expected_value for d in ordered],
                 [micros(d.cost) if d.outcome is Outcome.SENT else 0 for d in ordered],
                 [d.decided_at for d in ordered],
@@ -670,7 +716,7 @@ class SqlDecisions:
                     "tier": d.tier.value,
                     "segment": d.segment.value if d.segment is not None else None,
                     "outcome": d.outcome.value,
-                    "reasons": [r.model_dump(mode="json") for r in d.reasons],
+                    "reasons": [r.as_json() for r in d.reasons],
                     "expected_value": d.expected_value,
                     "cost_micros": micros(d.cost) if d.outcome is Outcome.SENT else 0,
                     "created_at": d.decided_at,
