@@ -12,7 +12,6 @@ from typing import Any, Self, TypeVar
 import pytest
 
 from clientela.scoring.application.ports import (
-    EncodedEvent,
     LoadedBatch,
     ScoreRecord,
     TierTransition,
@@ -20,7 +19,7 @@ from clientela.scoring.application.ports import (
 )
 from clientela.scoring.application.service import ScoringApplication, ScoringConfig
 from clientela.scoring.domain.value_model import FittedParameters
-from clientela.shared.codec import OutgoingEvent, decode_event
+from clientela.shared.codec import EncodedEvent, OutgoingEvent, decode_event
 from clientela.shared.contracts import (
     Envelope,
     Lifecycle,

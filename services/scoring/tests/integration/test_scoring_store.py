@@ -15,7 +15,6 @@ from clientela.scoring.adapters.outbound import tables
 from clientela.scoring.adapters.outbound.sql_reader import SqlScoreReader
 from clientela.scoring.adapters.outbound.sql_unit_of_work import SqlScoringUnitOfWork
 from clientela.scoring.application.ports import (
-    EncodedEvent,
     ErasureMessage,
     ProfileChangeMessage,
 )
@@ -28,6 +27,7 @@ from clientela.shared.codec import (
     HEADER_EVENT_ID,
     HEADER_SCHEMA_VERSION,
     HEADER_TYPE,
+    EncodedEvent,
 )
 from clientela.shared.contracts import (
     ProfileChangedEvent,

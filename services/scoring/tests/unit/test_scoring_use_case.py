@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from clientela.scoring.application.ports import EncodedEvent, ProfileChangeMessage
+from clientela.scoring.application.ports import ProfileChangeMessage
 from clientela.scoring.application.service import ScoringApplication
+from clientela.shared.codec import EncodedEvent
 from clientela.shared.contracts import (
     ProfileChangedEvent,
     ScoresUpdatedEvent,

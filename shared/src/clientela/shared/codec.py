@@ -57,6 +57,54 @@ class OutgoingEvent:
     linked_causes: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class EncodedEvent:
+    """An event already encoded as its contract's JSON, for the outbox (the hot paths' form).
+
+    Built without a model where a use case encodes straight from its state (a test decodes
+    it with the contract); type and schema version come from the contract class. A None
+    value is a tombstone: the key's deletion on a compacted topic, with no headers.
+    """
+
+    topic: TopicSpec
+    key: str
+    contract: type[Envelope] | None = None
+    event_id: str = ""
+    value: bytes | None = None
+    accepted_at_ms: int | None = None
+    causation_id: str | None = None
+    # Further events the event coalesces (recorded as span links).
+    linked_causes: tuple[str, ...] = ()
+
+    @property
+    def event_type(self) -> str | None:
+        """Return the contract's event type (None for a tombstone)."""
+        return self.contract.EVENT_TYPE if self.contract is not None else None
+
+    @classmethod
+    def of(cls, out: OutgoingEvent) -> EncodedEvent:
+        """Return an event a use case built as a model, encoded."""
+        event = out.event
+        return cls(
+            out.topic,
+            out.key,
+            type(event),
+            event.event_id,
+            encode_event(event),
+            out.accepted_at_ms,
+            event.causation_id,
+            out.linked_causes,
+        )
+
+    def record(self, topic: str) -> OutgoingRecord:
+        """Return the record to produce on the topic (its registered name resolved)."""
+        if self.value is None or self.contract is None:
+            return OutgoingRecord(topic, self.key.encode(), self.value)
+        trace = tracing.derived(self.causation_id, topic=topic, linked_causes=self.linked_causes)
+        headers = contract_headers(self.contract, self.event_id, self.accepted_at_ms, trace)
+        return OutgoingRecord(topic, self.key.encode(), self.value, headers)
+
+
 class DecodeError(Exception):
     """A record could not be turned into its contract; carries a reason code and field errors."""
 

@@ -29,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 
 from clientela.shared import metrics
-from clientela.shared.codec import OutgoingEvent, OutgoingRecord, to_record
+from clientela.shared.codec import EncodedEvent, OutgoingEvent, OutgoingRecord, to_record
 from clientela.shared.contracts import TopicSpec
 from clientela.shared.db import UtcDateTime, is_postgres, upsert_insert
 from clientela.shared.kafka import PublishError, RecordPublisher, Row
@@ -360,6 +360,17 @@ class SqlTransaction:
             )
             for e in events
         ]
+        await self.stage_records(records)
+
+    async def stage_encoded(self, events: Sequence[EncodedEvent]) -> None:
+        """Queue events already encoded, to be published once this transaction commits."""
+        names: dict[str, str] = {}
+        records = []
+        for e in events:
+            topic = names.get(e.topic.name)
+            if topic is None:
+                topic = names[e.topic.name] = self._kafka.topic(e.topic)
+            records.append(e.record(topic))
         await self.stage_records(records)
 
     async def stage_records(self, records: Sequence[OutgoingRecord]) -> None:

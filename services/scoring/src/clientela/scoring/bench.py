@@ -37,7 +37,6 @@ from clientela.scoring.adapters.outbound import tables
 from clientela.scoring.adapters.outbound.sql_unit_of_work import SqlScoringUnitOfWork
 from clientela.scoring.application.population import RankingContext
 from clientela.scoring.application.ports import (
-    EncodedEvent,
     LoadedBatch,
     ProfileChangeMessage,
     ScoreRecord,
@@ -53,7 +52,7 @@ from clientela.scoring.domain.rfm import fit_rfm_edges
 from clientela.scoring.domain.tiers import TieringPolicy, compute_cutoffs
 from clientela.scoring.domain.value_model import BgNbdGammaGammaModel, FittedParameters
 from clientela.shared.benchmarking import BackendCpu
-from clientela.shared.codec import decode_event, encode_event
+from clientela.shared.codec import EncodedEvent, decode_event, encode_event
 from clientela.shared.contracts import (
     Channel,
     ConsentState,

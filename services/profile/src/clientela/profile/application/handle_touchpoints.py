@@ -16,7 +16,6 @@ import msgspec
 
 from clientela.profile.application.ports import (
     ConcurrentChangeError,
-    EncodedEvent,
     LockedOwners,
     ProfileCache,
     ProfileCacheUnavailableError,
@@ -35,7 +34,7 @@ from clientela.profile.domain.identity import (
 from clientela.profile.domain.policy import ProfilePolicy
 from clientela.profile.domain.profile import Profile
 from clientela.profile.domain.published import PublishedProfileChanged
-from clientela.shared.codec import OutgoingEvent, encode_event
+from clientela.shared.codec import EncodedEvent, OutgoingEvent
 from clientela.shared.contracts import (
     ProfileChangedEvent,
     ProfilesMerged,
@@ -297,8 +296,11 @@ async def _apply(
         causes = {r.event.event_id: r for r in todo} if announced else {}
         await uow.stage_encoded(
             [
-                *(encoded(_profiles_merged(m, causes[m.event_id], now, source)) for m in announced),
-                *(EncodedEvent(topics.PROFILES, merged_id, None) for merged_id in sorted(moves)),
+                *(
+                    EncodedEvent.of(_profiles_merged(m, causes[m.event_id], now, source))
+                    for m in announced
+                ),
+                *(EncodedEvent(topics.PROFILES, merged_id) for merged_id in sorted(moves)),
                 *(
                     profile_changed(p, by_profile.get(p.profile_id, ()), now, source, policy)
                     for p in changed
@@ -357,21 +359,6 @@ _PROFILE_CHANGED = ProfileChangedEvent.EVENT_TYPE
 _PROFILE_CHANGED_VERSION = ProfileChangedEvent.SCHEMA_VERSION
 
 
-def encoded(out: OutgoingEvent) -> EncodedEvent:
-    """Return an event built as a model, encoded for the outbox like the others."""
-    event = out.event
-    return EncodedEvent(
-        topic=out.topic,
-        key=out.key,
-        value=encode_event(event),
-        event_type=event.type,
-        event_id=event.event_id,
-        causation_id=event.causation_id,
-        accepted_at_ms=out.accepted_at_ms,
-        schema_version=event.schema_version,
-    )
-
-
 def profile_changed(
     profile: Profile,
     causes: Sequence[ReceivedTouchpoint],
@@ -413,10 +400,9 @@ def profile_changed(
         topic=topics.PROFILES,
         key=profile.profile_id,
         value=value,
-        event_type=_PROFILE_CHANGED,
+        contract=ProfileChangedEvent,
         event_id=event_id,
         causation_id=cause_id,
         accepted_at_ms=accepted_at_ms,
-        schema_version=_PROFILE_CHANGED_VERSION,
         linked_causes=tuple(r.event.event_id for r in causes[:-1]) if len(causes) > 1 else (),
     )

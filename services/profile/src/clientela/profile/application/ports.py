@@ -14,7 +14,7 @@ from clientela.profile.domain.identity import (
     IdentityConflict,
 )
 from clientela.profile.domain.profile import Profile
-from clientela.shared.codec import OutgoingEvent
+from clientela.shared.codec import EncodedEvent, OutgoingEvent
 from clientela.shared.contracts import (
     Channel,
     ConsentStatus,
@@ -45,26 +45,6 @@ class ReceivedTouchpoint:
         if isinstance(event, TouchpointRecorded):
             event = touchpoint_view(event)
         return cls(event, accepted_at_ms, raw)
-
-
-@dataclass(frozen=True, slots=True)
-class EncodedEvent:
-    """An event already encoded as its contract's JSON, waiting for the outbox.
-
-    The hot path builds ProfileChanged as JSON straight from the profile (a test decodes it
-    with the contract), so the outbox gets bytes and the headers' few facts.
-    """
-
-    topic: TopicSpec
-    key: str
-    # None is a tombstone: the key's deletion on a compacted topic (no headers).
-    value: bytes | None
-    event_type: str = ""
-    event_id: str = ""
-    causation_id: str | None = None
-    accepted_at_ms: int | None = None
-    schema_version: int = 1
-    linked_causes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

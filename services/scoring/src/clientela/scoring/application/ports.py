@@ -12,8 +12,8 @@ from clientela.scoring.domain.facts import CustomerFacts
 from clientela.scoring.domain.potential import ProspectFeatures
 from clientela.scoring.domain.profile_view import ProfileChangeView
 from clientela.scoring.domain.value_model import FittedParameters
+from clientela.shared.codec import EncodedEvent
 from clientela.shared.contracts import (
-    Envelope,
     Lifecycle,
     ScoresUpdated,
     Tier,
@@ -140,29 +140,6 @@ class UnpublishedChange:
             prospect_features=self.prospect_features or record.prospect_features,
             republish=True,
         )
-
-
-@dataclass(frozen=True, slots=True)
-class EncodedEvent:
-    """An event ready for the outbox: registered topic, key, contract, and the contract's JSON."""
-
-    topic: TopicSpec
-    key: str
-    contract: type[Envelope]
-    event_id: str
-    value: bytes
-    accepted_at_ms: int | None = None
-    causation_id: str | None = None
-
-    @property
-    def event_type(self) -> str:
-        """Return the contract's event type."""
-        return self.contract.EVENT_TYPE
-
-    @property
-    def schema_version(self) -> int:
-        """Return the contract's schema version (what the value was encoded as)."""
-        return self.contract.SCHEMA_VERSION
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from clientela.scoring.application.ports import EncodedEvent, ScoreRecord, TierTransition
+from clientela.scoring.application.ports import ScoreRecord, TierTransition
 from clientela.scoring.application.wire import derived_id, encode, envelope
 from clientela.scoring.domain.facts import CustomerFacts
 from clientela.scoring.domain.potential import ProspectFeatures
 from clientela.scoring.domain.reasons import ReasonData
 from clientela.scoring.domain.tiers import tier_move
+from clientela.shared.codec import EncodedEvent
 from clientela.shared.contracts import (
     Lifecycle,
     ScoresUpdatedEvent,

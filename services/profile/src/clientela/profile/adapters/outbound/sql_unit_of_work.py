@@ -35,7 +35,6 @@ from clientela.profile.adapters.outbound import tables
 from clientela.profile.application.ports import (
     ConcurrentChangeError,
     ConsentUpdate,
-    EncodedEvent,
     ErasureReceipt,
     LockedOwners,
     ProfileHistory,
@@ -50,8 +49,6 @@ from clientela.profile.domain.identity import (
 )
 from clientela.profile.domain.profile import Profile
 from clientela.shared import outbox as shared_outbox
-from clientela.shared import tracing
-from clientela.shared.codec import Headers, OutgoingRecord, headers_for
 from clientela.shared.contracts import Channel, ConsentStatus, TouchpointRecorded
 from clientela.shared.db import UtcDateTime, is_postgres, upsert_insert
 from clientela.shared.readers.touchpoint import (
@@ -1086,33 +1083,9 @@ class SqlUnitOfWork(shared_outbox.SqlTransaction):
         await self.profiles.delete(sorted(moves))
         await self.profiles.forward(moves, at)
 
-    async def stage_encoded(self, events: Sequence[EncodedEvent]) -> None:
-        """Queue events already encoded in the outbox (one packed row, see shared.outbox)."""
-        if not events:
-            return
-        names: dict[str, str] = {}
-        records = []
-        for e in events:
-            topic = names.get(e.topic.name)
-            if topic is None:
-                topic = names[e.topic.name] = self._kafka.topic(e.topic)
-            headers = _headers(e, topic) if e.value is not None else []
-            records.append(OutgoingRecord(topic, e.key.encode(), e.value, headers))
-        await shared_outbox.stage(self.connection, tables.outbox, records)
-        # The base class counts what was staged to decide whether a commit wakes the relay.
-        self.count_staged(len(records))
-
     async def commit(self) -> None:
         """Commit; keep the saved profiles decoded for the next batch (PostgreSQL)."""
         await super().commit()
         if self._pg is not None and self._pg.saved:
             self._pg.decoded.put(self._pg.saved)
             self._pg.saved = []
-
-
-def _headers(event: EncodedEvent, topic: str) -> Headers:
-    """Return the headers shared.codec.to_record gives an event, for one already encoded."""
-    trace = tracing.derived(event.causation_id, topic=topic, linked_causes=event.linked_causes)
-    return headers_for(
-        event.event_type, event.schema_version, event.event_id, event.accepted_at_ms, trace
-    )

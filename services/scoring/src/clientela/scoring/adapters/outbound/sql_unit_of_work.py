@@ -14,7 +14,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from clientela.scoring.adapters.outbound import tables
 from clientela.scoring.application.ports import (
-    EncodedEvent,
     LoadedBatch,
     ScoreRecord,
     StoredScore,
@@ -26,8 +25,7 @@ from clientela.scoring.domain.clv import BgNbdParams, GammaGammaParams
 from clientela.scoring.domain.facts import CustomerFacts
 from clientela.scoring.domain.potential import ProspectFeatures
 from clientela.scoring.domain.value_model import FittedParameters
-from clientela.shared import tracing
-from clientela.shared.codec import OutgoingRecord, contract_headers
+from clientela.shared.codec import EncodedEvent, OutgoingRecord
 from clientela.shared.contracts import Lifecycle, ScoresUpdated, Tier
 from clientela.shared.db import is_postgres, upsert_insert
 from clientela.shared.outbox import PACKED, SqlTransaction, pack, unstage_keys
@@ -643,22 +641,8 @@ class SqlScoringUnitOfWork(SqlTransaction):
             raise RuntimeError("the unit of work is not open: use `async with uow:`")
         return self._parameters
 
-    async def stage_encoded(self, events: Sequence[EncodedEvent]) -> None:
-        """Queue encoded events in the outbox, to be published once this transaction commits."""
-        await self.stage_records(self._records(events))
-
     def _records(self, events: Sequence[EncodedEvent]) -> list[OutgoingRecord]:
-        return [
-            OutgoingRecord(
-                topic=self._kafka.topic(e.topic),
-                key=e.key.encode(),
-                value=e.value,
-                headers=contract_headers(
-                    e.contract, e.event_id, e.accepted_at_ms, tracing.derived(e.causation_id)
-                ),
-            )
-            for e in events
-        ]
+        return [e.record(self._kafka.topic(e.topic)) for e in events]
 
     async def record_tier_changes(self, changes: Sequence[TierTransition]) -> None:
         """Append tier moves to the history; a repeated event id is kept once."""
