@@ -158,11 +158,6 @@ def contract_headers(
     )
 
 
-def event_headers(event: Envelope, accepted_at_ms: int | None = None) -> Headers:
-    """Return the standard headers for an event record."""
-    return headers_for(event.type, event.schema_version, event.event_id, accepted_at_ms)
-
-
 def encode_event(event: Envelope) -> bytes:
     """Serialise an event to JSON bytes."""
     return event.__pydantic_serializer__.to_json(event)

@@ -50,19 +50,17 @@ class RetryPolicy:
 class RecordMeta:
     """Where a record sits and what its headers say, for a topic reader."""
 
-    __slots__ = ("_trace", "headers", "offset", "partition", "topic")
+    __slots__ = ("_trace", "accepted_at_ms", "headers", "offset", "partition", "topic")
 
     def __init__(self, record: Record, batch_trace: BatchTrace) -> None:
         self.topic: str = record.topic
         self.partition: int = record.partition
         self.offset: int = record.offset
         self.headers: Sequence[tuple[str, bytes]] = record.headers or ()
+        # When ingest accepted the originating touchpoint (read once: the front-end's
+        # latency sample and the reader both use it).
+        self.accepted_at_ms: int | None = accepted_at_ms(self.headers)
         self._trace = batch_trace
-
-    @property
-    def accepted_at_ms(self) -> int | None:
-        """Return when ingest accepted the originating touchpoint (from the headers)."""
-        return accepted_at_ms(self.headers)
 
     def trace(self, key: str) -> TraceContext | None:
         """Register the record in the batch's trace under `key` (its event id, usually)."""
@@ -189,11 +187,10 @@ class BatchProcessor(Generic[T]):
             raise DecodeError(
                 "oversized", f"record of {len(value)} bytes exceeds {self._max_bytes}"
             )
-        item = reader.read(value, RecordMeta(record, batch_trace))
-        if item is not None:
-            at = accepted_at_ms(record.headers)
-            if at is not None:
-                accepted.append(at)
+        meta = RecordMeta(record, batch_trace)
+        item = reader.read(value, meta)
+        if item is not None and meta.accepted_at_ms is not None:
+            accepted.append(meta.accepted_at_ms)
         return item
 
 

@@ -413,8 +413,7 @@ async def _pg_statements(driver: Any, schema: str) -> dict[str, str]:
         # to what is there (asked once per schema and process).
         rows = await driver.fetch(
             "SELECT table_name, column_name, data_type FROM information_schema.columns "
-            "WHERE table_schema = $1 AND column_name IN ('state', 'prospect_features', "
-            "'headers')",
+            "WHERE table_schema = $1 AND column_name IN ('state', 'prospect_features')",
             schema,
         )
         types = {(r[0], r[1]): r[2] for r in rows}
