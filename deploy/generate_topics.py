@@ -6,9 +6,10 @@
 Generated from `clientela.shared.contracts.topics` and the services' settings classes:
 
 - deploy/base/kafka/topics.yaml            one Strimzi KafkaTopic per registered topic
-- deploy/base/autoscaling/scaledobjects.yaml  one KEDA ScaledObject per service, its Kafka
-                                           triggers on the topics it consumes and its
-                                           maxReplicaCount capped at their partition count
+- deploy/base/autoscaling/scaledobjects.yaml  one KEDA ScaledObject per consumer but the
+                                           SINGLE_REPLICA ones, its Kafka triggers on the
+                                           topics it consumes and its maxReplicaCount
+                                           capped at their partition count
 - deploy/compose/create-topics.sh          the compose topic-init job's script
 """
 
@@ -43,6 +44,11 @@ TOPIC_REPLICAS = 3
 # What each service consumes (its consumer group is the `group_id` default of its settings).
 # A test checks that each service's code references these topics.
 CONSUMED_TOPICS: Mapping[str, Sequence[TopicSpec]] = topics.CONSUMED_BY
+# Services that run as exactly one replica, so they get no ScaledObject: their Deployment sets
+# `replicas: 1` and `strategy: Recreate` instead. One scorer holds the whole scored population
+# in memory until scoring is partitioned by profile_id; two would rank from part of it and
+# publish the same event id with different content (docs/adr/0012-scoring-models.md).
+SINGLE_REPLICA = frozenset({"scoring"})
 # Services that also answer HTTP traffic worth scaling on (besides their consumer lag).
 CPU_SCALED = frozenset({"ingest"})
 LAG_PER_REPLICA = 1000
@@ -175,10 +181,19 @@ def scaled_object(service: str, consumed: Sequence[TopicSpec]) -> dict[str, Any]
     }
 
 
-def dump_all(documents: Sequence[dict[str, Any]]) -> str:
-    """Render YAML documents deterministically, keys in insertion order."""
+def dump_all(documents: Sequence[dict[str, Any]], note: str = "") -> str:
+    """Render YAML documents deterministically, keys in insertion order, after the header."""
     body = yaml.safe_dump_all(documents, sort_keys=False, explicit_start=True, width=100)
-    return HEADER + body
+    return HEADER + note + body
+
+
+def single_replica_note() -> str:
+    """Return the comment that says which services have no ScaledObject, and why."""
+    names = ", ".join(sorted(SINGLE_REPLICA))
+    return (
+        f"# No ScaledObject for {names}: exactly one replica, never autoscaled (its Deployment\n"
+        "# says why; SINGLE_REPLICA in deploy/generate_topics.py).\n"
+    )
 
 
 def create_topics_script(specs: Sequence[TopicSpec]) -> str:
@@ -208,13 +223,23 @@ def create_topics_script(specs: Sequence[TopicSpec]) -> str:
 
 def render() -> dict[Path, str]:
     """Return the content of every generated file."""
-    unknown = set(CONSUMED_TOPICS) - {p.parent.name for p in ROOT.glob("services/*/pyproject.toml")}
-    if unknown:
-        raise SystemExit(f"CONSUMED_TOPICS names unknown services: {sorted(unknown)}")
+    known = {p.parent.name for p in ROOT.glob("services/*/pyproject.toml")}
+    for name, declared in (
+        ("CONSUMED_TOPICS", CONSUMED_TOPICS),
+        ("SINGLE_REPLICA", SINGLE_REPLICA),
+    ):
+        unknown = set(declared) - known
+        if unknown:
+            raise SystemExit(f"{name} names unknown services: {sorted(unknown)}")
     return {
         TOPICS_YAML: dump_all([kafka_topic(spec) for spec in ALL_TOPICS]),
         SCALED_OBJECTS_YAML: dump_all(
-            [scaled_object(service, consumed) for service, consumed in CONSUMED_TOPICS.items()]
+            [
+                scaled_object(service, consumed)
+                for service, consumed in CONSUMED_TOPICS.items()
+                if service not in SINGLE_REPLICA
+            ],
+            note=single_replica_note(),
         ),
         CREATE_TOPICS_SH: create_topics_script(ALL_TOPICS),
     }
