@@ -294,13 +294,19 @@ def _cpu_seconds(process: psutil.Process) -> float:
     return float(times.user + times.system)
 
 
-def _tree_cpu_seconds(process: psutil.Process) -> float:
+def _tree_cpu_seconds(processes: list[psutil.Process]) -> float:
     """Return the CPU of a process and its children (e.g. an HTTP server's workers)."""
-    total = _cpu_seconds(process)
-    for child in process.children(recursive=True):
+    total = 0.0
+    for process in processes:
         with contextlib.suppress(psutil.Error):
-            total += _cpu_seconds(child)
+            total += _cpu_seconds(process)
     return total
+
+
+def _tree(process: psutil.Process) -> list[psutil.Process]:
+    with contextlib.suppress(psutil.Error):
+        return [process, *process.children(recursive=True)]
+    return [process]
 
 
 _BACKEND_SCAN_S = 5.0
@@ -311,7 +317,7 @@ class CpuLedger:
 
     Services and the broker are counted by pid. A PostgreSQL backend counts when one of its
     connections leads to a port a service holds open (connections come and go with the pools,
-    so backends are looked for at every sample); one started during the run counts whole.
+    so backends are looked for every few seconds); one started during the run counts whole.
     Redis serves every client from one process: its whole CPU is counted, other clients' too.
     The harness (load generator and observer: this process; the lookups' process) is reported
     apart.
@@ -330,9 +336,10 @@ class CpuLedger:
         self._foreign: set[int] = set()
         self._listed_at = float("-inf")
         self._redis = [p for p in psutil.process_iter(["name"]) if "redis" in (p.name() or "")]
-        for name, process in self._processes.items():
-            with contextlib.suppress(psutil.Error):
-                self._base[name] = _tree_cpu_seconds(process)
+        # Each service with its children; listed again with the backends (every few seconds).
+        self._trees = {name: _tree(process) for name, process in self._processes.items()}
+        for name, tree in self._trees.items():
+            self._base[name] = _tree_cpu_seconds(tree)
         for process in self._redis:
             with contextlib.suppress(psutil.Error):
                 self._base[f"redis:{process.pid}"] = _cpu_seconds(process)
@@ -358,6 +365,7 @@ class CpuLedger:
         if not final and now - self._listed_at < _BACKEND_SCAN_S:
             return
         self._listed_at = now
+        self._trees = {name: _tree(process) for name, process in self._processes.items()}
         unseen = [
             p
             for p in psutil.process_iter(["name"])
@@ -387,9 +395,8 @@ class CpuLedger:
 
     def sample(self, *, final: bool = False) -> None:
         """Bring every figure up to now (`final`: look again for backends born since)."""
-        for name, process in self._processes.items():
-            with contextlib.suppress(psutil.Error):
-                self.seconds[name] = _tree_cpu_seconds(process) - self._base.get(name, 0.0)
+        for name, tree in self._trees.items():
+            self.seconds[name] = _tree_cpu_seconds(tree) - self._base.get(name, 0.0)
         self._find_backends(final=final)
         by_service: dict[str, float] = defaultdict(float)
         for pid, (process, served, base, last) in list(self._backends.items()):
