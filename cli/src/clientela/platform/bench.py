@@ -476,8 +476,8 @@ async def lag(bootstrap: str, prefix: str) -> int:
     return total
 
 
-async def records_on_topics(bootstrap: str, prefix: str) -> int:
-    """Return how many records the topics of a run hold (the pipeline's records in all)."""
+async def records_on_topics(bootstrap: str, prefix: str) -> Counter[str]:
+    """Return how many records each topic of a run holds (by name without the prefix)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
@@ -489,9 +489,13 @@ async def records_on_topics(bootstrap: str, prefix: str) -> int:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        return sum((await partition_ends(consumer, parts)).values())
+        ends = await partition_ends(consumer, parts)
     finally:
         await consumer.stop()
+    held: Counter[str] = Counter()
+    for tp, end in ends.items():
+        held[tp.topic.removeprefix(prefix)] += end
+    return held
 
 
 async def pg_row_writes(postgres_url: str, schema_prefix: str) -> int:
@@ -544,7 +548,7 @@ async def run_platform(
             counts["pg_rows_at_start"] = await pg_row_writes(
                 settings.database_url, settings.schema_prefix
             )
-        counts["records_at_start"] = await records_on_topics(bootstrap, settings.topic_prefix)
+        records_at_start = await records_on_topics(bootstrap, settings.topic_prefix)
         pids = platform.pids()
         if broker_pid is not None:
             pids["broker"] = broker_pid
@@ -572,9 +576,8 @@ async def run_platform(
                 break
         stop.set()
         await asyncio.gather(*background)
-        counts["records"] = (
-            await records_on_topics(bootstrap, settings.topic_prefix) - counts["records_at_start"]
-        )
+        records = await records_on_topics(bootstrap, settings.topic_prefix)
+        records.subtract(records_at_start)
         if settings.database_url:
             # Backends report their row counts at most once a second, and an idle one only
             # after PostgreSQL's idle interval (10 s): wait for the last reports.
@@ -590,7 +593,13 @@ async def run_platform(
                 await drop_schema(settings.database_url, settings.schema_prefix + service)
     duration = seen.last_output_at - started
     result = summarise(config, seen, duration, sent_at - started)
-    result["records_per_touchpoint"] = round(counts["records"] / config.events, 3)
+    result["records_per_touchpoint"] = round(sum(records.values()) / config.events, 3)
+    # Which topics the records are on: the fan-out a touchpoint causes, hop by hop.
+    for topic, count in sorted(records.items()):
+        if count:
+            result[f"records_per_touchpoint_{topic.replace('-', '_').replace('.', '_')}"] = round(
+                count / config.events, 3
+            )
     if "pg_rows" in counts:
         result["pg_rows_per_touchpoint"] = round(counts["pg_rows"] / config.events, 3)
     return result, seen
