@@ -255,13 +255,29 @@ class Stream:
         index = int(len(self.people) * self._rng.random() ** 1.8)
         return self.people[min(index, len(self.people) - 1)]
 
-    def steady(self, touchpoints: int, response_share: float) -> list[Record]:
-        """Return the records of `touchpoints` touchpoints and what each one causes."""
+    def _newcomer(self) -> Person:
+        # Someone first seen now: a prospect in P until they buy, who enters their tier on
+        # their first scores (as people arriving through ingest do).
+        p = self._person(len(self.people))
+        p.prospect, p.tier, p.segment = True, Tier.P, None
+        p.value = 0.0
+        self.people.append(p)
+        return p
+
+    def steady(
+        self, touchpoints: int, response_share: float, new_share: float = 0.0
+    ) -> list[Record]:
+        """Return the records of `touchpoints` touchpoints and what each one causes.
+
+        A `new_share` of touchpoints come from people never seen before.
+        """
         rng = self._rng
         records: list[Record] = []
         step = self._span / max(touchpoints, 1)
         for n in range(touchpoints):
-            p = self._pick()
+            # Drawn only when asked for: the default stream stays the one measured before.
+            first = new_share > 0 and rng.random() < new_share
+            p = self._newcomer() if first else self._pick()
             at = NOW + step * n
             touchpoint, bought = self._touchpoint(p, at, n, response_share)
             # Marked as ingest marks it, unless the stream stands for older, unmarked records.
@@ -281,6 +297,8 @@ class Stream:
                 p.last_purchase_at = at
                 if p.prospect:
                     p.prospect, p.segment = False, rng.choice(list(Segment))
+                    if first:
+                        p.tier, p.value = Tier.C, TIER_VALUE[Tier.C]
             if rng.random() < 0.005:
                 ch = rng.choice(p.reach)
                 p.consent[ch] = ConsentState(
@@ -290,7 +308,7 @@ class Stream:
             # A touchpoint without a sale moves the prediction a little, a sale more.
             p.value *= rng.uniform(0.99, 1.02) if bought is None else 1.15
             p.potential = min(1.0, max(0.0, p.potential + rng.uniform(-0.02, 0.03)))
-            move = self._move(p)
+            move = (TierMove.ENTERED, None) if first else self._move(p)
             records.append(self._scores(p))
             if move is not None:
                 records.append(self._tier_change(p, *move))
@@ -396,6 +414,34 @@ def _server_cpu_s() -> dict[str, float]:
                     times.user + times.system + times.children_user + times.children_system
                 )
     return totals
+
+
+async def _own_backends(container: Container) -> set[int]:
+    """Return the PostgreSQL backend pids serving this process's connections."""
+    from sqlalchemy import text
+
+    url = container.engine.url
+    port = url.port or 5432
+    mine = {
+        c.laddr.port
+        for c in psutil.Process().net_connections(kind="tcp")
+        if c.raddr and c.raddr.port == port
+    }
+    async with container.engine.connect() as conn:
+        rows = await conn.execute(
+            text("SELECT pid, client_port FROM pg_stat_activity WHERE client_port IS NOT NULL")
+        )
+        return {int(pid) for pid, client_port in rows if client_port in mine}
+
+
+def _backend_cpu_s(pids: set[int]) -> dict[int, float]:
+    """Return the CPU seconds of these processes (those still running)."""
+    out: dict[int, float] = {}
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            times = psutil.Process(pid).cpu_times()
+            out[pid] = times.user + times.system
+    return out
 
 
 @dataclass
@@ -528,7 +574,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             load_s = time.perf_counter() - load_started
             stream.message_ids = await _sent_ids(container, 5000)
             stream.marked = not args.unmarked_touchpoints
-            records = stream.steady(args.touchpoints, args.response_share)
+            records = stream.steady(args.touchpoints, args.response_share, args.new_share)
             by_topic: dict[str, int] = {}
             for r in records:
                 by_topic[r.topic] = by_topic.get(r.topic, 0) + 1
@@ -544,6 +590,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 profiler.enable()
             schema = database.resolved_schema("campaign") if args.database_url else None
             written_before = await _rows_written(container, schema)
+            # This process's own backends: other clients of the server do not count here.
+            own_before = _backend_cpu_s(await _own_backends(container)) if schema else {}
             servers_before = _server_cpu_s()
             with _counting_statements(container.engine) as sent:
                 cpu_before = time.process_time()
@@ -558,6 +606,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 profiler.disable()
                 profiler.dump_stats(args.profile)
             servers = {k: v - servers_before[k] for k, v in _server_cpu_s().items()}
+            own_after = _backend_cpu_s(await _own_backends(container)) if schema else {}
+            own_pg = sum(v - own_before.get(pid, 0.0) for pid, v in own_after.items())
             written = {
                 k: v - written_before.get(k, 0)
                 for k, v in (await _rows_written(container, schema)).items()
@@ -591,6 +641,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "records_scores": by_topic.get("bench." + SCORES.name, 0),
         "records_tier_changes": by_topic.get("bench." + TIER_CHANGES.name, 0),
         "touchpoints_marked": stream.marked,
+        "new_share": args.new_share,
         "batches": len(latencies),
         "statements_per_batch": round(sent.statements / max(len(latencies), 1), 1),
         "pg_rows_written_per_batch": round(sum(written.values()) / max(len(latencies), 1), 1),
@@ -601,6 +652,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "campaign_cpu_us_per_touchpoint": round(cpu_s / n_touch * 1e6, 1),
         "campaign_cpu_us_per_record": round(cpu_s / n_records * 1e6, 1),
         "postgres_cpu_us_per_touchpoint": round(pg / n_touch * 1e6, 1) if args.database_url else 0,
+        "postgres_own_cpu_us_per_touchpoint": round(own_pg / n_touch * 1e6, 1),
+        "postgres_own_cpu_us_per_record": round(own_pg / n_records * 1e6, 1),
+        "statements_per_touchpoint": round(sent.statements / n_touch, 4),
         "redis_cpu_us_per_touchpoint": round(rd / n_touch * 1e6, 1) if args.cache_url else 0,
         "records_per_s": round(n_records / elapsed, 1),
         "touchpoints_per_s": round(n_touch / elapsed, 1),
@@ -648,6 +702,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--span-days", type=float, default=7.0, help="event time the stream spans")
     parser.add_argument(
         "--response-share", type=float, default=0.02, help="touchpoints answering a message"
+    )
+    parser.add_argument(
+        "--new-share",
+        type=float,
+        default=0.0,
+        help="touchpoints from people never seen before (each enters a tier on first scores)",
     )
     parser.add_argument(
         "--unmarked-touchpoints",

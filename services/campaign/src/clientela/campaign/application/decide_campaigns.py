@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Protocol
 
 from clientela.campaign.application.catalog import LiveCatalog
 from clientela.campaign.application.ports import (
@@ -27,6 +28,7 @@ from clientela.campaign.domain.decision import (
 )
 from clientela.campaign.domain.economics import PosteriorKey, ResponseCounts, posterior_key
 from clientela.campaign.domain.model import (
+    CampaignDefinition,
     Contact,
     Decision,
     Merge,
@@ -70,6 +72,12 @@ log = logging.getLogger(__name__)
 SOURCE = "campaign"
 
 
+class ProfileFacts(Protocol):
+    """Builds a ProfileChanged's full facts, with this last-seen time (the record's if None)."""
+
+    def __call__(self, last_seen_at: datetime | None = None) -> Contact: ...
+
+
 @dataclass(frozen=True, slots=True)
 class ProfileUpdate:
     """One ProfileChanged: what is needed to tell whether it changes anything, and its facts.
@@ -85,7 +93,7 @@ class ProfileUpdate:
     fingerprint: str
     last_seen_at: datetime | None
     habits: Mapping[Channel, float]
-    facts: Callable[[], Contact]
+    facts: ProfileFacts
 
 
 @dataclass(frozen=True, slots=True)
@@ -363,7 +371,9 @@ class CampaignDecider:
             if stamp is not None and stamp.profile_fingerprint == u.fingerprint:
                 advanced[pid] = ProfileAdvance(u.version, seen, u.habits)
             else:
-                facts = replace(u.facts(), last_seen_at=seen, habits=u.habits)
+                # The facts carry these habits already; only the last-seen time is coarsened
+                # (None only when the record has none either).
+                facts = u.facts(seen)
                 profile_rows[pid] = (u, facts)
         score_rows: dict[str, tuple[ScoresUpdate, str]] = {}
         advanced_scores: dict[str, int] = {}
@@ -413,8 +423,9 @@ class CampaignDecider:
                 before = replace(
                     before, version=a.version, last_seen_at=a.last_seen_at, habits=a.habits
                 )
-            after = contact_with_scores(s.facts, before)
+            # A stored contact that was not read is only written: no triggers to compare.
             if before is not None or pid not in stamps:
+                after = contact_with_scores(s.facts, before)
                 out.triggers += score_triggers(s.cause, before, after, threshold)
                 current[pid] = after
         for pid, a in advanced.items():
@@ -581,6 +592,11 @@ class CampaignDecider:
             await uow.triggers.add(new, now)
             return done
         campaigns = self._catalog.active(now)
+        # Only campaigns reacting to a trigger's kind can match it: look at those alone.
+        by_kind: dict[TriggerKind, list[CampaignDefinition]] = {}
+        for c in campaigns:
+            for kind in c.trigger:
+                by_kind.setdefault(kind, []).append(c)
         new_ids = {t.event_id for t in new}
         old_ids = [t.event_id for t in runnable if t.event_id not in new_ids]
         taken = await uow.decisions.decided(old_ids) if old_ids else set()
@@ -600,7 +616,9 @@ class CampaignDecider:
         requests: list[tuple[CapRequest, Trigger]] = []
         for trigger in runnable:
             contact = known[trigger.profile_id]
-            open_campaigns = [c for c in campaigns if (c.id, trigger.event_id) not in taken]
+            open_campaigns = [
+                c for c in by_kind.get(trigger.kind, ()) if (c.id, trigger.event_id) not in taken
+            ]
             deferred_until: datetime | None = None
             for plan in decide(
                 trigger, contact, open_campaigns, self._policy, evidence, now, remaining

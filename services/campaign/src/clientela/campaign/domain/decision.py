@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from clientela.campaign.domain.channels import eligible_channels
@@ -98,6 +98,36 @@ class Deferral:
 
 
 Plan = Decision | CapRequest | Deferral
+
+
+def _finished(
+    d: Decision,
+    reasons: tuple[Reason, ...],
+    outcome: Outcome | None = None,
+    best: ChannelEstimate | None = None,
+) -> Decision:
+    """Return the draft with its reasons and, when given, its outcome and channel numbers.
+
+    Built directly: `dataclasses.replace` walks the fields on every one of many candidates.
+    """
+    return Decision(
+        d.decision_id,
+        d.campaign_id,
+        d.trigger_event_id,
+        d.profile_id,
+        d.outcome if outcome is None else outcome,
+        best.channel if best is not None else d.channel,
+        d.variant,
+        d.purpose,
+        d.tier,
+        reasons,
+        d.decided_at,
+        d.expires_at,
+        d.segment,
+        d.offer,
+        best.cost if best is not None and outcome is Outcome.SENT else d.cost,
+        best.expected_value if best is not None else d.expected_value,
+    )
 
 
 def decision_id(campaign_id: str, trigger_event_id: str) -> str:
@@ -220,13 +250,7 @@ def _plan_one(
     )
 
     def settle_now(outcome: Outcome, best: ChannelEstimate | None = None) -> Decision:
-        return replace(
-            draft,
-            outcome=outcome,
-            channel=best.channel if best is not None else None,
-            reasons=tuple(reasons),
-            expected_value=best.expected_value if best is not None else None,
-        )
+        return _finished(draft, tuple(reasons), outcome, best)
 
     # The person may have changed since the trigger (a prospect who bought is now a
     # customer): a message meant for their old lifecycle is the wrong message.
@@ -327,7 +351,7 @@ def _plan_one(
         e for e in ranked if quiet_until(contact, e.channel, now, policy.contact) is None
     )
     return CapRequest(
-        draft=replace(draft, reasons=tuple(reasons)),
+        draft=_finished(draft, tuple(reasons)),
         alternatives=usable,
         counters=tuple(
             tuple(cap_counters(contact, e.channel, now, policy.contact)) for e in usable
@@ -348,7 +372,7 @@ def settle(request: CapRequest, granted: int | None, blocked: Sequence[str]) -> 
             detail=f"every candidate channel is at its cap: {detail}",
             value=len(request.alternatives),
         )
-        return replace(draft, reasons=(*draft.reasons, reason))
+        return _finished(draft, (*draft.reasons, reason))
     chosen = request.alternatives[granted]
     skipped = [
         Reason(
@@ -366,14 +390,7 @@ def settle(request: CapRequest, granted: int | None, blocked: Sequence[str]) -> 
         ),
         value=chosen.channel.value,
     )
-    return replace(
-        draft,
-        outcome=Outcome.SENT,
-        channel=chosen.channel,
-        reasons=(*draft.reasons, *skipped, picked),
-        cost=chosen.cost,
-        expected_value=chosen.expected_value,
-    )
+    return _finished(draft, (*draft.reasons, *skipped, picked), Outcome.SENT, chosen)
 
 
 def _purpose_fits(campaign: CampaignDefinition, contact: Contact) -> bool:

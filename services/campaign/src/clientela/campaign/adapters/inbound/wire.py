@@ -218,7 +218,7 @@ def read_profile(value: bytes, ctx: Context | None) -> ProfileUpdate:
     d, a = e.data, e.data.aggregates
     habits = habits_of(a.inbound_channel_preference, a.counts_by_channel)
 
-    def facts() -> Contact:
+    def facts(last_seen_at: datetime | None = None) -> Contact:
         opted_out = [
             c.updated_at for c in d.consent.values() if c.status is ConsentStatus.OPTED_OUT
         ]
@@ -233,7 +233,7 @@ def read_profile(value: bytes, ctx: Context | None) -> ProfileUpdate:
             habits=habits,
             purchase_count=a.purchase_count,
             total_spend=a.total_spend,
-            last_seen_at=a.last_seen_at,
+            last_seen_at=last_seen_at if last_seen_at is not None else a.last_seen_at,
             last_purchase_at=a.last_purchase_at,
             categories=categories_of(a.purchase_categories, d.traits),
         )
