@@ -436,3 +436,41 @@ async def test_headers_carry_the_contracts_type_and_schema_version(
         ScoresUpdatedEvent.SCHEMA_VERSION,
         TierChangedEvent.SCHEMA_VERSION,
     ]
+
+
+async def test_a_batch_loads_the_same_records_as_the_store_and_the_erased_ids(
+    engine: AsyncEngine,
+    application: ScoringApplication,
+    score: ScoreProfiles,
+    profile_changed: MakeProfile,
+) -> None:
+    for changes in (
+        [
+            profile_changed("l-1", 1, touchpoint_count=5),
+            profile_changed("l-2", 1, spend="80"),
+            profile_changed("l-3", 1, touchpoint_count=2),
+            profile_changed("l-4", 1, spend="10"),
+        ],
+        [profile_changed("l-1", 2, spend="50", touchpoint_count=6)],
+        [profile_changed("l-2", 2, spend="80", cost_to_serve="2.25")],
+    ):
+        await score([ProfileChangeMessage(c) for c in changes], SqlScoringUnitOfWork(engine, KAFKA))
+    await application.erase_profiles(
+        [ErasureMessage("x-1", "l-4")], SqlScoringUnitOfWork(engine, KAFKA)
+    )
+    ids = ["l-1", "l-2", "l-3", "l-4", "l-5"]
+
+    async with SqlScoringUnitOfWork(engine, KAFKA) as uow:
+        loaded = await uow.load_batch(ids)
+        expected = await uow.scores.get_many(ids)
+
+    assert sorted(loaded.stored) == ["l-1", "l-2", "l-3"]
+    assert loaded.stored == expected
+    assert loaded.erased == {"l-4"}
+    customer, kept, prospect = (loaded.stored[p] for p in ("l-1", "l-2", "l-3"))
+    assert customer.facts is not None
+    assert customer.prospect_features is not None
+    assert (kept.cost_to_serve, kept.republish) == (2.25, True)
+    assert prospect.facts is None
+    assert prospect.prospect_features is not None
+    assert all(r.updated_at.tzinfo is not None for r in loaded.stored.values())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -144,6 +143,50 @@ def _record(
     )
 
 
+_LIFECYCLES = {lc.value: lc for lc in Lifecycle}
+_TIERS = {t.value: t for t in Tier}
+
+
+def _loaded_record(row: Any) -> ScoreRecord:
+    """Rebuild a ScoreRecord from a `load_batch` row (asyncpg: columns already typed).
+
+    The same record `_record` builds, without its conversions: asyncpg hands bigint, float8
+    and bool columns back as int, float and bool, and timestamptz as an aware UTC datetime;
+    enum members come from dicts. A batch rebuilds one record per stored profile.
+    """
+    first_purchase_s = row[11]
+    last_purchase_s = row[12]
+    cost_to_serve = row[14]
+    features = row[15]
+    updated_at = row[16]
+    return ScoreRecord(
+        row[1],
+        row[2],
+        row[3],
+        row[4],
+        _LIFECYCLES[row[5]],
+        _TIERS[row[6]],
+        row[7],
+        row[8],
+        None
+        if first_purchase_s is None
+        else CustomerFacts(
+            row[9],
+            row[10],
+            first_purchase_s,
+            0.0 if last_purchase_s is None else last_purchase_s,
+            row[13],
+            cost_to_serve,
+        ),
+        ProspectFeatures.from_json(msgspec.json.decode(features)) if features else None,
+        updated_at if updated_at.tzinfo is UTC else as_utc(updated_at),
+        b"",
+        row[17],
+        cost_to_serve,
+        row[18],
+    )
+
+
 def _row(record: ScoreRecord) -> dict[str, Any]:
     """Return a record as the SQLAlchemy insert takes it (enum values, JSON as text)."""
     row = _pg_row(record)
@@ -272,7 +315,8 @@ DEVELOPMENT_MARKER_KEY = b"clientela-scoring-development-erasure-marker-key"
 
 def erasure_marker(key: bytes, profile_id: str) -> str:
     """Return the keyed, non-reversible marker of an erased profile id (HMAC-SHA256, hex)."""
-    return hmac.new(key, profile_id.encode(), hashlib.sha256).hexdigest()
+    # The one-shot form: the same MAC without an HMAC object per profile id.
+    return hmac.digest(key, profile_id.encode(), "sha256").hex()
 
 
 def quoted(schema: str, table: str) -> str:
@@ -292,12 +336,12 @@ _PG_SQL = {
         SELECT 1 AS kind, profile_id, profile_version, revision, tier_seq, lifecycle, tier,
                predicted_value, at_risk, purchase_days, purchase_count, first_purchase_s,
                last_purchase_s, total_spend, cost_to_serve, prospect_features::text, updated_at,
-               ''::bytea AS state, inputs_digest, republish
+               inputs_digest, republish
         FROM {profile_scores}
         WHERE profile_id IN (SELECT json_array_elements_text($1::json))
         UNION ALL
         SELECT 2, marker, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-               NULL, NULL, NULL, NULL, NULL, NULL, NULL
+               NULL, NULL, NULL, NULL, NULL, NULL
         FROM {erased_profiles}
         WHERE marker IN (SELECT json_array_elements_text($2::json))""",
     # Scores upserted in key order (a lower revision never overwrites a higher one), history
@@ -499,7 +543,7 @@ class SqlScoringUnitOfWork(SqlTransaction):
         erased: set[str] = set()
         for row in rows:
             if row[0] == 1:
-                stored[row[1]] = _record(*tuple(row)[1:])
+                stored[row[1]] = _loaded_record(row)
             else:
                 erased.add(markers[row[1]])
         return LoadedBatch(stored, erased)
