@@ -474,3 +474,50 @@ async def test_a_batch_loads_the_same_records_as_the_store_and_the_erased_ids(
     assert prospect.facts is None
     assert prospect.prospect_features is not None
     assert all(r.updated_at.tzinfo is not None for r in loaded.stored.values())
+
+
+async def test_a_batch_that_scores_some_and_keeps_others_writes_both_or_neither(
+    engine: AsyncEngine, application: ScoringApplication, profile_changed: MakeProfile
+) -> None:
+    first = [
+        ProfileChangeMessage(profile_changed("p-1", 1, spend="100")),
+        ProfileChangeMessage(profile_changed("p-2", 1, spend="40")),
+        ProfileChangeMessage(profile_changed("q-1", 1, touchpoint_count=3)),
+    ]
+    mixed = [
+        ProfileChangeMessage(profile_changed("p-1", 2, spend="100", cost_to_serve="2.5")),
+        ProfileChangeMessage(profile_changed("p-2", 2, spend="90")),
+        ProfileChangeMessage(profile_changed("q-1", 2, touchpoint_count=4, cost_to_serve="0.3")),
+    ]
+    await application.score_profiles(first, SqlScoringUnitOfWork(engine, KAFKA))
+    staged = len(await outbox_rows(engine))
+
+    class BrokenUnitOfWork(SqlScoringUnitOfWork):
+        async def commit(self) -> None:
+            raise RuntimeError("connection lost")
+
+    with pytest.raises(RuntimeError):
+        await application.score_profiles(mixed, BrokenUnitOfWork(engine, KAFKA))
+    async with SqlScoringUnitOfWork(engine, KAFKA) as uow:
+        untouched = await uow.scores.get_many(["p-1", "p-2", "q-1"])
+    assert {p: r.profile_version for p, r in untouched.items()} == {"p-1": 1, "p-2": 1, "q-1": 1}
+
+    outcome = await application.score_profiles(mixed, SqlScoringUnitOfWork(engine, KAFKA))
+    again = await application.score_profiles(mixed, SqlScoringUnitOfWork(engine, KAFKA))
+
+    assert (outcome.scored, again.scored) == (1, 0)
+    rows = await outbox_rows(engine)
+    assert [(r["key"], r["value"]["data"]["profile_version"]) for r in rows[staged:]] == [
+        ("p-2", 2)
+    ]
+    async with SqlScoringUnitOfWork(engine, KAFKA) as uow:
+        stored = await uow.scores.get_many(["p-1", "p-2", "q-1"])
+        assert await uow.stale_ids() == ["p-1", "q-1"]
+    assert {p: (r.profile_version, r.cost_to_serve, r.republish) for p, r in stored.items()} == {
+        "p-1": (2, 2.5, True),
+        "p-2": (2, 0.0, False),
+        "q-1": (2, 0.3, True),
+    }
+    features = stored["q-1"].prospect_features
+    assert features is not None
+    assert features.touchpoints == 4.0

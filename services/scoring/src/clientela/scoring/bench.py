@@ -185,7 +185,9 @@ class _MemoryUnitOfWork:
         records: Sequence[ScoreRecord],
         transitions: Sequence[TierTransition],
         events: Sequence[EncodedEvent],
+        unpublished: Sequence[UnpublishedChange] = (),
     ) -> None:
+        await self.store_unpublished(unpublished)
         await self.save_many(records)
         await self.stage_encoded(events)
 

@@ -345,8 +345,9 @@ _PG_SQL = {
         FROM {erased_profiles}
         WHERE marker IN (SELECT json_array_elements_text($2::json))""",
     # Scores upserted in key order (a lower revision never overwrites a higher one), history
-    # rows, and the batch's events as one packed outbox row (see shared.outbox), in one
-    # statement.
+    # rows, the batch's events as one packed outbox row (see shared.outbox), and the changes
+    # kept unpublished (as `store_unpublished`; other profiles than the upserted ones, so no
+    # row is touched twice), in one statement.
     "write_scored": """
         WITH s AS (
             INSERT INTO {profile_scores} (profile_id, profile_version, revision, tier_seq,
@@ -397,8 +398,20 @@ _PG_SQL = {
             INSERT INTO {outbox} (topic, key, value, headers)
             SELECT $4::text, NULL, $5::bytea, '[]'
             WHERE $5::bytea IS NOT NULL
+            RETURNING 1),
+        k AS (
+            UPDATE {profile_scores} AS p
+            SET profile_version = a.profile_version, cost_to_serve = a.cost_to_serve,
+                prospect_features = COALESCE(a.prospect_features{features_cast},
+                                             p.prospect_features),
+                republish = true
+            FROM json_to_recordset($6::json)
+                AS a(profile_id text, profile_version bigint, cost_to_serve float8,
+                     prospect_features json)
+            WHERE p.profile_id = a.profile_id AND p.profile_version < a.profile_version
             RETURNING 1)
-        SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM h), (SELECT count(*) FROM o)""",
+        SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM h), (SELECT count(*) FROM o),
+               (SELECT count(*) FROM k)""",
     # Newer versions' cost to serve and prospect features, stored without publishing (a
     # customer's pre-purchase snapshot stays); the sweep announces them.
     "store_unpublished": """
@@ -422,6 +435,21 @@ def _joined(documents: list[bytes]) -> str | None:
     # the record separator splits the documents again on the server: one text parameter, no
     # per-element work in the driver, each document parsed once (by the json column).
     return b"\x1e".join(documents).decode() if documents else None
+
+
+def _unpublished_rows(changes: Sequence[UnpublishedChange]) -> list[dict[str, Any]]:
+    """Return unpublished changes as rows, in key order."""
+    return [
+        {
+            "profile_id": c.profile_id,
+            "profile_version": c.profile_version,
+            "cost_to_serve": c.cost_to_serve,
+            "prospect_features": c.prospect_features.as_json()
+            if c.prospect_features is not None
+            else None,
+        }
+        for c in sorted(changes, key=lambda c: c.profile_id)
+    ]
 
 
 def _pg_row(record: ScoreRecord) -> dict[str, Any]:
@@ -562,9 +590,11 @@ class SqlScoringUnitOfWork(SqlTransaction):
         records: Sequence[ScoreRecord],
         transitions: Sequence[TierTransition],
         events: Sequence[EncodedEvent],
+        unpublished: Sequence[UnpublishedChange] = (),
     ) -> None:
-        """Store records, history rows and staged events (one statement on PostgreSQL)."""
+        """Store records, history, staged events and kept changes (one statement on PostgreSQL)."""
         if not is_postgres(self.connection):
+            await self.store_unpublished(unpublished)
             await self.scores.save_many(records)
             await self.record_tier_changes(transitions)
             await self.stage_encoded(events)
@@ -590,6 +620,7 @@ class SqlScoringUnitOfWork(SqlTransaction):
             ).decode(),
             PACKED,
             pack(self._records(events)) if events else None,
+            _ENCODER.encode(_unpublished_rows(unpublished)).decode(),
         )
         self.count_staged(len(events))
 
@@ -597,18 +628,7 @@ class SqlScoringUnitOfWork(SqlTransaction):
         """Store newer versions' unpublished inputs, marked to republish; older ones no-op."""
         if not changes:
             return
-        ordered = sorted(changes, key=lambda c: c.profile_id)
-        rows = [
-            {
-                "profile_id": c.profile_id,
-                "profile_version": c.profile_version,
-                "cost_to_serve": c.cost_to_serve,
-                "prospect_features": c.prospect_features.as_json()
-                if c.prospect_features is not None
-                else None,
-            }
-            for c in ordered
-        ]
+        rows = _unpublished_rows(changes)
         if is_postgres(self.connection):
             _, sql = await self._pg()
             await self._pg_fetch(sql["store_unpublished"], _ENCODER.encode(rows).decode())
