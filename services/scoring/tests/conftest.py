@@ -189,7 +189,9 @@ class FakeUnitOfWork:
         records: Sequence[ScoreRecord],
         transitions: Sequence[TierTransition],
         events: Sequence[EncodedEvent],
+        unpublished: Sequence[UnpublishedChange] = (),
     ) -> None:
+        await self.store_unpublished(unpublished)
         await self._scores.save_many(records)
         await self.record_tier_changes(transitions)
         await self.stage_encoded(events)

@@ -436,3 +436,88 @@ async def test_headers_carry_the_contracts_type_and_schema_version(
         ScoresUpdatedEvent.SCHEMA_VERSION,
         TierChangedEvent.SCHEMA_VERSION,
     ]
+
+
+async def test_a_batch_loads_the_same_records_as_the_store_and_the_erased_ids(
+    engine: AsyncEngine,
+    application: ScoringApplication,
+    score: ScoreProfiles,
+    profile_changed: MakeProfile,
+) -> None:
+    for changes in (
+        [
+            profile_changed("l-1", 1, touchpoint_count=5),
+            profile_changed("l-2", 1, spend="80"),
+            profile_changed("l-3", 1, touchpoint_count=2),
+            profile_changed("l-4", 1, spend="10"),
+        ],
+        [profile_changed("l-1", 2, spend="50", touchpoint_count=6)],
+        [profile_changed("l-2", 2, spend="80", cost_to_serve="2.25")],
+    ):
+        await score([ProfileChangeMessage(c) for c in changes], SqlScoringUnitOfWork(engine, KAFKA))
+    await application.erase_profiles(
+        [ErasureMessage("x-1", "l-4")], SqlScoringUnitOfWork(engine, KAFKA)
+    )
+    ids = ["l-1", "l-2", "l-3", "l-4", "l-5"]
+
+    async with SqlScoringUnitOfWork(engine, KAFKA) as uow:
+        loaded = await uow.load_batch(ids)
+        expected = await uow.scores.get_many(ids)
+
+    assert sorted(loaded.stored) == ["l-1", "l-2", "l-3"]
+    assert loaded.stored == expected
+    assert loaded.erased == {"l-4"}
+    customer, kept, prospect = (loaded.stored[p] for p in ("l-1", "l-2", "l-3"))
+    assert customer.facts is not None
+    assert customer.prospect_features is not None
+    assert (kept.cost_to_serve, kept.republish) == (2.25, True)
+    assert prospect.facts is None
+    assert prospect.prospect_features is not None
+    assert all(r.updated_at.tzinfo is not None for r in loaded.stored.values())
+
+
+async def test_a_batch_that_scores_some_and_keeps_others_writes_both_or_neither(
+    engine: AsyncEngine, application: ScoringApplication, profile_changed: MakeProfile
+) -> None:
+    first = [
+        ProfileChangeMessage(profile_changed("p-1", 1, spend="100")),
+        ProfileChangeMessage(profile_changed("p-2", 1, spend="40")),
+        ProfileChangeMessage(profile_changed("q-1", 1, touchpoint_count=3)),
+    ]
+    mixed = [
+        ProfileChangeMessage(profile_changed("p-1", 2, spend="100", cost_to_serve="2.5")),
+        ProfileChangeMessage(profile_changed("p-2", 2, spend="90")),
+        ProfileChangeMessage(profile_changed("q-1", 2, touchpoint_count=4, cost_to_serve="0.3")),
+    ]
+    await application.score_profiles(first, SqlScoringUnitOfWork(engine, KAFKA))
+    staged = len(await outbox_rows(engine))
+
+    class BrokenUnitOfWork(SqlScoringUnitOfWork):
+        async def commit(self) -> None:
+            raise RuntimeError("connection lost")
+
+    with pytest.raises(RuntimeError):
+        await application.score_profiles(mixed, BrokenUnitOfWork(engine, KAFKA))
+    async with SqlScoringUnitOfWork(engine, KAFKA) as uow:
+        untouched = await uow.scores.get_many(["p-1", "p-2", "q-1"])
+    assert {p: r.profile_version for p, r in untouched.items()} == {"p-1": 1, "p-2": 1, "q-1": 1}
+
+    outcome = await application.score_profiles(mixed, SqlScoringUnitOfWork(engine, KAFKA))
+    again = await application.score_profiles(mixed, SqlScoringUnitOfWork(engine, KAFKA))
+
+    assert (outcome.scored, again.scored) == (1, 0)
+    rows = await outbox_rows(engine)
+    assert [(r["key"], r["value"]["data"]["profile_version"]) for r in rows[staged:]] == [
+        ("p-2", 2)
+    ]
+    async with SqlScoringUnitOfWork(engine, KAFKA) as uow:
+        stored = await uow.scores.get_many(["p-1", "p-2", "q-1"])
+        assert await uow.stale_ids() == ["p-1", "q-1"]
+    assert {p: (r.profile_version, r.cost_to_serve, r.republish) for p, r in stored.items()} == {
+        "p-1": (2, 2.5, True),
+        "p-2": (2, 0.0, False),
+        "q-1": (2, 0.3, True),
+    }
+    features = stored["q-1"].prospect_features
+    assert features is not None
+    assert features.touchpoints == 4.0

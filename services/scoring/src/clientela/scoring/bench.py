@@ -27,10 +27,11 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
-from typing import Self, cast
+from typing import Any, Self, cast
 
 import numpy as np
-from sqlalchemy import text
+from sqlalchemy import event, text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from clientela.scoring.adapters.inbound.profile_wire import decode_profile_change
 from clientela.scoring.adapters.outbound import tables
@@ -184,7 +185,9 @@ class _MemoryUnitOfWork:
         records: Sequence[ScoreRecord],
         transitions: Sequence[TierTransition],
         events: Sequence[EncodedEvent],
+        unpublished: Sequence[UnpublishedChange] = (),
     ) -> None:
+        await self.store_unpublished(unpublished)
         await self.save_many(records)
         await self.stage_encoded(events)
 
@@ -335,13 +338,57 @@ def decode_changes(values: Sequence[bytes]) -> list[ProfileChangeMessage]:
     return out
 
 
+class PgWork:
+    """Statements sent to PostgreSQL (every one, BEGIN and COMMIT too) and rows it touched."""
+
+    def __init__(self) -> None:
+        self.statements = 0
+        self.rows_read = 0
+        self.rows_written = 0
+
+    def watch(self, engine: AsyncEngine) -> None:
+        """Count the statements of every connection the engine opens from now on."""
+        event.listen(engine.sync_engine, "connect", self._connected)
+
+    def _connected(self, dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.driver_connection.add_query_logger(self._logged)
+
+    def _logged(self, _query: Any) -> None:
+        self.statements += 1
+
+    async def count_rows(self, engine: AsyncEngine, schema: str) -> None:
+        """Read the schema's table counters, once the benchmark's backends have flushed them.
+
+        A backend reports its counters at exit at the latest: the pool is closed first, and
+        the figures are read until they stop moving.
+        """
+        await engine.dispose()
+        query = text(
+            "SELECT coalesce(sum(seq_tup_read + coalesce(idx_tup_fetch, 0)), 0), "
+            "coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) "
+            "FROM pg_stat_user_tables WHERE schemaname = :schema"
+        )
+        seen: tuple[int, int] | None = None
+        for _ in range(50):
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT pg_stat_clear_snapshot()"))
+                row = (await conn.execute(query, {"schema": schema})).one()
+            found = (int(row[0]), int(row[1]))
+            if found == seen and found[1] > 0:
+                break
+            seen = found
+            await asyncio.sleep(0.2)
+        self.rows_read, self.rows_written = seen or (0, 0)
+
+
 @asynccontextmanager
 async def _store(
-    database_url: str | None, backends: BackendCpu
+    database_url: str | None, backends: BackendCpu, work: PgWork | None = None
 ) -> AsyncIterator[Callable[[], ScoringUnitOfWork]]:
     """Yield a unit-of-work factory: in memory (None), or SQL on the given URL.
 
-    "sqlite" means a fresh SQLite file; a PostgreSQL URL gets a private schema, dropped after.
+    "sqlite" means a fresh SQLite file; a PostgreSQL URL gets a private schema, dropped after
+    (its statements and rows counted into `work` first).
     """
     if database_url is None:
         memory = _MemoryUnitOfWork()
@@ -360,7 +407,12 @@ async def _store(
         try:
             await create_tables(engine, tables.metadata, tables.SERVICE, settings)
             kafka = KafkaSettings()
+            if work is not None and is_postgres(engine):
+                await engine.dispose()
+                work.watch(engine)
             yield lambda: SqlScoringUnitOfWork(engine, kafka)
+            if work is not None and is_postgres(engine):
+                await work.count_rows(engine, schema)
         finally:
             if is_postgres(engine):
                 async with engine.begin() as conn:
@@ -385,7 +437,8 @@ async def bench_stream(
     latencies = []
     cpu = 0.0
     backends = BackendCpu()
-    async with _store(database_url, backends) as unit_of_work:
+    work = PgWork()
+    async with _store(database_url, backends, work) as unit_of_work:
         app = ScoringApplication(ScoringConfig(), unit_of_work, lambda: NOW)
         app.models.install(PARAMETERS)
         # As the service does after loading its population: start-up objects are never garbage.
@@ -403,6 +456,7 @@ async def bench_stream(
             scored += outcome.scored
             moves += outcome.tier_changes
         backend_cpu = backends.seconds() - backend_before
+        statements = work.statements
         gc.unfreeze()
     model = app.models.model
     baseline = 0.0
@@ -419,6 +473,9 @@ async def bench_stream(
         "events_per_s": round(rate),
         "cpu_us_per_profile": round(cpu / n * 1e6, 1),
         "db_cpu_us_per_profile": round(backend_cpu / n * 1e6, 1),
+        "db_statements_per_profile": round(statements / n, 4),
+        "db_rows_read_per_profile": round(work.rows_read / n, 3),
+        "db_rows_written_per_profile": round(work.rows_written / n, 3),
         "p50_ms": round(float(np.percentile(ms, 50)), 2),
         "p99_ms": round(float(np.percentile(ms, 99)), 2),
         "max_ms": round(float(ms.max()), 2),
@@ -446,7 +503,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     figures: dict[str, float | str] = {}
     memory = asyncio.run(bench_stream(args.profiles))
-    del memory["db_cpu_us_per_profile"]
+    for key in [k for k in memory if k.startswith("db_")]:
+        del memory[key]
     figures.update(memory)
     mix = asyncio.run(bench_stream(args.profiles, mixed=True))
     figures.update(
@@ -469,12 +527,22 @@ def main(argv: Sequence[str] | None = None) -> None:
             }
         )
         if name == "postgres":
-            figures["postgres_backend_cpu_us_per_profile"] = sql["db_cpu_us_per_profile"]
+            figures.update(
+                {
+                    "postgres_backend_cpu_us_per_profile": sql["db_cpu_us_per_profile"],
+                    "postgres_statements_per_profile": sql["db_statements_per_profile"],
+                    "postgres_rows_read_per_profile": sql["db_rows_read_per_profile"],
+                    "postgres_rows_written_per_profile": sql["db_rows_written_per_profile"],
+                }
+            )
             mix = asyncio.run(bench_stream(args.profiles, database, mixed=True))
             figures.update(
                 {
                     "postgres_mix_cpu_us_per_change": mix["cpu_us_per_profile"],
                     "postgres_mix_backend_cpu_us_per_change": mix["db_cpu_us_per_profile"],
+                    "postgres_mix_statements_per_change": mix["db_statements_per_profile"],
+                    "postgres_mix_rows_read_per_change": mix["db_rows_read_per_profile"],
+                    "postgres_mix_rows_written_per_change": mix["db_rows_written_per_profile"],
                     "postgres_mix_scores_per_change": mix["scores_per_change"],
                 }
             )

@@ -240,8 +240,13 @@ class ScoringUnitOfWork(Protocol):
         records: Sequence[ScoreRecord],
         transitions: Sequence[TierTransition],
         events: Sequence[EncodedEvent],
+        unpublished: Sequence[UnpublishedChange] = (),
     ) -> None:
-        """Store records (a lower revision never overwrites), history rows and staged events."""
+        """Store records (a lower revision never overwrites), history rows and staged events.
+
+        `unpublished` are stored as `store_unpublished` stores them, in the same write; their
+        profiles are not among the records'.
+        """
         ...
 
     async def store_unpublished(self, changes: Sequence[UnpublishedChange]) -> None:

@@ -112,17 +112,19 @@ class ScoreProfiles:
                 await uow.commit()
                 return BatchOutcome(ignored=len(messages))
             publications, quiet = self._score(todo, stored, self._clock())
-            if quiet:
-                await uow.store_unpublished(quiet)
             if not publications:
+                if quiet:
+                    await uow.store_unpublished(quiet)
                 await uow.commit()
                 self._population.take_unpublished(quiet)
                 return BatchOutcome(ignored=len(messages))
             transitions = [p.transition for p in publications if p.transition is not None]
+            # Kept changes go in the same write: one statement less per batch on PostgreSQL.
             await uow.write_scored(
                 [p.record for p in publications],
                 transitions,
                 [e for p in publications for e in p.events],
+                quiet,
             )
             await uow.commit()
             self._population.take_unpublished(quiet)

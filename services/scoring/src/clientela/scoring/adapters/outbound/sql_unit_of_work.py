@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -144,6 +143,50 @@ def _record(
     )
 
 
+_LIFECYCLES = {lc.value: lc for lc in Lifecycle}
+_TIERS = {t.value: t for t in Tier}
+
+
+def _loaded_record(row: Any) -> ScoreRecord:
+    """Rebuild a ScoreRecord from a `load_batch` row (asyncpg: columns already typed).
+
+    The same record `_record` builds, without its conversions: asyncpg hands bigint, float8
+    and bool columns back as int, float and bool, and timestamptz as an aware UTC datetime;
+    enum members come from dicts. A batch rebuilds one record per stored profile.
+    """
+    first_purchase_s = row[11]
+    last_purchase_s = row[12]
+    cost_to_serve = row[14]
+    features = row[15]
+    updated_at = row[16]
+    return ScoreRecord(
+        row[1],
+        row[2],
+        row[3],
+        row[4],
+        _LIFECYCLES[row[5]],
+        _TIERS[row[6]],
+        row[7],
+        row[8],
+        None
+        if first_purchase_s is None
+        else CustomerFacts(
+            row[9],
+            row[10],
+            first_purchase_s,
+            0.0 if last_purchase_s is None else last_purchase_s,
+            row[13],
+            cost_to_serve,
+        ),
+        ProspectFeatures.from_json(msgspec.json.decode(features)) if features else None,
+        updated_at if updated_at.tzinfo is UTC else as_utc(updated_at),
+        b"",
+        row[17],
+        cost_to_serve,
+        row[18],
+    )
+
+
 def _row(record: ScoreRecord) -> dict[str, Any]:
     """Return a record as the SQLAlchemy insert takes it (enum values, JSON as text)."""
     row = _pg_row(record)
@@ -272,7 +315,8 @@ DEVELOPMENT_MARKER_KEY = b"clientela-scoring-development-erasure-marker-key"
 
 def erasure_marker(key: bytes, profile_id: str) -> str:
     """Return the keyed, non-reversible marker of an erased profile id (HMAC-SHA256, hex)."""
-    return hmac.new(key, profile_id.encode(), hashlib.sha256).hexdigest()
+    # The one-shot form: the same MAC without an HMAC object per profile id.
+    return hmac.digest(key, profile_id.encode(), "sha256").hex()
 
 
 def quoted(schema: str, table: str) -> str:
@@ -292,17 +336,18 @@ _PG_SQL = {
         SELECT 1 AS kind, profile_id, profile_version, revision, tier_seq, lifecycle, tier,
                predicted_value, at_risk, purchase_days, purchase_count, first_purchase_s,
                last_purchase_s, total_spend, cost_to_serve, prospect_features::text, updated_at,
-               ''::bytea AS state, inputs_digest, republish
+               inputs_digest, republish
         FROM {profile_scores}
         WHERE profile_id IN (SELECT json_array_elements_text($1::json))
         UNION ALL
         SELECT 2, marker, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-               NULL, NULL, NULL, NULL, NULL, NULL, NULL
+               NULL, NULL, NULL, NULL, NULL, NULL
         FROM {erased_profiles}
         WHERE marker IN (SELECT json_array_elements_text($2::json))""",
     # Scores upserted in key order (a lower revision never overwrites a higher one), history
-    # rows, and the batch's events as one packed outbox row (see shared.outbox), in one
-    # statement.
+    # rows, the batch's events as one packed outbox row (see shared.outbox), and the changes
+    # kept unpublished (as `store_unpublished`; other profiles than the upserted ones, so no
+    # row is touched twice), in one statement.
     "write_scored": """
         WITH s AS (
             INSERT INTO {profile_scores} (profile_id, profile_version, revision, tier_seq,
@@ -353,8 +398,20 @@ _PG_SQL = {
             INSERT INTO {outbox} (topic, key, value, headers)
             SELECT $4::text, NULL, $5::bytea, '[]'
             WHERE $5::bytea IS NOT NULL
+            RETURNING 1),
+        k AS (
+            UPDATE {profile_scores} AS p
+            SET profile_version = a.profile_version, cost_to_serve = a.cost_to_serve,
+                prospect_features = COALESCE(a.prospect_features{features_cast},
+                                             p.prospect_features),
+                republish = true
+            FROM json_to_recordset($6::json)
+                AS a(profile_id text, profile_version bigint, cost_to_serve float8,
+                     prospect_features json)
+            WHERE p.profile_id = a.profile_id AND p.profile_version < a.profile_version
             RETURNING 1)
-        SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM h), (SELECT count(*) FROM o)""",
+        SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM h), (SELECT count(*) FROM o),
+               (SELECT count(*) FROM k)""",
     # Newer versions' cost to serve and prospect features, stored without publishing (a
     # customer's pre-purchase snapshot stays); the sweep announces them.
     "store_unpublished": """
@@ -378,6 +435,21 @@ def _joined(documents: list[bytes]) -> str | None:
     # the record separator splits the documents again on the server: one text parameter, no
     # per-element work in the driver, each document parsed once (by the json column).
     return b"\x1e".join(documents).decode() if documents else None
+
+
+def _unpublished_rows(changes: Sequence[UnpublishedChange]) -> list[dict[str, Any]]:
+    """Return unpublished changes as rows, in key order."""
+    return [
+        {
+            "profile_id": c.profile_id,
+            "profile_version": c.profile_version,
+            "cost_to_serve": c.cost_to_serve,
+            "prospect_features": c.prospect_features.as_json()
+            if c.prospect_features is not None
+            else None,
+        }
+        for c in sorted(changes, key=lambda c: c.profile_id)
+    ]
 
 
 def _pg_row(record: ScoreRecord) -> dict[str, Any]:
@@ -499,7 +571,7 @@ class SqlScoringUnitOfWork(SqlTransaction):
         erased: set[str] = set()
         for row in rows:
             if row[0] == 1:
-                stored[row[1]] = _record(*tuple(row)[1:])
+                stored[row[1]] = _loaded_record(row)
             else:
                 erased.add(markers[row[1]])
         return LoadedBatch(stored, erased)
@@ -518,9 +590,11 @@ class SqlScoringUnitOfWork(SqlTransaction):
         records: Sequence[ScoreRecord],
         transitions: Sequence[TierTransition],
         events: Sequence[EncodedEvent],
+        unpublished: Sequence[UnpublishedChange] = (),
     ) -> None:
-        """Store records, history rows and staged events (one statement on PostgreSQL)."""
+        """Store records, history, staged events and kept changes (one statement on PostgreSQL)."""
         if not is_postgres(self.connection):
+            await self.store_unpublished(unpublished)
             await self.scores.save_many(records)
             await self.record_tier_changes(transitions)
             await self.stage_encoded(events)
@@ -546,6 +620,7 @@ class SqlScoringUnitOfWork(SqlTransaction):
             ).decode(),
             PACKED,
             pack(self._records(events)) if events else None,
+            _ENCODER.encode(_unpublished_rows(unpublished)).decode(),
         )
         self.count_staged(len(events))
 
@@ -553,18 +628,7 @@ class SqlScoringUnitOfWork(SqlTransaction):
         """Store newer versions' unpublished inputs, marked to republish; older ones no-op."""
         if not changes:
             return
-        ordered = sorted(changes, key=lambda c: c.profile_id)
-        rows = [
-            {
-                "profile_id": c.profile_id,
-                "profile_version": c.profile_version,
-                "cost_to_serve": c.cost_to_serve,
-                "prospect_features": c.prospect_features.as_json()
-                if c.prospect_features is not None
-                else None,
-            }
-            for c in ordered
-        ]
+        rows = _unpublished_rows(changes)
         if is_postgres(self.connection):
             _, sql = await self._pg()
             await self._pg_fetch(sql["store_unpublished"], _ENCODER.encode(rows).decode())
