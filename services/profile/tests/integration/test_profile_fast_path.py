@@ -324,3 +324,29 @@ async def test_a_batch_without_merges_reads_once_before_it_writes(engine, tp, po
     # BEGIN, inbox with owners, identifiers, profiles, timeline, COMMIT (the outbox row goes
     # through the shared unit of work, uncounted).
     assert again.round_trips == 6
+
+
+async def test_a_batch_with_a_redelivered_touchpoint_reads_the_owners_of_the_others_again(
+    engine, tp, policy
+) -> None:
+    old = tp(phone="+33612345678")
+    await _apply(engine, policy, old)
+    phone = await _owner(engine, "phone", "+33612345678")
+    assert phone is not None
+    before = await SqlProfileReader(engine).get(phone)
+    assert before is not None
+    uow = await _apply(engine, policy, old, tp(email="ann@x.io"), tp(email="ann@x.io"))
+    after = await SqlProfileReader(engine).get(phone)
+    assert after is not None
+    # The redelivered touchpoint changed nothing; the others made one profile of two.
+    assert after.profile.version == before.profile.version == 1
+    assert after.profile.tally.touchpoint_count == 1
+    ann = await _owner(engine, "email", "ann@x.io")
+    assert ann is not None
+    assert ann != phone
+    stored = await SqlProfileReader(engine).get(ann)
+    assert stored is not None
+    assert stored.profile.tally.touchpoint_count == 2
+    if engine.dialect.name == "postgresql":
+        # The owners of the batch's other identifiers are read again, apart: one more.
+        assert uow.round_trips == 7
