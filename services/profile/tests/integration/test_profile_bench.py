@@ -36,6 +36,9 @@ def test_bench_runs_and_writes_flat_json(postgres_url: str, redis_url: str, tmp_
     assert result["cpu_us_per_event"] > 0
     assert result["postgres_cpu_us_per_event"] > 0
     assert 0 < result["round_trips_per_batch_without_merge"] <= 8
+    # Each touchpoint writes at least its timeline row; a batch's statements are shared.
+    assert result["postgres_rows_per_event"] >= 1
+    assert 0 < result["statements_per_event"] < 1
     assert result["decode_us_per_event"] > 0
     assert result["contract_decode_us_per_event"] > 0
     assert all(not isinstance(v, dict | list) for v in result.values())

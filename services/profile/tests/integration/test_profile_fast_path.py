@@ -281,3 +281,72 @@ async def test_the_timeline_keeps_the_record_as_delivered(engine, tp, policy) ->
     page = await SqlProfileReader(engine).timeline(pid, TimelineQuery(limit=10))
     assert sorted(e.event_id for e in page) == sorted([first.event_id, second.event_id])
     assert {e.event_id: e for e in page}[first.event_id] == first
+
+
+async def test_the_first_read_answers_as_the_inbox_and_the_owners_read_apart(
+    engine, tp, policy
+) -> None:
+    applied, other = tp(email="ann@x.io", phone="+33612345678"), tp(customer_id="C-9")
+    await _apply(engine, policy, applied, other)
+    new = tp(email="ann@x.io", device_id="dev-7")
+    ids = [applied.event_id, new.event_id, new.event_id]
+    keys = {("email", "ann@x.io"), ("customer_id", "C-9"), ("device_id", "dev-7")}
+    apart = SqlUnitOfWork(engine, KAFKA)
+    async with apart:
+        fresh = await apart.fresh_events(ids)
+        owners = await apart.lock_owners(keys)
+    together = SqlUnitOfWork(engine, KAFKA)
+    async with together:
+        both = await together.fresh_and_owners(ids, keys)
+    assert fresh == both[0] == {new.event_id}
+    assert both[1].owners == owners.owners
+    assert len(set(owners.owners.values())) == 2
+    assert {p: v.version for p, v in both[1].profiles.items()} == {
+        p: v.version for p, v in owners.profiles.items()
+    }
+    assert both[1].separated == owners.separated
+    assert not both[1].stale
+    if engine.dialect.name == "postgresql":
+        # BEGIN, the one read, COMMIT-or-ROLLBACK: one statement where there were two.
+        assert together.round_trips == apart.round_trips - 1
+
+
+async def test_a_batch_without_merges_reads_once_before_it_writes(engine, tp, policy) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("the batched statements are PostgreSQL's")
+    await _apply(engine, policy, *(tp(email=f"p{n}@x.io") for n in range(50)))
+    again = await _apply(
+        engine,
+        policy,
+        *(tp(email=f"p{n}@x.io", phone=f"+3361{n:07d}") for n in range(50)),
+        *(tp(email=f"new{n}@x.io") for n in range(50)),
+    )
+    # BEGIN, inbox with owners, identifiers, profiles, timeline, COMMIT (the outbox row goes
+    # through the shared unit of work, uncounted).
+    assert again.round_trips == 6
+
+
+async def test_a_batch_with_a_redelivered_touchpoint_reads_the_owners_of_the_others_again(
+    engine, tp, policy
+) -> None:
+    old = tp(phone="+33612345678")
+    await _apply(engine, policy, old)
+    phone = await _owner(engine, "phone", "+33612345678")
+    assert phone is not None
+    before = await SqlProfileReader(engine).get(phone)
+    assert before is not None
+    uow = await _apply(engine, policy, old, tp(email="ann@x.io"), tp(email="ann@x.io"))
+    after = await SqlProfileReader(engine).get(phone)
+    assert after is not None
+    # The redelivered touchpoint changed nothing; the others made one profile of two.
+    assert after.profile.version == before.profile.version == 1
+    assert after.profile.tally.touchpoint_count == 1
+    ann = await _owner(engine, "email", "ann@x.io")
+    assert ann is not None
+    assert ann != phone
+    stored = await SqlProfileReader(engine).get(ann)
+    assert stored is not None
+    assert stored.profile.tally.touchpoint_count == 2
+    if engine.dialect.name == "postgresql":
+        # The owners of the batch's other identifiers are read again, apart: one more.
+        assert uow.round_trips == 7

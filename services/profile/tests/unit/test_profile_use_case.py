@@ -63,6 +63,10 @@ class FakeUnitOfWork:
         owners = await self.identities.owners(keys)
         return LockedOwners(owners, await self.profiles.lock(set(owners.values())), set())
 
+    async def fresh_and_owners(self, event_ids, keys):
+        locked = await self.lock_owners(keys) if keys else LockedOwners({}, {}, set())
+        return await self.fresh_events(event_ids), locked
+
     async def merge_away(self, moves, at) -> None:
         await self.identities.reassign_profiles(moves)
         await self.timeline.reassign_profiles(moves)

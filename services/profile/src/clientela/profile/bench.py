@@ -202,6 +202,24 @@ class Consumed:
     applied: list[Applied]
 
 
+async def _rows_written(engine: AsyncEngine, schema: str) -> int:
+    """Return the rows inserted, updated and deleted so far in the schema's tables.
+
+    PostgreSQL's table statistics: a backend reports its counts at the latest when it exits,
+    so the engines that wrote are disposed (and given a moment) before this is read.
+    """
+    await asyncio.sleep(0.5)
+    async with engine.connect() as conn:
+        found = await conn.scalar(
+            text(
+                "SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) "
+                "FROM pg_stat_user_tables WHERE schemaname = :schema"
+            ),
+            {"schema": schema},
+        )
+    return int(found or 0)
+
+
 def _cache(url: str | None, prefix: str) -> Cache | None:
     return make_cache(CacheSettings(url=url, key_prefix=prefix)) if url else None
 
@@ -443,6 +461,9 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         gc.freeze()
         # Warm-up: the population exists before the measured load, so lookups find people.
         await _consume(engine, _partition(warm, args.workers), args.batch, policy, None, backends)
+        # Closed, its backends report what the warm-up wrote before the count starts.
+        await engine.dispose()
+        rows_before = await _rows_written(engine, schema)
         keys = [
             (id_type, value)
             for _, e in warm[:2000]
@@ -479,6 +500,8 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             for process, _, _ in consumers:
                 process.join()
         load = os.getloadavg()[0]
+        await engine.dispose()
+        rows_written = await _rows_written(engine, schema) - rows_before
         stop.set()
         latencies, misses, lookup_cpu, store_reads = await asyncio.to_thread(lookup_results.recv)
         lookups.join()
@@ -520,6 +543,8 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         "postgres_cpu_us_per_event": round(sum(c.db_cpu_s for c in consumed) / len(timed) * 1e6, 1),
         "decode_us_per_event": round(read_us, 1),
         "contract_decode_us_per_event": round(contract_us, 1),
+        "postgres_rows_per_event": round(rows_written / len(timed), 3),
+        "statements_per_event": round(sum(a.round_trips for a in applied) / len(timed), 4),
         "round_trips_per_batch": round(
             sum(a.round_trips for a in applied) / max(1, len(applied)), 2
         ),

@@ -180,11 +180,14 @@ def _fields(outcome: BatchOutcome) -> dict[str, int]:
     return {name: getattr(outcome, name) for name in BatchOutcome.__dataclass_fields__}
 
 
-async def _lock_owners(uow: UnitOfWork, keys: set[IdentifierKey]) -> LockedOwners:
-    """Lock every profile owning one of the keys, so no other writer moves those identifiers."""
+async def _lock_owners(
+    uow: UnitOfWork, keys: set[IdentifierKey], first: LockedOwners | None = None
+) -> LockedOwners:
+    """Lock every profile owning one of the keys, so no other writer moves those identifiers
+    (first: what lock_owners already returned for these keys in this transaction)."""
     if not keys:
         return LockedOwners({}, {}, set())
-    locked = await uow.lock_owners(keys)
+    locked = first if first is not None else await uow.lock_owners(keys)
     owners, profiles, separated = locked.owners, locked.profiles, locked.separated
     stale = locked.stale
     for _ in range(_LOCK_ROUNDS):
@@ -211,26 +214,31 @@ async def _apply(
     make_profile_id: Callable[[], str],
 ) -> tuple[BatchOutcome, Committed]:
     """Apply the batch; return what it did and what it changed."""
+    rules = policy.identity
+    # The identifiers of every touchpoint, read with the inbox check in one round trip: a
+    # redelivered touchpoint is rare, and a batch that has one reads its owners again.
+    every = [
+        TouchpointIdentity(r.event.event_id, rules.keys(r.event.data.identifiers)) for r in batch
+    ]
+    every_key = all_keys(every)
     async with uow:
-        fresh = await uow.fresh_events([r.event.event_id for r in batch])
+        fresh, read = await uow.fresh_and_owners([r.event.event_id for r in batch], every_key)
         todo: list[ReceivedTouchpoint] = []
-        for received in batch:
+        identities: list[TouchpointIdentity] = []
+        for received, identity in zip(batch, every, strict=True):
             if received.event.event_id in fresh:
                 fresh.discard(received.event.event_id)
                 todo.append(received)
+                identities.append(identity)
         if not todo:
             await uow.commit()
             return BatchOutcome(duplicates=len(batch)), Committed(
                 [], {}, set(), [], time.monotonic()
             )
 
-        rules = policy.identity
-        identities = [
-            TouchpointIdentity(r.event.event_id, rules.keys(r.event.data.identifiers)) for r in todo
-        ]
         now = clock()
-        keys = all_keys(identities)
-        locked = await _lock_owners(uow, keys)
+        keys = all_keys(identities) if len(todo) < len(batch) else every_key
+        locked = await _lock_owners(uow, keys, read if keys == every_key else None)
         owners, profiles = locked.owners, locked.profiles
         recreated = sorted(set(owners.values()) - profiles.keys())
         for profile_id in recreated:

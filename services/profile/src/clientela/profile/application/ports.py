@@ -284,6 +284,13 @@ class UnitOfWork(Protocol):
         """
         ...
 
+    async def fresh_and_owners(
+        self, event_ids: Sequence[str], keys: Collection[IdentifierKey]
+    ) -> tuple[set[str], LockedOwners]:
+        """Return fresh_events(event_ids) and lock_owners(keys) (empty owners when keys is
+        empty), as one read where the store can: the first step of every batch."""
+        ...
+
     async def merge_away(self, moves: Mapping[str, str], at: datetime) -> None:
         """Merge each key profile into its value profile: identifiers, touchpoints and consent
         decisions move, the merged profile is deleted and forwards to its survivor."""

@@ -273,6 +273,23 @@ _PG_SQL = {
         SELECT count(*) FROM updated""",
 }
 
+# A batch's first read in one round trip: lock_owners' rows for the keys of all its
+# touchpoints, and its fresh event ids (kind 3, column a) as fresh_events finds them.
+_PG_SQL["fresh_and_owners"] = (
+    _PG_SQL["lock_owners"].replace(
+        "WITH owned AS (",
+        """WITH fresh AS (
+            SELECT e FROM unnest($3::text[]) AS e
+            WHERE NOT EXISTS (SELECT 1 FROM {touchpoints} t WHERE t.event_id = e)
+              AND NOT EXISTS (SELECT 1 FROM {erased_events} x WHERE x.event_id = e)),
+        owned AS (""",
+        1,
+    )
+    + """
+        UNION ALL
+        SELECT 3, e, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM fresh"""
+)
+
 _TIMELINE_COLUMNS = [
     "event_id",
     "profile_id",
@@ -1036,15 +1053,39 @@ class SqlUnitOfWork(shared_outbox.SqlTransaction):
         # SQLite: writers are serialised, nothing changes between the read and the lock.
         return LockedOwners(owners, profiles, separated)
 
+    async def fresh_and_owners(
+        self, event_ids: Sequence[str], keys: Collection[IdentifierKey]
+    ) -> tuple[set[str], LockedOwners]:
+        """Return fresh_events(event_ids) and lock_owners(keys), in one round trip on
+        PostgreSQL."""
+        if self._pg is None or not keys:
+            fresh = await self.fresh_events(event_ids)
+            return fresh, await self.lock_owners(keys) if keys else LockedOwners({}, {}, set())
+        fresh = set()
+        locked = await self._lock_owners_pg(self._pg, keys, sorted(set(event_ids)), fresh)
+        return fresh, locked
+
     @staticmethod
-    async def _lock_owners_pg(pg: PgSession, keys: Collection[IdentifierKey]) -> LockedOwners:
+    async def _lock_owners_pg(
+        pg: PgSession,
+        keys: Collection[IdentifierKey],
+        event_ids: list[str] | None = None,
+        fresh: set[str] | None = None,
+    ) -> LockedOwners:
         owners = {}
         seen_versions: dict[str, int | None] = {}
         profiles: dict[str, Profile] = {}
         separated: set[tuple[str, str]] = set()
-        for r in await pg.fetch("lock_owners", *_key_arrays(keys)):
+        if event_ids is None:
+            rows = await pg.fetch("lock_owners", *_key_arrays(keys))
+        else:
+            rows = await pg.fetch("fresh_and_owners", *_key_arrays(keys), event_ids)
+        for r in rows:
             kind = r[0]
-            if kind == 0:
+            if kind == 3:
+                if fresh is not None:
+                    fresh.add(r[1])
+            elif kind == 0:
                 owners[(r[1], r[2])] = r[3]
                 seen_versions[r[3]] = r[4]
             elif kind == 1:
