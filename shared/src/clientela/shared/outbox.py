@@ -23,9 +23,11 @@ from sqlalchemy import (
     String,
     Table,
     delete,
+    event,
     func,
     select,
 )
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 
 from clientela.shared import metrics
@@ -113,9 +115,32 @@ def _wire_headers(stored: str) -> list[tuple[str, bytes]]:
     return [(k, v.encode("latin-1")) for k, v in _decode_header_pairs(stored)]
 
 
+# A packed row holds a whole transaction's records (hundreds of KB), always compressed out of
+# line: PostgreSQL's default (pglz) cost the database 18-20 us of CPU per touchpoint to write
+# profile's, lz4 2-4 us at the same stored size, and it reads back faster for the relay.
+# Servers built without lz4 keep the default.
+_LZ4_AVAILABLE = (
+    "SELECT coalesce(bool_or('lz4' = ANY(enumvals)), false) FROM pg_settings "
+    "WHERE name = 'default_toast_compression'"
+)
+
+
+def set_outbox_compression(bind: Connection, method: str = "lz4", table: str = "outbox") -> None:
+    """Compress the outbox's values with `method` (lz4 or default) where PostgreSQL has lz4.
+
+    For migrations: only how new values are compressed changes; stored rows stay readable.
+    """
+    if bind.dialect.name == "postgresql" and bind.exec_driver_sql(_LZ4_AVAILABLE).scalar():
+        bind.exec_driver_sql(f"ALTER TABLE {table} ALTER COLUMN value SET COMPRESSION {method}")
+
+
+def _compress_on_create(target: Table, bind: Connection, **_: Any) -> None:
+    set_outbox_compression(bind, "lz4", bind.dialect.identifier_preparer.format_table(target))
+
+
 def outbox_table(metadata: MetaData) -> Table:
     """Declare the outbox: events waiting to be published, in commit order."""
-    return Table(
+    table = Table(
         "outbox",
         metadata,
         Column(
@@ -132,6 +157,8 @@ def outbox_table(metadata: MetaData) -> Table:
             server_default=func.current_timestamp(),
         ),
     )
+    event.listen(table, "after_create", _compress_on_create)
+    return table
 
 
 def inbox_table(metadata: MetaData) -> Table:

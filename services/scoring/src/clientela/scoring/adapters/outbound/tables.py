@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import (
-    DDL,
     JSON,
     BigInteger,
     Boolean,
@@ -16,13 +15,9 @@ from sqlalchemy import (
     String,
     Table,
     TypeDecorator,
-    event,
     false,
 )
-from sqlalchemy.engine import Connection, Dialect
-from sqlalchemy.schema import SchemaItem
-from sqlalchemy.sql.compiler import DDLCompiler
-from sqlalchemy.sql.ddl import BaseDDLElement
+from sqlalchemy.engine import Dialect
 
 from clientela.shared.db import UtcDateTime
 from clientela.shared.outbox import inbox_table, outbox_table
@@ -111,35 +106,3 @@ erased_profiles = Table(
 
 inbox = inbox_table(metadata)
 outbox = outbox_table(metadata)
-
-# A batch's events travel as one packed outbox row of about a megabyte, read once by the relay
-# and deleted: PostgreSQL's default TOAST compression (pglz) of it cost a fifth of the
-# backend's CPU per scored profile; lz4 compresses and decompresses it several times faster.
-# Where the server was built without lz4 the column keeps the default.
-LZ4_AVAILABLE = (
-    "SELECT coalesce(bool_or(enumvals @> ARRAY['lz4']), false) FROM pg_settings "
-    "WHERE name = 'default_toast_compression'"
-)
-
-
-def _lz4_available(
-    ddl: BaseDDLElement,
-    target: SchemaItem | str,
-    bind: Connection | None,
-    tables: list[Table] | None = None,
-    state: Any | None = None,
-    *,
-    dialect: Dialect,
-    compiler: DDLCompiler | None = None,
-    checkfirst: bool = False,
-) -> bool:
-    return bind is not None and bool(bind.exec_driver_sql(LZ4_AVAILABLE).scalar())
-
-
-event.listen(
-    outbox,
-    "after_create",
-    DDL(  # type: ignore[no-untyped-call]
-        "ALTER TABLE %(fullname)s ALTER COLUMN value SET COMPRESSION lz4"
-    ).execute_if(dialect="postgresql", callable_=_lz4_available),
-)
