@@ -235,3 +235,46 @@ async def test_unacknowledged_publish_is_503_and_the_retry_is_accepted(
     finally:
         await cache.close()
     assert publisher.published == [event_id]
+
+
+class BrokenPublisher:
+    """Fails with an error no refusal maps: a bug, not an outage."""
+
+    async def publish(self, events: Sequence[RecordedTouchpoint], accepted_at_ms: int) -> None:
+        raise RuntimeError("a bug")
+
+
+async def test_an_unexpected_error_on_the_fast_lane_is_a_plain_500_and_is_raised(
+    settings: IngestSettings,
+) -> None:
+    cache: Cache = make_cache(settings.cache)
+    app = create_app(settings, cache=cache, touchpoint_publisher=BrokenPublisher())
+    key = settings.auth.dev_write_key.get_secret_value()
+    try:
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app, raise_app_exceptions=False),
+                base_url="http://ingest",
+            ) as http,
+        ):
+            answer = await http.post(
+                "/v1/touchpoints", json=sale(new_id()), headers={"Authorization": f"Bearer {key}"}
+            )
+            assert (answer.status_code, answer.text) == (500, "Internal Server Error")
+            # The other routes still run behind the lane.
+            assert (await http.get("/healthz")).status_code == 200
+        with pytest.raises(RuntimeError, match="a bug"):
+            async with (
+                app.router.lifespan_context(app),
+                httpx.AsyncClient(
+                    transport=httpx.ASGITransport(app), base_url="http://ingest"
+                ) as http,
+            ):
+                await http.post(
+                    "/v1/touchpoints",
+                    json=sale(new_id()),
+                    headers={"Authorization": f"Bearer {key}"},
+                )
+    finally:
+        await cache.close()

@@ -9,6 +9,7 @@ import uuid
 
 import httpx
 import pytest
+import redis.asyncio as redis_asyncio
 
 from clientela.ingest.adapters.outbound.redis_rate_limiter import RedisRateLimiter
 from clientela.ingest.config import IngestSettings
@@ -97,3 +98,50 @@ async def test_two_ingest_processes_on_one_redis_share_the_rate_limit(
             )
             answers.append(response.status_code)
     assert answers == [200, 429]  # 2 + 2 events over a shared burst of 3
+
+
+async def test_a_request_refused_by_the_shared_limit_is_counted_and_accepts_nothing(
+    kafka_settings: KafkaSettings, redis_url: str
+) -> None:
+    prefix = f"t{uuid.uuid4().hex[:8]}:"
+    settings = IngestSettings(
+        kafka=kafka_settings,
+        cache=CacheSettings(url=redis_url, key_prefix=prefix),
+        consume_raw=False,
+        rate_limit_events_per_s=1,
+        rate_limit_burst=3,
+    )
+    write = {"Authorization": f"Bearer {settings.auth.dev_write_key.get_secret_value()}"}
+    read = {"Authorization": f"Bearer {settings.auth.dev_read_key.get_secret_value()}"}
+    visit = {
+        "kind": "web_visit",
+        "channel": "web",
+        "direction": "inbound",
+        "identifiers": {"anonymous_id": "rl-2"},
+        "web_visit": {},
+    }
+    refused_ids = [f"rl-{uuid.uuid4()}" for _ in range(2)]
+    app = create_app(settings)
+    client = redis_asyncio.Redis.from_url(redis_url)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://ingest") as http,
+    ):
+        first = await http.post(
+            "/v1/touchpoints",
+            json=[{**visit, "event_id": f"rl-{uuid.uuid4()}"} for _ in range(2)],
+            headers=write,
+        )
+        refused = await http.post(
+            "/v1/touchpoints", json=[{**visit, "event_id": i} for i in refused_ids], headers=write
+        )
+        metrics = (await http.get("/metrics", headers=read)).text
+    try:
+        stored = [await client.get(f"{prefix}ingest:dedup:{i}") for i in refused_ids]
+    finally:
+        await client.aclose()
+    assert first.status_code == 200
+    assert refused.status_code == 429
+    assert int(refused.headers["retry-after"]) >= 1
+    assert 'clientela_ingest_rate_limited_total{key="dev-write"} 1.0' in metrics
+    assert stored == [None, None]

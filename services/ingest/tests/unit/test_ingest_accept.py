@@ -13,7 +13,7 @@ from clientela.ingest.application.accept_touchpoints import (
     TooManyEventsError,
     TouchpointIntake,
 )
-from clientela.ingest.application.ports import PublishFailedError
+from clientela.ingest.application.ports import PublishFailedError, RateCharge, RateLimitedError
 from clientela.ingest.domain.policy import IntakePolicy
 from clientela.ingest.domain.touchpoints import IntakeContext, RecordedTouchpoint, SubmittedEvent
 
@@ -152,3 +152,60 @@ async def test_ids_are_confirmed_only_after_the_publish_is_acknowledged() -> Non
     with pytest.raises(PublishFailedError):
         await make_intake(failing, FakePublisher(fail=True)).accept([visit("c")], CONTEXT)
     assert failing.confirmed == []
+
+
+class ChargingDeduplicator(FakeDeduplicator):
+    """Spends a charge the way a store without shared limits does: with its own call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.charges: list[RateCharge] = []
+
+    async def claim(  # type: ignore[override]
+        self, event_ids: Sequence[str], charge: RateCharge | None = None
+    ) -> list[bool]:
+        if charge is not None:
+            self.charges.append(charge)
+            await charge.spend()
+        return await super().claim(event_ids)
+
+
+class FakeSharedLimit:
+    """A shared rate limit with a fixed budget."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+
+    async def take(self, key: str, events: int) -> float:
+        if events > self.budget:
+            return 0.5
+        self.budget -= events
+        return 0.0
+
+
+async def test_a_charge_travels_with_the_claim_and_a_refusal_accepts_nothing() -> None:
+    dedup, publisher = ChargingDeduplicator(), FakePublisher()
+    intake = make_intake(dedup, publisher)
+    limit = FakeSharedLimit(3)
+    report = await intake.accept(
+        [visit("a"), visit("b")], CONTEXT, charge=RateCharge(limit, "pos", 2)
+    )
+    assert [o.status for o in report.outcomes] == [Outcome.ACCEPTED, Outcome.ACCEPTED]
+    assert dedup.claim_calls == [["a", "b"]]
+    assert limit.budget == 1
+    with pytest.raises(RateLimitedError) as refused:
+        await intake.accept([visit("c"), visit("d")], CONTEXT, charge=RateCharge(limit, "pos", 2))
+    assert refused.value.retry_after_s == 1
+    assert dedup.claim_calls == [["a", "b"]]  # nothing claimed, nothing published
+    assert len(publisher.published) == 2
+
+
+async def test_a_charge_is_spent_even_when_no_event_can_be_claimed() -> None:
+    dedup, publisher = ChargingDeduplicator(), FakePublisher()
+    limit = FakeSharedLimit(10)
+    report = await make_intake(dedup, publisher).accept(
+        [visit(kind="not-a-kind")], CONTEXT, charge=RateCharge(limit, "pos", 1)
+    )
+    assert [o.status for o in report.outcomes] == [Outcome.REJECTED]
+    assert limit.budget == 9
+    assert len(dedup.charges) == 1

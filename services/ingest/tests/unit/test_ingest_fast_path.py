@@ -245,3 +245,28 @@ def _fields(model: Any) -> set[str]:
 def test_mirror_has_exactly_the_contract_fields(contract: Any, mirror: Any) -> None:
     # A field added to the contract must be added to the mirror, or it would be dropped.
     assert _fields(contract) == set(mirror.__struct_fields__)
+
+
+@pytest.mark.parametrize("as_bytes", [True, False])
+def test_envelope_fields_read_in_the_same_pass_stay_out_of_the_data(as_bytes: bool) -> None:
+    payload = {
+        **BASES["visit"],
+        "event_id": "e-9",
+        "occurred_at": "2025-03-01T09:30:00+01:00",
+        "sent_at": "2025-03-01T09:31:00+01:00",
+        "source": "pos-7",
+        "correlation_id": "chain-1",
+    }
+    raw = json.dumps(payload).encode()
+    submitted = SubmittedEvent(None, len(raw), raw) if as_bytes else SubmittedEvent(payload, 1)
+    fast = _fast_path(submitted, CONTEXT, POLICY)
+    assert fast is not None
+    value = json.loads(fast.value)
+    assert set(value["data"]) == set(ns.TouchpointS.__struct_fields__)
+    assert (value["event_id"], value["source"], value["correlation_id"]) == (
+        "e-9",
+        "pos-7",
+        "chain-1",
+    )
+    # Skew-corrected: sent a minute after it happened, by a clock 2h29m behind ours.
+    assert value["occurred_at"] == "2025-03-01T11:59:00Z"

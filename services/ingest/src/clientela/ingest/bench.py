@@ -18,6 +18,7 @@ import os
 import platform
 import random
 import resource
+import shutil
 import signal
 import socket
 import statistics
@@ -28,10 +29,11 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import Any, cast
 
+import redis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from clientela.shared.codec import HEADER_EVENT_ID, header
@@ -266,6 +268,43 @@ def _broker(bootstrap: str | None) -> Iterator[str]:
 
 
 @contextmanager
+def _private_redis() -> Iterator[str | None]:
+    """Start a Redis of the run's own (no persistence), so its CPU is the service's alone."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        yield None
+        return
+    port = free_port()
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not _answers("127.0.0.1", port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the private redis-server did not start")
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def _redis_cpu(url: str) -> float:
+    """Return the CPU seconds the Redis server has spent so far (0 without Redis)."""
+    if not url.startswith(("redis://", "rediss://")):
+        return 0.0
+    client = redis.Redis.from_url(url)
+    try:
+        info = client.info("cpu")
+    finally:
+        client.close()
+    return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+
+
+@contextmanager
 def _server(
     env: dict[str, str], port: int, timeout_s: float = 60
 ) -> Iterator[subprocess.Popen[bytes]]:
@@ -323,11 +362,13 @@ def _cpu_seconds(root: int) -> float:
 
 
 def _broker_cpu(server_pid: int) -> float:
-    """Return the CPU seconds of this process's other children (the embedded broker)."""
+    """Return the CPU seconds of this process's other children but Redis (the embedded broker)."""
     me = os.getpid()
     total = 0.0
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == server_pid:
+            continue
+        if _is_redis(entry):
             continue
         try:
             parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
@@ -336,6 +377,13 @@ def _broker_cpu(server_pid: int) -> float:
         if parent == me:
             total += _process_cpu(int(entry.name))
     return total
+
+
+def _is_redis(entry: Path) -> bool:
+    try:
+        return b"redis-server" in (entry / "cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 def _machine_busy() -> tuple[float, float]:
@@ -388,15 +436,19 @@ def topic_records(bootstrap: str, topic: str, partitions: int) -> int:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run the whole benchmark and return its flat result."""
     run_id = uuid.uuid4().hex[:8]
-    cache_url = args.cache_url
     workers = args.workers
-    if cache_url is None:
-        redis_up = _answers("127.0.0.1", 6379)
-        cache_url = "redis://127.0.0.1:6379/0" if redis_up else "memory://"
-    if workers > 1 and cache_url.startswith("memory://"):
-        print("no Redis answers: one worker with the in-process dedup store", file=sys.stderr)
-        workers = 1
-    with _broker(args.bootstrap) as bootstrap:
+    with ExitStack() as stack:
+        cache_url = args.cache_url
+        if cache_url is None:
+            # A Redis of its own when redis-server is installed, so its CPU is ours alone.
+            cache_url = stack.enter_context(_private_redis())
+        if cache_url is None:
+            redis_up = _answers("127.0.0.1", 6379)
+            cache_url = "redis://127.0.0.1:6379/0" if redis_up else "memory://"
+        if workers > 1 and cache_url.startswith("memory://"):
+            print("no Redis answers: one worker with the in-process dedup store", file=sys.stderr)
+            workers = 1
+        bootstrap = stack.enter_context(_broker(args.bootstrap))
         kafka = KafkaSettings(bootstrap_servers=bootstrap, topic_prefix=f"bench{run_id}.")
         topic = kafka.topic(topics.TOUCHPOINTS)
         port = free_port()
@@ -420,8 +472,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             baseline = measure_producer(
                 baseline_kafka, baseline_kafka.topic(topics.TOUCHPOINTS), args.baseline_duration
             )
+            # What the idle service burns (pollers, timers) weighs on every event at low rates.
+            idle_before, idle_started = _cpu_seconds(server.pid), time.perf_counter()
+            time.sleep(args.idle)
+            idle_cpu_s = _cpu_seconds(server.pid) - idle_before
+            idle_s = time.perf_counter() - idle_started
             cpu_before = _cpu_seconds(server.pid)
             broker_before = _broker_cpu(server.pid)
+            redis_before = _redis_cpu(cache_url)
             busy_before = _machine_busy()
             children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
             client = subprocess.run(
@@ -448,6 +506,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             http = json.loads(client.stdout)
             server_cpu_s = _cpu_seconds(server.pid) - cpu_before
             broker_cpu_s = _broker_cpu(server.pid) - broker_before
+            redis_cpu_s = _redis_cpu(cache_url) - redis_before
             busy_after = _machine_busy()
             children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
         stored = topic_records(bootstrap, topic, topics.TOUCHPOINTS.partitions)
@@ -468,6 +527,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "server_cpu_us_per_event": round(server_cpu_s / max(1, http["accepted_total"]) * 1e6, 2),
         "client_cpu_us_per_event": round(client_cpu_s / max(1, http["accepted_total"]) * 1e6, 2),
         "broker_cpu_us_per_event": round(broker_cpu_s / max(1, http["accepted_total"]) * 1e6, 2),
+        # The Redis server's own CPU (dedup and rate limit scripts); exact with a private Redis.
+        "redis_cpu_us_per_event": round(redis_cpu_s / max(1, http["accepted_total"]) * 1e6, 2),
+        "server_idle_cpu_pct": round(idle_cpu_s / max(1e-9, idle_s) * 100, 2),
         # Share of the machine's CPU in use during the HTTP phase, by anything at all.
         "machine_busy_pct": round(busy_share * 100, 1),
         "ratio": round(ratio, 3),
@@ -497,10 +559,12 @@ def print_table(result: dict[str, Any]) -> None:
         ("bare producer", f"{result['baseline_events_per_s']:>12,.0f} events/s"),
         ("ratio", f"{result['ratio']:>12.3f}"),
         (
-            "CPU service / broker / client",
-            f"{result['server_cpu_us_per_event']:>8.2f} / {result['broker_cpu_us_per_event']:.2f}"
+            "CPU service / redis / broker / client",
+            f"{result['server_cpu_us_per_event']:>8.2f} / {result['redis_cpu_us_per_event']:.2f}"
+            f" / {result['broker_cpu_us_per_event']:.2f}"
             f" / {result['client_cpu_us_per_event']:.2f} us/event",
         ),
+        ("service idle", f"{result['server_idle_cpu_pct']:>11.2f} % of a core"),
         ("machine busy", f"{result['machine_busy_pct']:>11.1f} %"),
         (
             "accepted (incl. warm-up) / on topic",
@@ -525,11 +589,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--duration", type=float, default=20.0, help="measured seconds")
     parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds first")
     parser.add_argument("--baseline-duration", type=float, default=5.0)
+    parser.add_argument("--idle", type=float, default=3.0, help="idle seconds measured first")
     parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
     parser.add_argument("--connections", type=int, default=16, help="concurrent connections")
     parser.add_argument("--batch", type=int, default=100, help="events per request")
     parser.add_argument("--bootstrap", help="use this broker instead of an embedded one")
-    parser.add_argument("--cache-url", help="dedup store (default: local Redis if it answers)")
+    parser.add_argument(
+        "--cache-url",
+        help="dedup store (default: a private redis-server if installed, else local Redis if it "
+        "answers, else in-process)",
+    )
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from clientela.ingest.adapters.inbound.http import (
     HttpIntake,
@@ -203,7 +204,14 @@ def create_app(
     )
     app.include_router(intake_router(deps))
     install_error_handlers(app, settings.retry_after_s)
-    app.add_middleware(NativeFastLane, deps=deps, retry_after_s=settings.retry_after_s)
+    # The lane goes around the whole middleware stack (server errors, FastAPI's telemetry and
+    # body-limit wrappers, request metrics): each wraps receive and send, per request.
+    build_stack = app.build_middleware_stack
+
+    def build_with_lane() -> ASGIApp:
+        return NativeFastLane(build_stack(), deps=deps, retry_after_s=settings.retry_after_s)
+
+    app.build_middleware_stack = build_with_lane  # type: ignore[method-assign]
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:

@@ -11,6 +11,7 @@ from clientela.ingest.application.ports import (
     DeduplicationUnavailableError,
     Deduplicator,
     EventPublisher,
+    RateCharge,
 )
 from clientela.ingest.domain.policy import IntakePolicy
 from clientela.ingest.domain.touchpoints import (
@@ -82,12 +83,14 @@ async def accept_touchpoints(
     publisher: EventPublisher,
     *,
     enforce_limit: bool = True,
+    charge: RateCharge | None = None,
 ) -> IntakeReport:
     """Accept the valid, unseen events of a submission and report on every event.
 
-    Raises TooManyEventsError, DeduplicationUnavailableError or PublishFailedError; in the
-    last two cases no event is accepted and any claim made is released, so the whole
-    submission can be retried.
+    A charge is spent with the claim (one round trip for both); RateLimitedError when its
+    events are not there, nothing accepted. Raises TooManyEventsError,
+    DeduplicationUnavailableError or PublishFailedError; in the last two cases no event is
+    accepted and any claim made is released, so the whole submission can be retried.
     """
     if enforce_limit and len(submitted) > policy.max_events:
         raise TooManyEventsError(len(submitted), policy.max_events)
@@ -100,7 +103,10 @@ async def accept_touchpoints(
         dict.fromkeys(p.event_id for p in parsed if isinstance(p, RecordedTouchpoint))
     )
     fresh = set()
-    if unique_ids:
+    if charge is not None:
+        claims = await deduplicator.claim(unique_ids, charge)
+        fresh = {event_id for event_id, new in zip(unique_ids, claims, strict=True) if new}
+    elif unique_ids:
         claims = await deduplicator.claim(unique_ids)
         fresh = {event_id for event_id, new in zip(unique_ids, claims, strict=True) if new}
 
@@ -158,6 +164,7 @@ class TouchpointIntake:
         context: IntakeContext,
         *,
         enforce_limit: bool = True,
+        charge: RateCharge | None = None,
     ) -> IntakeReport:
         """Accept a submission; see accept_touchpoints."""
         return await accept_touchpoints(
@@ -167,4 +174,5 @@ class TouchpointIntake:
             self.deduplicator,
             self.publisher,
             enforce_limit=enforce_limit,
+            charge=charge,
         )

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
+from clientela.ingest.domain.rate_limit import RateLimiter
 from clientela.ingest.domain.touchpoints import RecordedTouchpoint
 from clientela.shared.contracts import DeadLetterEvent
 
@@ -17,6 +19,37 @@ class DeduplicationUnavailableError(Exception):
     """The dedup store could not be reached, so nothing can safely be accepted."""
 
 
+class RateLimitedError(Exception):
+    """The key has submitted more events than its rate allows."""
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(f"rate limit exceeded; retry in {retry_after_s} s")
+        self.retry_after_s = retry_after_s
+
+
+class SharedRateLimit(Protocol):
+    """Rate limits held outside the process, so every process spends from one budget."""
+
+    async def take(self, key: str, events: int) -> float:
+        """Spend `events` of the key's budget; return 0, or the seconds until they exist."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class RateCharge:
+    """A request's events, to be spent from its key's shared rate limit before any claim."""
+
+    limiter: SharedRateLimit
+    key: str
+    events: int
+
+    async def spend(self) -> None:
+        """Spend the events with a call of their own; raise RateLimitedError if not there yet."""
+        wait = await self.limiter.take(self.key, self.events)
+        if wait > 0:
+            raise RateLimitedError(RateLimiter.retry_after(wait))
+
+
 class Deduplicator(Protocol):
     """Remembers which event ids were accepted, across every ingest instance.
 
@@ -26,8 +59,12 @@ class Deduplicator(Protocol):
     the consumers' inboxes absorb. So a crash between claim and publish never loses an event.
     """
 
-    async def claim(self, event_ids: Sequence[str]) -> list[bool]:
-        """Claim each id; return False only where it was confirmed before (one round trip)."""
+    async def claim(self, event_ids: Sequence[str], charge: RateCharge | None = None) -> list[bool]:
+        """Claim each id; return False only where it was confirmed before (one round trip).
+
+        With a charge, its events are spent first (in the same round trip where the store
+        holds the rate limits too); RateLimitedError, and nothing claimed, when they are not there.
+        """
         ...
 
     async def confirm(self, event_ids: Sequence[str]) -> None:
@@ -52,12 +89,4 @@ class DeadLetterPublisher(Protocol):
 
     async def publish(self, dead_letters: Sequence[DeadLetterEvent]) -> None:
         """Publish the dead letters and return once durable; raise PublishFailedError if not."""
-        ...
-
-
-class SharedRateLimit(Protocol):
-    """Rate limits held outside the process, so every process spends from one budget."""
-
-    async def take(self, key: str, events: int) -> float:
-        """Spend `events` of the key's budget; return 0, or the seconds until they exist."""
         ...

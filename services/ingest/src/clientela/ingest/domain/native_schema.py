@@ -146,14 +146,18 @@ class TouchpointS(_Struct):
     note: LongText | None = None
 
 
-class NativeEnvelopeS(_Struct):
-    """The optional envelope fields a native touchpoint carries next to its data."""
+class NativeTouchpointS(TouchpointS):
+    """A native touchpoint with its envelope fields, decoded in one pass.
 
-    event_id: EventId | None = None
-    occurred_at: AwareDatetime | None = None
-    sent_at: AwareDatetime | None = None
-    source: ShortText | None = None
-    correlation_id: EventId | None = None
+    The envelope fields are unset (so not encoded) once read: the instance then encodes as
+    the touchpoint alone, the `data` of its TouchpointRecorded.
+    """
+
+    event_id: EventId | msgspec.UnsetType | None = msgspec.UNSET
+    occurred_at: AwareDatetime | msgspec.UnsetType | None = msgspec.UNSET
+    sent_at: AwareDatetime | msgspec.UnsetType | None = msgspec.UNSET
+    source: ShortText | msgspec.UnsetType | None = msgspec.UNSET
+    correlation_id: EventId | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class TouchpointRecordedS(_Struct, kw_only=True):
@@ -175,8 +179,7 @@ class BatchBodyS(_Struct):
     batch: list[msgspec.Raw] | msgspec.UnsetType = msgspec.UNSET
 
 
-touchpoint_decoder = msgspec.json.Decoder(TouchpointS)
-envelope_decoder = msgspec.json.Decoder(NativeEnvelopeS)
+native_decoder = msgspec.json.Decoder(NativeTouchpointS)
 batch_decoder = msgspec.json.Decoder(BatchBodyS)
 raw_list_decoder = msgspec.json.Decoder(list[msgspec.Raw])
 encoder = msgspec.json.Encoder(decimal_format="string")

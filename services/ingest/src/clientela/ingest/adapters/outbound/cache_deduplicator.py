@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from clientela.ingest.application.ports import DeduplicationUnavailableError
+from clientela.ingest.application.ports import DeduplicationUnavailableError, RateCharge
 from clientela.shared.cache import Cache, CacheUnavailableError
 
 DEDUP_KEY_PREFIX = "ingest:dedup:"
@@ -22,8 +22,10 @@ class CacheDeduplicator:
         self._cache = cache
         self._ttl_s = ttl_s
 
-    async def claim(self, event_ids: Sequence[str]) -> list[bool]:
+    async def claim(self, event_ids: Sequence[str], charge: RateCharge | None = None) -> list[bool]:
         """Claim each id in one round trip; return True where it was not seen before."""
+        if charge is not None:
+            await charge.spend()
         try:
             return await self._cache.claim_many([dedup_key(i) for i in event_ids], self._ttl_s)
         except CacheUnavailableError as exc:

@@ -9,6 +9,7 @@ from clientela.ingest.application.ports import PublishFailedError
 from clientela.ingest.domain.touchpoints import RecordedTouchpoint
 from clientela.shared import tracing
 from clientela.shared.codec import (
+    HEADER_EVENT_ID,
     HEADER_REFERS_TO_MESSAGE,
     OutgoingRecord,
     contract_headers,
@@ -51,15 +52,18 @@ class KafkaTouchpointPublisher:
         """Publish the encoded events; raise PublishFailedError unless all are acknowledged."""
         trace = tracing.current()  # the request's trace, or a new one
         topic = self._topic
+        # Every header but the event id is the same for the whole batch: built once, by the
+        # shared builder (so order and values stay its own), and spliced around each id.
+        template = contract_headers(TouchpointRecorded, "", accepted_at_ms, trace)
+        at = next(i for i, (name, _) in enumerate(template) if name == HEADER_EVENT_ID)
+        head, tail = template[:at], template[at + 1 :]
+        tails = {flag: [*tail, header] for flag, header in _NAMES_A_MESSAGE.items()}
         rows = [
             (
                 topic,
                 e.key.encode(),
                 e.value,
-                [
-                    *contract_headers(TouchpointRecorded, e.event_id, accepted_at_ms, trace),
-                    _NAMES_A_MESSAGE[e.refers_to_message],
-                ],
+                [*head, (HEADER_EVENT_ID, e.event_id.encode()), *tails[e.refers_to_message]],
             )
             for e in events
         ]
