@@ -10,14 +10,6 @@ import redis.asyncio as redis_asyncio
 
 from clientela.ingest.adapters.outbound.redis_deduplicator import RedisDeduplicator
 from clientela.ingest.adapters.outbound.redis_rate_limiter import RedisRateLimiter
-from clientela.ingest.adapters.outbound.redis_scripts import (
-    LeanScripts,
-    RedisPyScripts,
-    Script,
-    ScriptCallError,
-    ScriptRunner,
-    script_runner,
-)
 from clientela.ingest.application.ports import (
     DeduplicationUnavailableError,
     RateCharge,
@@ -26,20 +18,9 @@ from clientela.ingest.application.ports import (
 from clientela.ingest.domain.rate_limit import RateLimiter
 from clientela.shared.embedded_broker import free_port
 
-RUNNERS = ["lean", "redis-py"]
 
-
-def runner(kind: str, url: str) -> ScriptRunner:
-    return script_runner(url) if kind == "lean" else RedisPyScripts(url)
-
-
-def make(kind: str, url: str, prefix: str) -> RedisDeduplicator:
-    return RedisDeduplicator(url, prefix, ttl_s=60, runner=runner(kind, url))
-
-
-@pytest.mark.parametrize("kind", RUNNERS)
-async def test_claims_are_batched_confirmed_and_released(redis_url: str, kind: str) -> None:
-    dedup = make(kind, redis_url, f"t{uuid.uuid4().hex[:8]}:")
+async def test_claims_are_batched_confirmed_and_released(redis_url: str) -> None:
+    dedup = RedisDeduplicator(redis_url, f"t{uuid.uuid4().hex[:8]}:", ttl_s=60)
     try:
         first = await dedup.claim(["a", "b", "with\nnewline"])
         await dedup.confirm(["a", "b", "with\nnewline"])
@@ -53,14 +34,11 @@ async def test_claims_are_batched_confirmed_and_released(redis_url: str, kind: s
     assert third == [False, True, True]
 
 
-@pytest.mark.parametrize("kind", RUNNERS)
-async def test_a_claim_that_was_never_confirmed_is_not_a_duplicate(
-    redis_url: str, kind: str
-) -> None:
+async def test_a_claim_that_was_never_confirmed_is_not_a_duplicate(redis_url: str) -> None:
     """A process killed between claim and publish must not turn the client's retry away."""
     prefix = f"t{uuid.uuid4().hex[:8]}:"
-    crashed = make(kind, redis_url, prefix)
-    retry = make(kind, redis_url, prefix)
+    crashed = RedisDeduplicator(redis_url, prefix, ttl_s=60)
+    retry = RedisDeduplicator(redis_url, prefix, ttl_s=60)
     try:
         assert await crashed.claim(["lost-in-flight", "done"]) == [True, True]
         await crashed.confirm(["done"])  # only this one reached the event log
@@ -72,12 +50,11 @@ async def test_a_claim_that_was_never_confirmed_is_not_a_duplicate(
         await retry.close()
 
 
-@pytest.mark.parametrize("kind", RUNNERS)
 async def test_a_claim_writes_nothing_and_a_repeat_inside_the_window_is_a_duplicate(
-    redis_url: str, kind: str
+    redis_url: str,
 ) -> None:
     prefix = f"t{uuid.uuid4().hex[:8]}:"
-    dedup = make(kind, redis_url, prefix)
+    dedup = RedisDeduplicator(redis_url, prefix, ttl_s=60)
     client = redis_asyncio.Redis.from_url(redis_url)
     try:
         assert await dedup.claim(["x", "y"]) == [True, True]
@@ -92,14 +69,11 @@ async def test_a_claim_writes_nothing_and_a_repeat_inside_the_window_is_a_duplic
         await dedup.close()
 
 
-@pytest.mark.parametrize("kind", RUNNERS)
-async def test_a_claim_spends_the_shared_rate_limit_in_the_same_call(
-    redis_url: str, kind: str
-) -> None:
+async def test_a_claim_spends_the_shared_rate_limit_in_the_same_call(redis_url: str) -> None:
     prefix = f"t{uuid.uuid4().hex[:8]}:"
     local = RateLimiter(10, 20, time.monotonic, overrides={"free": 0})
     limiter = RedisRateLimiter(redis_url, prefix, local)
-    dedup = make(kind, redis_url, prefix)
+    dedup = RedisDeduplicator(redis_url, prefix, ttl_s=60)
     try:
         assert await dedup.claim(["a", "b"], RateCharge(limiter, "pos", 15)) == [True, True]
         # The bucket is the limiter's own: ~5 of the 20 are left, for either of them.
@@ -116,13 +90,12 @@ async def test_a_claim_spends_the_shared_rate_limit_in_the_same_call(
         await dedup.close()
 
 
-@pytest.mark.parametrize("kind", RUNNERS)
 async def test_without_redis_a_charged_claim_limits_per_process_then_refuses(
-    caplog: pytest.LogCaptureFixture, kind: str
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     url = f"redis://127.0.0.1:{free_port()}/0"
     limiter = RedisRateLimiter(url, "t:", RateLimiter(10, 20, time.monotonic))
-    dedup = make(kind, url, "t:")
+    dedup = RedisDeduplicator(url, "t:", ttl_s=60)
     try:
         with pytest.raises(DeduplicationUnavailableError):
             await dedup.claim(["a"], RateCharge(limiter, "pos", 20))
@@ -132,33 +105,3 @@ async def test_without_redis_a_charged_claim_limits_per_process_then_refuses(
         await limiter.close()
         await dedup.close()
     assert sum("per-process limits apply" in r.getMessage() for r in caplog.records) == 1
-
-
-def test_plain_urls_get_the_lean_client_and_others_redis_py() -> None:
-    assert isinstance(script_runner("redis://127.0.0.1:6379/0"), LeanScripts)
-    assert isinstance(script_runner("redis://user:secret@cache:6380/2"), LeanScripts)
-    assert isinstance(script_runner("rediss://cache:6380/0"), RedisPyScripts)
-    assert isinstance(script_runner("unix:///run/redis.sock"), RedisPyScripts)
-    assert isinstance(script_runner("redis://cache?socket_timeout=1"), RedisPyScripts)
-
-
-async def test_the_lean_client_loads_scripts_and_survives_a_dropped_connection(
-    redis_url: str,
-) -> None:
-    scripts = script_runner(redis_url)
-    assert isinstance(scripts, LeanScripts)
-    # Scripts no Redis has seen: the first call of each meets NOSCRIPT and loads it.
-    fresh = Script(f"-- {uuid.uuid4()}\nreturn ARGV[1] .. '-ok'")
-    keyed = Script(f"-- {uuid.uuid4()}\nreturn KEYS[1] .. ARGV[1]")
-    try:
-        assert await scripts.run(fresh, (), ["a"]) == b"a-ok"
-        assert await scripts.run(keyed, ["k:"], [1.5]) == b"k:1.5"
-        # The pooled connection goes away (as on a Redis restart): the call goes through anew.
-        for _, writer in scripts._idle:
-            writer.close()
-        assert await scripts.run(fresh, (), ["b"]) == b"b-ok"
-        with pytest.raises(ScriptCallError):
-            await scripts.run(Script("return redis.call('NOSUCHCOMMAND')"), (), [])
-        assert await scripts.run(fresh, (), ["c"]) == b"c-ok"
-    finally:
-        await scripts.close()

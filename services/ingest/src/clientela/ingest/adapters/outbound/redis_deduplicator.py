@@ -15,14 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import redis.asyncio as redis_asyncio
+
 from clientela.ingest.adapters.outbound.cache_deduplicator import DEDUP_KEY_PREFIX
 from clientela.ingest.adapters.outbound.redis_rate_limiter import TAKE_LUA, RedisRateLimiter
-from clientela.ingest.adapters.outbound.redis_scripts import (
-    Script,
-    ScriptCallError,
-    ScriptRunner,
-    script_runner,
-)
 from clientela.ingest.application.ports import (
     DeduplicationUnavailableError,
     RateCharge,
@@ -46,7 +42,7 @@ end
 # KEYS: the rate bucket, or none. ARGV: key prefix, rate, burst, cost (ignored without a
 # bucket), then the ids. Returns "!<seconds to wait>" when the rate limit refuses the events
 # (nothing is read), else one "0"/"1" per id: "0" where the id was accepted (confirmed) before.
-_CLAIM = Script(
+_CLAIM = (
     _IDS
     + """
 if #KEYS == 1 then
@@ -69,7 +65,7 @@ return table.concat(out)
 """
 )
 # ARGV: key prefix, TTL in seconds, then the ids.
-_CONFIRM = Script(
+_CONFIRM = (
     _IDS
     + """
 local prefix, ttl = ARGV[1], tonumber(ARGV[2])
@@ -77,7 +73,7 @@ for _, id in ipairs(ids_from(3)) do redis.call('SET', prefix .. id, 'a', 'EX', t
 return 1
 """
 )
-_RELEASE = Script(
+_RELEASE = (
     _IDS
     + """
 for _, id in ipairs(ids_from(3)) do redis.call('DEL', ARGV[1] .. id) end
@@ -97,13 +93,14 @@ def _packed(event_ids: Sequence[str]) -> list[str]:
 class RedisDeduplicator:
     """Reads claims in one call (spending the rate limit too), confirms them in another."""
 
-    def __init__(
-        self, url: str, key_prefix: str, ttl_s: int, runner: ScriptRunner | None = None
-    ) -> None:
+    def __init__(self, url: str, key_prefix: str, ttl_s: int) -> None:
         self.url = url
-        self._scripts = runner or script_runner(url)
+        self._client: redis_asyncio.Redis = redis_asyncio.Redis.from_url(url)
         self._prefix = key_prefix + DEDUP_KEY_PREFIX
         self._ttl = str(ttl_s)
+        self._claim = self._client.register_script(_CLAIM)
+        self._confirm = self._client.register_script(_CONFIRM)
+        self._release = self._client.register_script(_RELEASE)
 
     async def claim(self, event_ids: Sequence[str], charge: RateCharge | None = None) -> list[bool]:
         """Claim each id; return False only where it was confirmed before.
@@ -124,10 +121,8 @@ class RedisDeduplicator:
         if not event_ids and not keys:
             return []
         try:
-            answer = await self._scripts.run(
-                _CLAIM, keys, [self._prefix, *rate, *_packed(event_ids)]
-            )
-        except ScriptCallError as exc:
+            answer = await self._claim(keys=keys, args=[self._prefix, *rate, *_packed(event_ids)])
+        except (redis_asyncio.RedisError, OSError) as exc:
             if keys and charge is not None and isinstance(limiter, RedisRateLimiter):
                 # As the limiter itself does: the process's own bucket while Redis is away.
                 wait = limiter.fallback(charge.key, charge.events, exc)
@@ -144,8 +139,8 @@ class RedisDeduplicator:
         if not event_ids:
             return
         try:
-            await self._scripts.run(_CONFIRM, (), [self._prefix, self._ttl, *_packed(event_ids)])
-        except ScriptCallError as exc:
+            await self._confirm(args=[self._prefix, self._ttl, *_packed(event_ids)])
+        except (redis_asyncio.RedisError, OSError) as exc:
             raise DeduplicationUnavailableError(f"dedup store unreachable: {exc!r}") from exc
 
     async def release(self, event_ids: Sequence[str]) -> None:
@@ -153,10 +148,10 @@ class RedisDeduplicator:
         if not event_ids:
             return
         try:
-            await self._scripts.run(_RELEASE, (), [self._prefix, "0", *_packed(event_ids)])
-        except ScriptCallError as exc:
+            await self._release(args=[self._prefix, "0", *_packed(event_ids)])
+        except (redis_asyncio.RedisError, OSError) as exc:
             raise DeduplicationUnavailableError(f"dedup store unreachable: {exc!r}") from exc
 
     async def close(self) -> None:
-        """Close the connections."""
-        await self._scripts.close()
+        """Close the connection pool."""
+        await self._client.aclose()
