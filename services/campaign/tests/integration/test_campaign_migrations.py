@@ -10,11 +10,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from clientela.campaign.config import CampaignSettings
 from clientela.campaign.migrations import MIGRATIONS
-from clientela.campaign.wiring import build
+from clientela.campaign.wiring import SERVICE, build
+from clientela.shared.db import create_engine
 from clientela.shared.migrations import SchemaNotCurrentError, differences, status, upgrade
+from clientela.shared.outbox import LZ4_AVAILABLE
 from clientela.shared.settings import DatabaseSettings, KafkaSettings
 from clientela.shared.testing import drop_schema
 
@@ -76,4 +79,27 @@ def test_the_migrate_command_migrates_the_configured_store(tmp_path: Path) -> No
             check=False,
         )
         assert done.returncode == 0, done.stderr
-    assert "campaign schema is at revision 0002 (head)" in done.stderr
+    assert "campaign schema is at revision 0003 (head)" in done.stderr
+
+
+async def test_the_migrated_outbox_compresses_its_packed_rows_with_lz4(
+    empty_store: DatabaseSettings,
+) -> None:
+    if not (empty_store.url or "").startswith("postgresql"):
+        pytest.skip("a PostgreSQL column setting")
+    await upgrade(empty_store, MIGRATIONS)
+    engine = create_engine(empty_store, SERVICE)
+    try:
+        async with engine.connect() as conn:
+            if not await conn.scalar(text(LZ4_AVAILABLE)):
+                pytest.skip("this PostgreSQL was built without lz4")
+            method = await conn.scalar(
+                text(
+                    "SELECT attcompression::text FROM pg_attribute "
+                    "WHERE attrelid = CAST(:table AS regclass) AND attname = 'value'"
+                ),
+                {"table": f'"{empty_store.schema_name}".outbox'},
+            )
+    finally:
+        await engine.dispose()
+    assert method == "l"

@@ -11,6 +11,7 @@ from clientela.scoring.migrations import MIGRATIONS
 from clientela.scoring.wiring import build
 from clientela.shared.db import create_engine, create_tables
 from clientela.shared.migrations import SchemaNotCurrentError, differences, status, upgrade
+from clientela.shared.outbox import LZ4_AVAILABLE
 from clientela.shared.settings import DatabaseSettings, KafkaSettings
 
 
@@ -47,7 +48,7 @@ async def _outbox_value_compression(settings: DatabaseSettings) -> str:
                 ),
                 {"table": f'"{settings.resolved_schema(tables.SERVICE)}".outbox'},
             )
-            if not await conn.scalar(text(tables.LZ4_AVAILABLE)):
+            if not await conn.scalar(text(LZ4_AVAILABLE)):
                 pytest.skip("this PostgreSQL was built without lz4")
     finally:
         await engine.dispose()

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from alembic import op
 
-from clientela.scoring.adapters.outbound.tables import LZ4_AVAILABLE
+from clientela.shared.outbox import set_outbox_compression
 
 revision: str = "0004"
 down_revision: str | Sequence[str] | None = "0003"
@@ -23,18 +23,11 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
-def _lz4() -> bool:
-    bind = op.get_bind()
-    return bind.dialect.name == "postgresql" and bool(bind.exec_driver_sql(LZ4_AVAILABLE).scalar())
-
-
 def upgrade() -> None:
     """Apply this revision."""
-    if _lz4():
-        op.execute("ALTER TABLE outbox ALTER COLUMN value SET COMPRESSION lz4")
+    set_outbox_compression(op.get_bind(), "lz4")
 
 
 def downgrade() -> None:
     """Revert this revision."""
-    if _lz4():
-        op.execute("ALTER TABLE outbox ALTER COLUMN value SET COMPRESSION DEFAULT")
+    set_outbox_compression(op.get_bind(), "default")
