@@ -498,18 +498,18 @@ async def records_on_topics(bootstrap: str, prefix: str) -> Counter[str]:
     return held
 
 
-async def pg_row_writes(postgres_url: str, schema_prefix: str) -> int:
-    """Return the rows inserted, updated and deleted so far in the run's schemas."""
+async def pg_row_writes(postgres_url: str, schema_prefix: str) -> Counter[str]:
+    """Return the rows inserted, updated and deleted so far, by `<service>_<table>`."""
     conn = await asyncpg.connect(postgres_url.replace("postgresql+asyncpg://", "postgresql://"))
     try:
-        found = await conn.fetchval(
-            "SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) "
+        found = await conn.fetch(
+            "SELECT schemaname, relname, n_tup_ins + n_tup_upd + n_tup_del "
             "FROM pg_stat_user_tables WHERE starts_with(schemaname, $1)",
             schema_prefix,
         )
-        return int(found)
     finally:
         await conn.close()
+    return Counter({f"{r[0].removeprefix(schema_prefix)}_{r[1]}": int(r[2]) for r in found})
 
 
 async def run_platform(
@@ -542,12 +542,10 @@ async def run_platform(
     seen = Observation()
     platform = Platform(settings, log_dir=workdir / "logs")
     await asyncio.to_thread(platform.start, 180)
-    counts: dict[str, int] = {}
+    rows: Counter[str] = Counter()
     try:
         if settings.database_url:
-            counts["pg_rows_at_start"] = await pg_row_writes(
-                settings.database_url, settings.schema_prefix
-            )
+            rows_at_start = await pg_row_writes(settings.database_url, settings.schema_prefix)
         records_at_start = await records_on_topics(bootstrap, settings.topic_prefix)
         pids = platform.pids()
         if broker_pid is not None:
@@ -582,10 +580,8 @@ async def run_platform(
             # Backends report their row counts at most once a second, and an idle one only
             # after PostgreSQL's idle interval (10 s): wait for the last reports.
             await asyncio.sleep(11)
-            counts["pg_rows"] = (
-                await pg_row_writes(settings.database_url, settings.schema_prefix)
-                - counts["pg_rows_at_start"]
-            )
+            rows = await pg_row_writes(settings.database_url, settings.schema_prefix)
+            rows.subtract(rows_at_start)
     finally:
         await asyncio.to_thread(platform.stop)
         if settings.database_url:
@@ -600,8 +596,12 @@ async def run_platform(
             result[f"records_per_touchpoint_{topic.replace('-', '_').replace('.', '_')}"] = round(
                 count / config.events, 3
             )
-    if "pg_rows" in counts:
-        result["pg_rows_per_touchpoint"] = round(counts["pg_rows"] / config.events, 3)
+    if rows:
+        result["pg_rows_per_touchpoint"] = round(sum(rows.values()) / config.events, 3)
+        # Which tables the writes land in: where the database's work per touchpoint goes.
+        for table, count in sorted(rows.items()):
+            if count:
+                result[f"pg_rows_per_touchpoint_{table}"] = round(count / config.events, 3)
     return result, seen
 
 
