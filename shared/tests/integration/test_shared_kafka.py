@@ -332,3 +332,88 @@ async def test_both_clients_put_a_key_on_the_same_partition(kafka_settings: Kafk
         await consumer.stop()
     assert all(p[b"aiokafka"] == p[b"confluent"] for p in placed.values())
     assert len({p[b"aiokafka"] for p in placed.values()}) > 1
+
+
+class Owner:
+    """Records what a member is told it owns, and any record it is handed outside of that."""
+
+    def __init__(self, name: str, log: list[tuple[str, str, frozenset[TopicPartition]]]) -> None:
+        self.name = name
+        self.log = log
+        self.owned: set[TopicPartition] = set()
+        self.applying = False
+        self.violations: list[str] = []
+        self.applied: list[bytes] = []
+
+    async def assigned(self, partitions: frozenset[TopicPartition]) -> None:
+        self.log.append((self.name, "assigned", partitions))
+        self.owned |= partitions
+
+    async def revoked(self, partitions: frozenset[TopicPartition]) -> None:
+        if self.applying:
+            self.violations.append("revoked while a batch was being applied")
+        self.log.append((self.name, "revoked", partitions))
+        self.owned -= partitions
+
+    async def __call__(self, records: RecordBatch) -> None:
+        self.applying = True
+        try:
+            for r in records:
+                if TopicPartition(r.topic, r.partition) not in self.owned:
+                    self.violations.append(f"handed {r.topic}/{r.partition} without owning it")
+            # An apply that takes a while, so that a rebalance meets one in flight.
+            await asyncio.sleep(0.03)
+            self.applied.extend(r.value for r in records if r.value is not None)
+        finally:
+            self.applying = False
+
+
+async def test_members_hear_of_their_partitions_and_are_handed_only_what_they_own(
+    kafka_settings: KafkaSettings,
+) -> None:
+    topic = f"{kafka_settings.topic_prefix}owned-{uuid.uuid4().hex[:6]}"
+    await ensure_topics(
+        kafka_settings, [TopicSpec(topic, "k", 4, CleanupPolicy.DELETE, None, "test")]
+    )
+    publisher = KafkaPublisher(kafka_settings)
+    await publisher.start()
+    settings = kafka_settings.model_copy(update={"max_poll_records": 10})
+    group = f"g-{uuid.uuid4().hex[:6]}"
+    log: list[tuple[str, str, frozenset[TopicPartition]]] = []
+    first, second = Owner("a", log), Owner("b", log)
+    members = [
+        BatchConsumer(settings, [topic], group, owner, owner=owner) for owner in (first, second)
+    ]
+
+    async def publish(numbers: range) -> None:
+        await publisher.publish(
+            [OutgoingRecord(topic, f"k{n}".encode(), str(n).encode()) for n in numbers]
+        )
+
+    await publish(range(600))
+    await members[0].start()
+    try:
+        async with asyncio.timeout(60):
+            while len(first.applied) < 50:
+                await asyncio.sleep(0.01)
+            # A second member joins while the first is mid-stream: partitions move.
+            await members[1].start()
+            await publish(range(600, 800))
+            expected = {str(n).encode() for n in range(800)}
+            while not expected <= {*first.applied, *second.applied} or not second.owned:
+                await asyncio.sleep(0.05)
+        owned = (set(first.owned), set(second.owned))
+    finally:
+        for member in members:
+            await member.stop()
+        await publisher.stop()
+    assert first.violations == []
+    assert second.violations == []
+    # The first member heard of its partitions before its first batch, gave some up to the
+    # second, which heard of them before it was handed any.
+    assert log[0] == ("a", "assigned", frozenset(TopicPartition(topic, p) for p in range(4)))
+    assert any(name == "a" and kind == "revoked" for name, kind, _ in log)
+    assert owned[0]
+    assert owned[1]
+    assert not owned[0] & owned[1]
+    assert owned[0] | owned[1] == {TopicPartition(topic, p) for p in range(4)}

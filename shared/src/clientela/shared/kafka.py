@@ -8,7 +8,13 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import (
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+    ConsumerRecord,
+    TopicPartition,
+)
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -194,13 +200,47 @@ Batch: TypeAlias = dict[TopicPartition, list[Record]]
 Apply: TypeAlias = Callable[[], Coroutine[Any, Any, None]]
 
 
+@runtime_checkable
+class PartitionOwner(Protocol):
+    """Told which partitions the member owns, for working state kept in memory per partition.
+
+    `assigned` runs before any record of those partitions reaches the handler; `revoked` runs
+    once the batch in hand is applied and committed, and no record of a revoked partition
+    reaches the handler after it until the partition is assigned again.
+    """
+
+    async def assigned(self, partitions: frozenset[TopicPartition]) -> None:
+        """Take ownership: load (or start empty) the partitions' working state."""
+        ...
+
+    async def revoked(self, partitions: frozenset[TopicPartition]) -> None:
+        """Give ownership up: drop the partitions' working state."""
+        ...
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Settles the batch in hand before partitions move, and tells the owner."""
+
+    def __init__(self, member: BatchConsumer) -> None:
+        self._member = member
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        await self._member._partitions_revoked(frozenset(revoked))
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        await self._member._partitions_assigned(frozenset(assigned))
+
+
 class BatchConsumer:
     """One consumer-group member: fetches batches, applies them in order, commits after each.
 
     A batch's offsets are committed only once its handler returned; a failed batch is sought
     back and delivered again after a pause (the handler retries transient failures itself
     first). While batch n is applied, batch n+1 is fetched and, for a PreparedBatchHandler,
-    read: at most two batches are in the consumer's hands at a time.
+    read: at most two batches are in the consumer's hands at a time. When partitions are
+    revoked, the batch in hand commits first and what was fetched after it is fetched again
+    once the new assignment is known, so an `owner` (PartitionOwner) can keep state per
+    partition.
     """
 
     def __init__(
@@ -212,6 +252,7 @@ class BatchConsumer:
         *,
         failure_pause_s: float = 1.0,
         stop_grace_s: float = 10.0,
+        owner: PartitionOwner | None = None,
     ) -> None:
         self._settings = settings
         self._topics = list(topics)
@@ -223,12 +264,18 @@ class BatchConsumer:
         self._task: asyncio.Task[None] | None = None
         self._applying = False
         self._stopping = False
+        self._owner = owner
+        # Bumped when partitions are revoked: a batch fetched before is dropped, not applied
+        # (the partitions' next positions are their committed offsets, see assignment).
+        self._generation = 0
+        # Set while no batch is between its apply and its commit.
+        self._settled = asyncio.Event()
+        self._settled.set()
 
     async def start(self) -> None:
         """Join the group and start consuming in the background."""
         s = self._settings
         self._consumer = AIOKafkaConsumer(
-            *self._topics,
             bootstrap_servers=s.bootstrap_servers,
             client_id=s.client_id,
             group_id=self._group,
@@ -239,6 +286,7 @@ class BatchConsumer:
             heartbeat_interval_ms=s.heartbeat_interval_ms,
             request_timeout_ms=s.request_timeout_ms,
         )
+        self._consumer.subscribe(self._topics, listener=_Rebalance(self))
         await self._consumer.start()
         self._stopping = False
         self._task = asyncio.create_task(self._run(), name=f"consume-{self._group}")
@@ -258,6 +306,21 @@ class BatchConsumer:
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             await consumer.stop()
+
+    async def _partitions_revoked(self, revoked: frozenset[TopicPartition]) -> None:
+        self._generation += 1
+        # Let the batch in hand commit, so the partitions' next owner starts after it; past the
+        # grace it commits too late (its records repeat there, which consumers ignore).
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._settled.wait(), timeout=self._grace)
+        if self._owner is not None and revoked:
+            await self._owner.revoked(revoked)
+
+    async def _partitions_assigned(self, assigned: frozenset[TopicPartition]) -> None:
+        # The client keeps no position across a rebalance (each assignment is new): every
+        # assigned partition resumes from its committed offset, whatever was fetched before.
+        if self._owner is not None and assigned:
+            await self._owner.assigned(assigned)
 
     async def _fetch(self) -> Batch:
         consumer = self._consumer
@@ -283,7 +346,11 @@ class BatchConsumer:
         """Fetch until records come; return them and what applies them (None: unreadable)."""
         batch: Batch = {}
         while not batch:
+            generation = self._generation
             batch = await self._fetch()
+            if generation != self._generation:
+                self._seek_back(batch)
+                batch = {}
         return batch, self._read(batch)
 
     def _read(self, batch: Batch) -> Apply | None:
@@ -342,7 +409,21 @@ class BatchConsumer:
         sought back, and what was fetched after it dropped: the seek replays it all in order).
         """
         self._applying = True
+        self._settled.clear()
+        generation = self._generation
         applying = asyncio.create_task(apply())
+        try:
+            return await self._settle(batch, applying, generation)
+        finally:
+            self._done_with_batch()
+
+    def _done_with_batch(self) -> None:
+        self._applying = False
+        self._settled.set()
+
+    async def _settle(
+        self, batch: Batch, applying: asyncio.Task[None], generation: int
+    ) -> tuple[Batch | None, Apply | None]:
         fetching: asyncio.Task[Batch] | None = None
         following: Batch = {}
         then: Apply | None = None
@@ -367,14 +448,21 @@ class BatchConsumer:
                 # Awaited, not cancelled: whatever it took from the partitions is sought back.
                 with contextlib.suppress(Exception):
                     following = await fetching
+            self._done_with_batch()
             await self._redeliver(batch, following)
             return None, None
-        finally:
-            self._applying = False
         await self._commit(batch)
+        # Settled before waiting for the fetch in flight: a rebalance holds that fetch until
+        # the revocation, which waits for this batch.
+        self._done_with_batch()
         if not following and fetching is not None:
             following = await fetching
             then = self._read(following) if following else None
+        if generation != self._generation:
+            # Partitions were revoked meanwhile: what was fetched is not applied now but
+            # fetched again, so its owner hears of the assignment first.
+            self._seek_back(following)
+            return None, None
         return (following, then) if following else (None, None)
 
     async def _commit(self, batch: Batch) -> None:
@@ -389,11 +477,16 @@ class BatchConsumer:
             log.warning("offsets not committed (group rebalanced?); records will repeat")
 
     async def _redeliver(self, *batches: Batch) -> None:
+        self._seek_back(*batches)
+        await asyncio.sleep(self._pause)
+
+    def _seek_back(self, *batches: Batch) -> None:
         consumer = self._consumer
         assert consumer is not None
         assigned = consumer.assignment()
         # Each partition goes back to the first record fetched from it since the last commit:
-        # the failed batch and anything fetched after it are delivered again, in order.
+        # the batches and anything fetched after them are delivered again, in order. Nothing
+        # before that first record is left uncommitted, so this is the committed offset.
         first: dict[TopicPartition, int] = {}
         for batch in batches:
             for tp, rs in batch.items():
@@ -402,7 +495,6 @@ class BatchConsumer:
         for tp, offset in first.items():
             if tp in assigned:
                 consumer.seek(tp, offset)
-        await asyncio.sleep(self._pause)
 
 
 class Consumers:
@@ -441,6 +533,12 @@ def subscribe_batch(
     topics: Sequence[str],
     group_id: str,
     handler: BatchHandler | PreparedBatchHandler,
+    *,
+    owner: PartitionOwner | None = None,
 ) -> None:
-    """Register a batch consumer that commits offsets only after the handler succeeded."""
-    broker.add(BatchConsumer(settings, topics, group_id, handler))
+    """Register a batch consumer that commits offsets only after the handler succeeded.
+
+    With an `owner`, the handler may keep working state per partition in memory: the owner
+    hears which partitions the member holds (see PartitionOwner).
+    """
+    broker.add(BatchConsumer(settings, topics, group_id, handler, owner=owner))
