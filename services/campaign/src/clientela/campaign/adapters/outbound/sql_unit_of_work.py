@@ -107,11 +107,9 @@ def _json(value: Any) -> str:
 _SAVE_VIEW = (
     "INSERT INTO {table} AS c (profile_id, version, profile, profile_fp, last_seen_at, habits, "
     "scored_version, scores, scores_fp, complained_at, updated_at) "
-    # One JSON document of rows: encoded at once by msgspec, where arrays cost the driver a
-    # type check per element; the JSON parts are embedded as they are stored.
-    "SELECT p, v, j, f, l, h, sv, sj, sf, NULL, $2 FROM json_to_recordset($1::json) "
-    "AS t(p text, v int, j json, f text, l timestamptz, h text, sv int, sj json, sf text, "
-    "n bool) "
+    "SELECT p, v, j::json, f, l, h, sv, sj::json, sf, NULL, $11 FROM unnest("
+    "$1::text[], $2::int[], $3::text[], $4::text[], $5::timestamptz[], $6::text[], "
+    "$7::int[], $8::text[], $9::text[], $10::bool[]) AS t(p, v, j, f, l, h, sv, sj, sf, n) "
     "WHERE n OR EXISTS (SELECT 1 FROM {table} k WHERE k.profile_id = t.p) "
     "ON CONFLICT (profile_id) DO UPDATE SET "
     "version = GREATEST(c.version, EXCLUDED.version), "
@@ -137,8 +135,10 @@ _SAVE_VIEW = (
     "AND GREATEST(c.last_seen_at, EXCLUDED.last_seen_at) IS DISTINCT FROM c.last_seen_at)"
 )
 
-ViewRow = dict[str, Any]
-_EMPTY: dict[str, Any] = {}
+ViewRow = tuple[
+    str, int, str | None, str | None, datetime | None, str | None, int, str | None, str | None,
+    bool,
+]  # fmt: skip
 
 
 def _view_rows(changes: ViewChanges) -> list[ViewRow]:
@@ -149,10 +149,8 @@ def _view_rows(changes: ViewChanges) -> list[ViewRow]:
     rows: list[ViewRow] = []
     for pid in ids:
         c, s, a = profiles.get(pid), scores.get(pid), changes.advanced.get(pid)
-        profile: dict[str, Any] | None
-        score_json: dict[str, Any] | None
         if c is not None:
-            version, profile = c.version, profile_json(c)
+            version, profile = c.version, _json(profile_json(c))
             profile_fp = changes.profile_fingerprints.get(pid)
             seen, habits = c.last_seen_at, habits_text(c.habits)
         elif a is not None:
@@ -161,19 +159,18 @@ def _view_rows(changes: ViewChanges) -> list[ViewRow]:
         else:
             version, profile, profile_fp, seen, habits = 0, None, None, None, None
         if s is not None:
-            scored, score_json = s.profile_version, scores_json(s)
+            scored, score_json = s.profile_version, _json(scores_json(s))
             scores_fp = changes.score_fingerprints.get(pid)
             if profile is None and c is None:
                 # A row first made by scores holds the lifecycle until the profile arrives.
-                profile = {"lifecycle": s.lifecycle.value}
+                profile = _json({"lifecycle": s.lifecycle.value})
         else:
             scored, score_json, scores_fp = changes.scored_versions.get(pid, 0), None, None
         new = c is not None or s is not None
         rows.append(
-            # NOT NULL holds before a conflict is found: an unwritten part carries {}.
-            {"p": pid, "v": version, "j": _EMPTY if profile is None else profile,
-             "f": profile_fp, "l": seen, "h": habits, "sv": scored,
-             "sj": _EMPTY if score_json is None else score_json, "sf": scores_fp, "n": new}
+            # NOT NULL holds before a conflict is found: an unwritten part carries "{}".
+            (pid, version, profile or "{}", profile_fp, seen, habits, scored, score_json or "{}",
+             scores_fp, new)
         )  # fmt: skip
     return rows
 
@@ -182,8 +179,7 @@ class SqlContacts:
     """Contacts in SQL; each group of facts is guarded by its own version.
 
     On PostgreSQL the statements run for every consumed batch go through the driver with
-    arrays (`unnest`) or one JSON document of rows (the view): one round trip and one
-    statement however many rows.
+    arrays (`unnest`): one round trip and one statement however many rows.
     """
 
     def __init__(self, conn: AsyncConnection, tables: CampaignTables, schema: str | None) -> None:
@@ -250,7 +246,8 @@ class SqlContacts:
         rows = _view_rows(changes)
         if rows:
             pg = await _asyncpg(self._conn)
-            await pg.execute(_SAVE_VIEW.format(table=self._q), _json(rows), now)
+            columns = [list(column) for column in zip(*rows, strict=True)]
+            await pg.execute(_SAVE_VIEW.format(table=self._q), *columns, now)
 
     async def _save_profiles(
         self, contacts: Sequence[Contact], fingerprints: Mapping[str, str], now: datetime
