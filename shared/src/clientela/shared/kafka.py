@@ -205,8 +205,10 @@ class PartitionOwner(Protocol):
     """Told which partitions the member owns, for working state kept in memory per partition.
 
     `assigned` runs before any record of those partitions reaches the handler; `revoked` runs
-    once the batch in hand is applied and committed, and no record of a revoked partition
-    reaches the handler after it until the partition is assigned again.
+    once the batch in hand is applied and committed (or after the consumer's stop grace, when
+    that batch takes longer: its commit then fails and its records go to the next owner
+    again), and no record of a revoked partition reaches the handler after it until the
+    partition is assigned again.
     """
 
     async def assigned(self, partitions: frozenset[TopicPartition]) -> None:
