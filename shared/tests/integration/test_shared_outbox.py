@@ -71,6 +71,7 @@ def a_relay(
     batch_size: int = 500,
     idle_interval_s: float = 0.2,
     pending_sample_s: float = 5.0,
+    analyze_interval_s: float = 10.0,
 ) -> OutboxRelay:
     """Return a relay with a name private to one test."""
     name = f"sharedtest-{uuid.uuid4().hex[:6]}"
@@ -83,6 +84,7 @@ def a_relay(
         batch_size=batch_size,
         idle_interval_s=idle_interval_s,
         pending_sample_s=pending_sample_s,
+        analyze_interval_s=analyze_interval_s,
     )
 
 
@@ -333,6 +335,38 @@ async def test_relay_loop_wakes_on_demand_and_returns_its_connection(
     )
     assert published == 2
     assert [r.value for r in await consume(kafka_settings, topic, 2)] == [b"0", b"1"]
+
+
+async def test_relay_analyzes_the_tables_that_outgrew_their_statistics(
+    engine: AsyncEngine, publisher: KafkaPublisher
+) -> None:
+    if not is_postgres(engine):
+        pytest.skip("statistics are PostgreSQL's")
+    async with engine.begin() as conn:
+        await conn.execute(things.insert(), [{"id": f"t{i}"} for i in range(3000)])
+    relay = a_relay(engine, publisher, idle_interval_s=0.05, analyze_interval_s=0.1)
+    schema = engine.get_execution_options()["schema_translate_map"][None]
+    analyzed = text(
+        "SELECT relname FROM pg_stat_user_tables WHERE schemaname = :schema "
+        "AND last_analyze IS NOT NULL"
+    ).bindparams(schema=schema)
+    task = asyncio.create_task(relay.run())
+    try:
+        # Counters reach the statistics views within a second or so of the commit.
+        async with asyncio.timeout(15):
+            while True:
+                async with engine.connect() as conn:
+                    done = set((await conn.scalars(analyzed)).all())
+                if "things" in done:
+                    break
+                await asyncio.sleep(0.2)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    # The outbox and inbox hardly changed: their statistics were left to autovacuum.
+    assert done == {"things"}
+    assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
 
 
 def touchpoint() -> TouchpointRecorded:
