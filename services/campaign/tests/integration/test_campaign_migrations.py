@@ -79,7 +79,7 @@ def test_the_migrate_command_migrates_the_configured_store(tmp_path: Path) -> No
             check=False,
         )
         assert done.returncode == 0, done.stderr
-    assert "campaign schema is at revision 0003 (head)" in done.stderr
+    assert "campaign schema is at revision 0004 (head)" in done.stderr
 
 
 async def test_the_migrated_outbox_compresses_its_packed_rows_with_lz4(

@@ -106,8 +106,9 @@ def campaign_tables() -> CampaignTables:
         Column("responded_at", UtcDateTime(), nullable=True),
         Column("converted_at", UtcDateTime(), nullable=True),
         Column("revenue_micros", BigInteger, nullable=False, default=0),
-        # One trigger never yields two decisions (hence two messages) for one campaign.
-        UniqueConstraint("campaign_id", "trigger_event_id", name="uq_decisions_campaign_trigger"),
+        # One trigger never yields two decisions (hence two messages) for one campaign; the
+        # trigger first, as each batch looks its triggers' decisions up by trigger alone.
+        UniqueConstraint("trigger_event_id", "campaign_id", name="uq_decisions_trigger_campaign"),
         Index("ix_decisions_profile_created", "profile_id", "created_at"),
         Index("ix_decisions_campaign_outcome", "campaign_id", "outcome"),
     )
