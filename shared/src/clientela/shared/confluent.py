@@ -90,6 +90,7 @@ def producer_config(settings: KafkaSettings) -> dict[str, Any]:
         "max.in.flight.requests.per.connection": 5 if settings.enable_idempotence else 1,
         "linger.ms": settings.linger_ms,
         "batch.size": settings.max_batch_bytes,
+        "compression.type": settings.compression,
         # A record not acknowledged within this time is reported failed (PublishError).
         "message.timeout.ms": settings.request_timeout_ms,
         "request.timeout.ms": min(settings.request_timeout_ms, 30_000),

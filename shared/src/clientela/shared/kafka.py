@@ -79,6 +79,7 @@ class AiokafkaPublisher:
             enable_idempotence=s.enable_idempotence,
             linger_ms=s.linger_ms,
             max_batch_size=s.max_batch_bytes,
+            compression_type=None if s.compression == "none" else s.compression,
             request_timeout_ms=s.request_timeout_ms,
         )
         await self._producer.start()

