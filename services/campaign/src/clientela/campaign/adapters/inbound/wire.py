@@ -300,14 +300,22 @@ def read_merge(value: bytes, ctx: Context | None) -> MergeNotice:
 
 def inputs_of(items: Sequence[Item]) -> CampaignInputs:
     """Split read items into the use case's inputs, keeping arrival order."""
+    # One pass, by exact type: each item is one of the six kinds (a check per kind per item
+    # was a few percent of the consumer's CPU).
+    split: dict[type, list[Any]] = {kind: [] for kind in _KINDS}
+    for item in items:
+        split[type(item)].append(item)
     return CampaignInputs(
-        profiles=[i for i in items if isinstance(i, ProfileUpdate)],
-        scores=[i for i in items if isinstance(i, ScoresUpdate)],
-        tier_changes=[i for i in items if isinstance(i, Trigger)],
-        reactions=[i for i in items if isinstance(i, ReactionReceived)],
-        erasures=[i for i in items if isinstance(i, ErasureRequest)],
-        merges=[i for i in items if isinstance(i, MergeNotice)],
+        profiles=split[ProfileUpdate],
+        scores=split[ScoresUpdate],
+        tier_changes=split[Trigger],
+        reactions=split[ReactionReceived],
+        erasures=split[ErasureRequest],
+        merges=split[MergeNotice],
     )
+
+
+_KINDS = (ProfileUpdate, ScoresUpdate, Trigger, ReactionReceived, ErasureRequest, MergeNotice)
 
 
 READERS = {
