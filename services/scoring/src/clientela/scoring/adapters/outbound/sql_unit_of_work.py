@@ -331,19 +331,26 @@ def quoted(schema: str, table: str) -> str:
 # is the schema-qualified table.
 _PG_SQL = {
     # Stored counters of the batch's profiles (kind 1) and erasure markers among them
-    # (kind 2) in one round trip.
+    # (kind 2) in one round trip. Each key is looked up on its own (the lateral subquery
+    # with OFFSET 0 is not flattened into a join): an index probe per key is the only plan,
+    # whatever the statistics say. A join here was planned as a hash join over a sequential
+    # scan while the table was new and small, and asyncpg's cached statement kept that plan
+    # as the table grew.
     "load_batch": """
-        SELECT 1 AS kind, profile_id, profile_version, revision, tier_seq, lifecycle, tier,
-               predicted_value, at_risk, purchase_days, purchase_count, first_purchase_s,
-               last_purchase_s, total_spend, cost_to_serve, prospect_features::text, updated_at,
-               inputs_digest, republish
-        FROM {profile_scores}
-        WHERE profile_id IN (SELECT json_array_elements_text($1::json))
+        SELECT 1 AS kind, s.profile_id, s.profile_version, s.revision, s.tier_seq,
+               s.lifecycle, s.tier, s.predicted_value, s.at_risk, s.purchase_days,
+               s.purchase_count, s.first_purchase_s, s.last_purchase_s, s.total_spend,
+               s.cost_to_serve, s.prospect_features::text, s.updated_at, s.inputs_digest,
+               s.republish
+        FROM json_array_elements_text($1::json) AS k(id)
+        CROSS JOIN LATERAL (SELECT * FROM {profile_scores} AS p
+                            WHERE p.profile_id = k.id OFFSET 0) AS s
         UNION ALL
-        SELECT 2, marker, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+        SELECT 2, e.marker, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
                NULL, NULL, NULL, NULL, NULL, NULL
-        FROM {erased_profiles}
-        WHERE marker IN (SELECT json_array_elements_text($2::json))""",
+        FROM json_array_elements_text($2::json) AS m(marker)
+        CROSS JOIN LATERAL (SELECT marker FROM {erased_profiles} AS e
+                            WHERE e.marker = m.marker OFFSET 0) AS e""",
     # Scores upserted in key order (a lower revision never overwrites a higher one), history
     # rows, the batch's events as one packed outbox row (see shared.outbox), and the changes
     # kept unpublished (as `store_unpublished`; other profiles than the upserted ones, so no
@@ -399,32 +406,32 @@ _PG_SQL = {
             SELECT $4::text, NULL, $5::bytea, '[]'
             WHERE $5::bytea IS NOT NULL
             RETURNING 1),
-        k AS (
-            UPDATE {profile_scores} AS p
-            SET profile_version = a.profile_version, cost_to_serve = a.cost_to_serve,
-                prospect_features = COALESCE(a.prospect_features{features_cast},
-                                             p.prospect_features),
-                republish = true
-            FROM json_to_recordset($6::json)
-                AS a(profile_id text, profile_version bigint, cost_to_serve float8,
-                     prospect_features json)
-            WHERE p.profile_id = a.profile_id AND p.profile_version < a.profile_version
+        k AS ({keep_sql}
             RETURNING 1)
         SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM h), (SELECT count(*) FROM o),
                (SELECT count(*) FROM k)""",
     # Newer versions' cost to serve and prospect features, stored without publishing (a
     # customer's pre-purchase snapshot stays); the sweep announces them.
-    "store_unpublished": """
+    "store_unpublished": "{keep_sql}",
+}
+
+# The kept changes' UPDATE (`$keep` is their JSON document). Each row is found by its key
+# with an index probe (lateral, not flattened), then updated by its row address (a TID
+# scan): the same plan on a new table without statistics as on a large analysed one. The
+# address is read in the same statement, so it is the row version this statement sees.
+_KEEP_SQL = """
         UPDATE {profile_scores} AS p
         SET profile_version = a.profile_version, cost_to_serve = a.cost_to_serve,
             prospect_features = COALESCE(a.prospect_features{features_cast},
                                          p.prospect_features),
             republish = true
-        FROM json_to_recordset($1::json)
-            AS a(profile_id text, profile_version bigint, cost_to_serve float8,
-                 prospect_features json)
-        WHERE p.profile_id = a.profile_id AND p.profile_version < a.profile_version""",
-}
+        FROM (SELECT a.*, f.row_address
+              FROM json_to_recordset($keep::json)
+                  AS a(profile_id text, profile_version bigint, cost_to_serve float8,
+                       prospect_features json)
+              CROSS JOIN LATERAL (SELECT ctid AS row_address FROM {profile_scores} AS q
+                                  WHERE q.profile_id = a.profile_id OFFSET 0) AS f) AS a
+        WHERE p.ctid = a.row_address AND p.profile_version < a.profile_version"""
 
 _SQL_BY_SCHEMA: dict[str, dict[str, str]] = {}
 _ENCODER = msgspec.json.Encoder()
@@ -496,7 +503,12 @@ async def _pg_statements(driver: Any, schema: str) -> dict[str, str]:
         names["state_type"] = (
             "jsonb" if types.get(("profile_scores", "state")) == "jsonb" else "json"
         )
-        found = {name: sql.format(**names) for name, sql in _PG_SQL.items()}
+        keep = _KEEP_SQL.format(**names)
+        found = {}
+        for name, sql in _PG_SQL.items():
+            # The kept changes are the write's sixth parameter, and store_unpublished's only.
+            position = 6 if name == "write_scored" else 1
+            found[name] = sql.format(**names, keep_sql=keep.replace("$keep", f"${position}"))
         _SQL_BY_SCHEMA[schema] = found
     return found
 
