@@ -49,6 +49,7 @@ _RECORD_COLUMNS = (
     "updated_at",
     "inputs_digest",
     "republish",
+    "potential",
 )
 
 
@@ -84,6 +85,7 @@ def record_of(row: Row[Any], state: bytes = b"") -> ScoreRecord:
         state,
         row.inputs_digest,
         row.republish,
+        row.potential,
     )
 
 
@@ -107,6 +109,7 @@ def _record(
     state: bytes = b"",
     inputs_digest: int | None = None,
     republish: bool = False,
+    potential: float | None = None,
 ) -> ScoreRecord:
     facts = (
         CustomerFacts(
@@ -140,6 +143,7 @@ def _record(
         inputs_digest=inputs_digest,
         cost_to_serve=float(cost_to_serve),
         republish=bool(republish),
+        potential=None if potential is None else float(potential),
     )
 
 
@@ -184,6 +188,7 @@ def _loaded_record(row: Any) -> ScoreRecord:
         row[17],
         cost_to_serve,
         row[18],
+        row[19],
     )
 
 
@@ -341,13 +346,13 @@ _PG_SQL = {
                s.lifecycle, s.tier, s.predicted_value, s.at_risk, s.purchase_days,
                s.purchase_count, s.first_purchase_s, s.last_purchase_s, s.total_spend,
                s.cost_to_serve, s.prospect_features::text, s.updated_at, s.inputs_digest,
-               s.republish
+               s.republish, s.potential
         FROM json_array_elements_text($1::json) AS k(id)
         CROSS JOIN LATERAL (SELECT * FROM {profile_scores} AS p
                             WHERE p.profile_id = k.id OFFSET 0) AS s
         UNION ALL
         SELECT 2, e.marker, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-               NULL, NULL, NULL, NULL, NULL, NULL
+               NULL, NULL, NULL, NULL, NULL, NULL, NULL
         FROM json_array_elements_text($2::json) AS m(marker)
         CROSS JOIN LATERAL (SELECT marker FROM {erased_profiles} AS e
                             WHERE e.marker = m.marker OFFSET 0) AS e""",
@@ -360,24 +365,25 @@ _PG_SQL = {
             INSERT INTO {profile_scores} (profile_id, profile_version, revision, tier_seq,
                 lifecycle, tier, predicted_value, at_risk, purchase_days, purchase_count,
                 first_purchase_s, last_purchase_s, total_spend, cost_to_serve,
-                prospect_features, state, updated_at, inputs_digest, republish)
+                prospect_features, state, updated_at, inputs_digest, republish, potential)
             SELECT u.profile_id, u.profile_version, u.revision, u.tier_seq, u.lifecycle, u.tier,
                    u.predicted_value, u.at_risk, u.purchase_days, u.purchase_count,
                    u.first_purchase_s, u.last_purchase_s, u.total_spend, u.cost_to_serve,
                    u.prospect_features{features_cast}, u.state::{state_type},
-                   u.updated_at, u.inputs_digest, u.republish
+                   u.updated_at, u.inputs_digest, u.republish, u.potential
             FROM ROWS FROM (
                 json_to_recordset($1::json) AS (profile_id text, profile_version bigint,
                     revision bigint, tier_seq bigint, lifecycle text, tier text,
                     predicted_value float8, at_risk bool, purchase_days int,
                     purchase_count int, first_purchase_s float8, last_purchase_s float8,
                     total_spend float8, cost_to_serve float8, prospect_features json,
-                    updated_at timestamptz, inputs_digest bigint, republish bool),
+                    updated_at timestamptz, inputs_digest bigint, republish bool,
+                    potential float8),
                 string_to_table($2::text, chr(30)))
                 AS u(profile_id, profile_version, revision, tier_seq, lifecycle, tier,
                      predicted_value, at_risk, purchase_days, purchase_count,
                      first_purchase_s, last_purchase_s, total_spend, cost_to_serve,
-                     prospect_features, updated_at, inputs_digest, republish, state)
+                     prospect_features, updated_at, inputs_digest, republish, potential, state)
             ORDER BY u.profile_id
             ON CONFLICT (profile_id) DO UPDATE SET
                 profile_version = EXCLUDED.profile_version, revision = EXCLUDED.revision,
@@ -390,7 +396,7 @@ _PG_SQL = {
                 total_spend = EXCLUDED.total_spend, cost_to_serve = EXCLUDED.cost_to_serve,
                 prospect_features = EXCLUDED.prospect_features, state = EXCLUDED.state,
                 updated_at = EXCLUDED.updated_at, inputs_digest = EXCLUDED.inputs_digest,
-                republish = EXCLUDED.republish
+                republish = EXCLUDED.republish, potential = EXCLUDED.potential
             WHERE {profile_scores}.revision < EXCLUDED.revision
             RETURNING 1),
         h AS (
@@ -424,11 +430,12 @@ _KEEP_SQL = """
         SET profile_version = a.profile_version, cost_to_serve = a.cost_to_serve,
             prospect_features = COALESCE(a.prospect_features{features_cast},
                                          p.prospect_features),
+            inputs_digest = COALESCE(a.inputs_digest, p.inputs_digest),
             republish = true
         FROM (SELECT a.*, f.row_address
               FROM json_to_recordset($keep::json)
                   AS a(profile_id text, profile_version bigint, cost_to_serve float8,
-                       prospect_features json)
+                       prospect_features json, inputs_digest bigint)
               CROSS JOIN LATERAL (SELECT ctid AS row_address FROM {profile_scores} AS q
                                   WHERE q.profile_id = a.profile_id OFFSET 0) AS f) AS a
         WHERE p.ctid = a.row_address AND p.profile_version < a.profile_version"""
@@ -454,6 +461,7 @@ def _unpublished_rows(changes: Sequence[UnpublishedChange]) -> list[dict[str, An
             "prospect_features": c.prospect_features.as_json()
             if c.prospect_features is not None
             else None,
+            "inputs_digest": c.inputs_digest,
         }
         for c in sorted(changes, key=lambda c: c.profile_id)
     ]
@@ -482,6 +490,7 @@ def _pg_row(record: ScoreRecord) -> dict[str, Any]:
         "updated_at": record.updated_at,
         "inputs_digest": record.inputs_digest,
         "republish": record.republish,
+        "potential": record.potential,
     }
 
 
@@ -656,6 +665,7 @@ class SqlScoringUnitOfWork(SqlTransaction):
                 profile_version=bindparam("version"),
                 cost_to_serve=bindparam("cost"),
                 prospect_features=func.coalesce(bindparam("features"), table.c.prospect_features),
+                inputs_digest=func.coalesce(bindparam("digest"), table.c.inputs_digest),
                 republish=True,
             ),
             [
@@ -666,6 +676,7 @@ class SqlScoringUnitOfWork(SqlTransaction):
                     "features": None
                     if r["prospect_features"] is None
                     else encode(r["prospect_features"]).decode(),
+                    "digest": r["inputs_digest"],
                 }
                 for r in rows
             ],

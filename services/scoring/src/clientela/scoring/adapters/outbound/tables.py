@@ -70,6 +70,9 @@ profile_scores = Table(
     Column("inputs_digest", BigInteger, nullable=True),
     # The stored cost to serve moved past the published scores: the next sweep announces it.
     Column("republish", Boolean, nullable=False, server_default=false()),
+    # The potential the scores published (prospects): a new one is published only when it
+    # moved past the tolerance from this.
+    Column("potential", Double, nullable=True),
 )
 
 tier_history = Table(
