@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy import Row, Text, bindparam, cast, delete, func, select, update
+from sqlalchemy import Row, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from clientela.scoring.adapters.outbound import tables
@@ -58,9 +58,11 @@ def as_utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def stored_score(state: Any, updated_at: datetime) -> StoredScore:
+def stored_score(state: str, updated_at: datetime) -> StoredScore:
     """Rebuild stored scores from the state and updated_at columns."""
-    return StoredScore(scores=ScoresUpdated.model_validate(state), updated_at=as_utc(updated_at))
+    return StoredScore(
+        scores=ScoresUpdated.model_validate_json(state), updated_at=as_utc(updated_at)
+    )
 
 
 def record_of(row: Row[Any], state: bytes = b"") -> ScoreRecord:
@@ -224,8 +226,8 @@ class SqlScoreStore:
         table = tables.profile_scores
         columns: list[Any] = list(_COUNTER_COLUMNS)
         if with_state:
-            # As text: it is kept as the bytes that were published, not parsed here.
-            columns.append(cast(table.c.state, Text).label("state_text"))
+            # Kept as the bytes that were published, not parsed here.
+            columns.append(table.c.state.label("state_text"))
         result = await self._conn.execute(
             select(*columns).where(table.c.profile_id.in_(sorted(set(profile_ids))))
         )
@@ -509,8 +511,9 @@ async def _pg_statements(driver: Any, schema: str) -> dict[str, str]:
         # json values go in as they came (no second parse); jsonb columns get a cast.
         for cast_name, column in (("features_cast", ("profile_scores", "prospect_features")),):
             names[cast_name] = "::jsonb" if types.get(column) == "jsonb" else ""
-        names["state_type"] = (
-            "jsonb" if types.get(("profile_scores", "state")) == "jsonb" else "json"
+        # Text as migrated (0006); a store made before keeps its json or jsonb.
+        names["state_type"] = {"jsonb": "jsonb", "json": "json"}.get(
+            types.get(("profile_scores", "state"), ""), "text"
         )
         keep = _KEEP_SQL.format(**names)
         found = {}

@@ -14,6 +14,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     TypeDecorator,
     false,
 )
@@ -64,7 +65,9 @@ profile_scores = Table(
     Column("total_spend", Double, nullable=False),
     Column("cost_to_serve", Double, nullable=False),
     Column("prospect_features", EncodedJson(), nullable=True),
-    Column("state", EncodedJson(), nullable=False),
+    # The ScoresUpdated JSON as published, kept as text: PostgreSQL would parse a json value
+    # on every write (about 11 us for a customer's scores), and it is only ever read whole.
+    Column("state", Text, nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
     # Fingerprint of the inputs the scores came from (see ScoreRecord.inputs_digest).
     Column("inputs_digest", BigInteger, nullable=True),
