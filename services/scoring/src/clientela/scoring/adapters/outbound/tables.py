@@ -25,6 +25,9 @@ from clientela.shared.outbox import inbox_table, outbox_table
 
 SERVICE = "scoring"
 
+# Share of each profile_scores page filled by inserts (PostgreSQL), the rest kept for updates.
+FILLFACTOR = 85
+
 
 class EncodedJson(TypeDecorator[Any]):
     """A JSON column written from text that is JSON already: no second serialisation.
@@ -54,7 +57,9 @@ profile_scores = Table(
     Column("revision", BigInteger, nullable=False),
     Column("tier_seq", BigInteger, nullable=False),
     Column("lifecycle", String(16), nullable=False),
-    Column("tier", String(1), nullable=False, index=True),
+    # Not indexed: no query looks a tier up (the summary reads every row), and an index on it
+    # cost an entry on every write and kept updates from staying on their page (HOT).
+    Column("tier", String(1), nullable=False),
     Column("predicted_value", Double, nullable=False),
     Column("at_risk", Boolean, nullable=False),
     Column("purchase_days", Integer, nullable=False),
@@ -76,6 +81,9 @@ profile_scores = Table(
     # The potential the scores published (prospects): a new one is published only when it
     # moved past the tolerance from this.
     Column("potential", Double, nullable=True),
+    # Room on each page for the row's next version: a re-score or a kept change then updates
+    # in place of the page (HOT), without a new primary-key entry.
+    postgresql_with={"fillfactor": FILLFACTOR},
 )
 
 tier_history = Table(
