@@ -290,10 +290,11 @@ async def test_redelivered_skipped_and_cost_only_changes_stay_no_ops(
     assert uow.scores.rows["p-1"] == stored
 
 
-async def test_a_prospect_is_scored_again_only_when_a_feature_crosses_a_bucket(
+async def test_a_prospect_crossing_a_bucket_is_stored_for_the_sweep_while_its_potential_stays(
     application: ScoringApplication, uow: Any, profile_changed: MakeProfile
 ) -> None:
-    # Touch counts go in octave buckets: 12 and 13 share 7-14, 15 starts the next.
+    # Touch counts go in octave buckets: 12 and 13 share 7-14, 15 starts the next. With no
+    # tier A customer seen as a prospect there is no potential, so none of it is news.
     outcomes = [
         await application.score_profiles(
             [msg(profile_changed("q-1", version, touchpoint_count=touches))], uow
@@ -301,9 +302,37 @@ async def test_a_prospect_is_scored_again_only_when_a_feature_crosses_a_bucket(
         for version, touches in ((1, 12), (2, 13), (3, 15))
     ]
 
-    assert [o.scored for o in outcomes] == [1, 0, 1]
+    assert [o.scored for o in outcomes] == [1, 0, 0]
     versions = [e.data.profile_version for e in uow.events(ScoresUpdatedEvent)]
-    assert versions == [1, 3]
+    assert versions == [1]
+    stored = uow.scores.rows["q-1"]
+    assert stored.prospect_features is not None
+    assert (stored.profile_version, stored.prospect_features.touchpoints) == (3, 15.0)
+    assert await uow.stale_ids() == ["q-1"]
+    # The new fingerprint is kept: the next change inside the same buckets is not scored.
+    again = await application.score_profiles(
+        [msg(profile_changed("q-1", 4, touchpoint_count=16))], uow
+    )
+    assert again.scored == 0
+
+
+async def test_a_prospect_is_published_again_when_its_potential_moves_past_the_tolerance(
+    application: ScoringApplication, uow: Any, profile_changed: MakeProfile
+) -> None:
+    web = {"counts_by_channel": {"web": 8, "email": 2}, "touchpoint_count": 10, "inbound_count": 8}
+    branch = {"counts_by_channel": {"branch": 1}, "touchpoint_count": 1, "outbound_count": 1}
+    await application.score_profiles([msg(profile_changed("star", 1, **web))], uow)
+    await application.score_profiles([msg(profile_changed("star", 2, spend="500", **web))], uow)
+    await application.score_profiles([msg(profile_changed("q-1", 1, **branch))], uow)
+    outcome = await application.score_profiles([msg(profile_changed("q-1", 2, **web))], uow)
+
+    assert outcome.scored == 1
+    published = [e.data for e in uow.events(ScoresUpdatedEvent) if e.data.profile_id == "q-1"]
+    assert [d.profile_version for d in published] == [1, 2]
+    first, second = (d.potential for d in published)
+    assert first is not None
+    assert second == pytest.approx(1.0)
+    assert uow.scores.rows["q-1"].potential == second
 
 
 async def test_a_prospect_moving_inside_its_buckets_is_stored_for_the_sweep(

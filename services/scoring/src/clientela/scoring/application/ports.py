@@ -81,7 +81,8 @@ class ScoreRecord:
     the profile that leaves it equal is not scored again. `cost_to_serve` is the profile's
     latest known cost to serve (a customer's is in its facts as well); `republish` says it
     (or a prospect's features) moved past the published scores, for the next sweep to
-    announce.
+    announce. `potential` is the potential the scores published (prospects), against which
+    a prospect's new potential is held before it is published again.
     """
 
     profile_id: str
@@ -99,6 +100,7 @@ class ScoreRecord:
     inputs_digest: int | None = None
     cost_to_serve: float = 0.0
     republish: bool = False
+    potential: float | None = None
 
     @property
     def scores(self) -> ScoresUpdated:
@@ -110,24 +112,28 @@ class ScoreRecord:
 
 @dataclass(frozen=True, slots=True)
 class UnpublishedChange:
-    """A newer profile version that moves nothing the value, tier or segment read.
+    """A newer profile version whose news no consumer needs before the next sweep.
 
-    What it does move (the cost to serve; a prospect's features within their buckets) is
-    stored without scoring or publishing: the version guard moves on, and the next sweep
+    It moves nothing the value, tier or segment read, or it moves only a prospect's potential
+    by no more than the tolerance. What it does move (the cost to serve; a prospect's
+    features) is stored without publishing: the version guard moves on, and the next sweep
     announces it, so its staleness is bounded by the sweep interval. `prospect_features` is
-    None for a customer, whose stored pre-purchase snapshot stays as it is.
+    None for a customer, whose stored pre-purchase snapshot stays as it is; `inputs_digest`
+    is the prospect's new fingerprint when its features left their buckets (None: kept).
     """
 
     profile_id: str
     profile_version: int
     cost_to_serve: float
     prospect_features: ProspectFeatures | None = None
+    inputs_digest: int | None = None
 
     def applied_to(self, record: ScoreRecord) -> ScoreRecord | None:
         """Return the record with this change stored, or None when it is not older.
 
         What a store does with the change (the SQL store in one UPDATE per batch): version,
-        cost (in the facts too), a prospect's features, and the mark for the sweep.
+        cost (in the facts too), a prospect's features and fingerprint, and the mark for the
+        sweep.
         """
         if record.profile_version >= self.profile_version:
             return None
@@ -138,6 +144,9 @@ class UnpublishedChange:
             cost_to_serve=self.cost_to_serve,
             facts=replace(facts, cost_to_serve=self.cost_to_serve) if facts else None,
             prospect_features=self.prospect_features or record.prospect_features,
+            inputs_digest=record.inputs_digest
+            if self.inputs_digest is None
+            else self.inputs_digest,
             republish=True,
         )
 

@@ -89,6 +89,7 @@ def publish(
         state=state,
         inputs_digest=inputs_digest,
         cost_to_serve=data["cost_to_serve"],
+        potential=data["potential"],
     )
     event_id = derived_id("scores.updated", profile_id, f"r{revision}")
     events = [

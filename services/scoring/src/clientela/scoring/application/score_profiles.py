@@ -32,11 +32,15 @@ from clientela.scoring.application.scorer import (
     within_contract,
 )
 from clientela.scoring.domain.facts import CustomerFacts, FactColumns, facts_of
-from clientela.scoring.domain.potential import ProspectFeatures, prospect_features
+from clientela.scoring.domain.potential import (
+    ProspectFeatures,
+    potential_moved,
+    prospect_features,
+)
 from clientela.scoring.domain.profile_view import ProfileView
 from clientela.scoring.domain.reasons import ReasonData
 from clientela.scoring.domain.value_model import scored_lifecycle
-from clientela.shared.contracts import Lifecycle, Segment, utc_now
+from clientela.shared.contracts import Lifecycle, Segment, Tier, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -226,19 +230,31 @@ class ScoreProfiles:
             )
         ]
         for profile, features, digest in prospects:
+            cost = float(profile.aggregates.cost_to_serve)
             data = prospect_payload(
-                ScoredProspect(
-                    profile.profile_id, profile.version, float(profile.aggregates.cost_to_serve)
-                ),
+                ScoredProspect(profile.profile_id, profile.version, cost),
                 features,
                 context.reference,
                 model.model_version,
                 now,
             )
+            before = stored.get(profile.profile_id)
+            # Still a prospect, and its potential within the tolerance of the published one:
+            # nothing a consumer reads moved. The features and fingerprint are kept, marked
+            # for the sweep, which publishes the exact potential.
+            if (
+                before is not None
+                and before.tier is Tier.P
+                and not potential_moved(before.potential, data["potential"])
+            ):
+                quiet.append(
+                    UnpublishedChange(profile.profile_id, profile.version, cost, features, digest)
+                )
+                continue
             out.append(
                 publish(
                     data,
-                    stored.get(profile.profile_id),
+                    before,
                     causes[profile.profile_id],
                     now,
                     facts=None,

@@ -42,6 +42,19 @@ class ProspectFeatures:
         )
 
 
+# How far a prospect's potential may move before it is published again: consumers read it
+# against thresholds and as a share of a prospect's value, where a twentieth of the scale
+# changes no decision worth a record per page view; the sweep publishes the exact one.
+POTENTIAL_TOLERANCE = 0.05
+
+
+def potential_moved(published: float | None, current: float | None) -> bool:
+    """Return whether a prospect's potential moved enough to be published again."""
+    if published is None or current is None:
+        return published is not current
+    return abs(current - published) > POTENTIAL_TOLERANCE
+
+
 def prospect_features(profile: ProfileView) -> ProspectFeatures:
     """Return the pre-purchase features of a profile from its aggregates."""
     agg = profile.aggregates

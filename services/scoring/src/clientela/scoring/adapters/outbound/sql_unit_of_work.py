@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy import Row, Text, bindparam, cast, delete, func, select, update
+from sqlalchemy import Row, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from clientela.scoring.adapters.outbound import tables
@@ -49,6 +49,7 @@ _RECORD_COLUMNS = (
     "updated_at",
     "inputs_digest",
     "republish",
+    "potential",
 )
 
 
@@ -57,9 +58,11 @@ def as_utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def stored_score(state: Any, updated_at: datetime) -> StoredScore:
+def stored_score(state: str, updated_at: datetime) -> StoredScore:
     """Rebuild stored scores from the state and updated_at columns."""
-    return StoredScore(scores=ScoresUpdated.model_validate(state), updated_at=as_utc(updated_at))
+    return StoredScore(
+        scores=ScoresUpdated.model_validate_json(state), updated_at=as_utc(updated_at)
+    )
 
 
 def record_of(row: Row[Any], state: bytes = b"") -> ScoreRecord:
@@ -84,6 +87,7 @@ def record_of(row: Row[Any], state: bytes = b"") -> ScoreRecord:
         state,
         row.inputs_digest,
         row.republish,
+        row.potential,
     )
 
 
@@ -107,6 +111,7 @@ def _record(
     state: bytes = b"",
     inputs_digest: int | None = None,
     republish: bool = False,
+    potential: float | None = None,
 ) -> ScoreRecord:
     facts = (
         CustomerFacts(
@@ -140,6 +145,7 @@ def _record(
         inputs_digest=inputs_digest,
         cost_to_serve=float(cost_to_serve),
         republish=bool(republish),
+        potential=None if potential is None else float(potential),
     )
 
 
@@ -184,6 +190,7 @@ def _loaded_record(row: Any) -> ScoreRecord:
         row[17],
         cost_to_serve,
         row[18],
+        row[19],
     )
 
 
@@ -219,8 +226,8 @@ class SqlScoreStore:
         table = tables.profile_scores
         columns: list[Any] = list(_COUNTER_COLUMNS)
         if with_state:
-            # As text: it is kept as the bytes that were published, not parsed here.
-            columns.append(cast(table.c.state, Text).label("state_text"))
+            # Kept as the bytes that were published, not parsed here.
+            columns.append(table.c.state.label("state_text"))
         result = await self._conn.execute(
             select(*columns).where(table.c.profile_id.in_(sorted(set(profile_ids))))
         )
@@ -331,19 +338,26 @@ def quoted(schema: str, table: str) -> str:
 # is the schema-qualified table.
 _PG_SQL = {
     # Stored counters of the batch's profiles (kind 1) and erasure markers among them
-    # (kind 2) in one round trip.
+    # (kind 2) in one round trip. Each key is looked up on its own (the lateral subquery
+    # with OFFSET 0 is not flattened into a join): an index probe per key is the only plan,
+    # whatever the statistics say. A join here was planned as a hash join over a sequential
+    # scan while the table was new and small, and asyncpg's cached statement kept that plan
+    # as the table grew.
     "load_batch": """
-        SELECT 1 AS kind, profile_id, profile_version, revision, tier_seq, lifecycle, tier,
-               predicted_value, at_risk, purchase_days, purchase_count, first_purchase_s,
-               last_purchase_s, total_spend, cost_to_serve, prospect_features::text, updated_at,
-               inputs_digest, republish
-        FROM {profile_scores}
-        WHERE profile_id IN (SELECT json_array_elements_text($1::json))
+        SELECT 1 AS kind, s.profile_id, s.profile_version, s.revision, s.tier_seq,
+               s.lifecycle, s.tier, s.predicted_value, s.at_risk, s.purchase_days,
+               s.purchase_count, s.first_purchase_s, s.last_purchase_s, s.total_spend,
+               s.cost_to_serve, s.prospect_features::text, s.updated_at, s.inputs_digest,
+               s.republish, s.potential
+        FROM json_array_elements_text($1::json) AS k(id)
+        CROSS JOIN LATERAL (SELECT * FROM {profile_scores} AS p
+                            WHERE p.profile_id = k.id OFFSET 0) AS s
         UNION ALL
-        SELECT 2, marker, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-               NULL, NULL, NULL, NULL, NULL, NULL
-        FROM {erased_profiles}
-        WHERE marker IN (SELECT json_array_elements_text($2::json))""",
+        SELECT 2, e.marker, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+               NULL, NULL, NULL, NULL, NULL, NULL, NULL
+        FROM json_array_elements_text($2::json) AS m(marker)
+        CROSS JOIN LATERAL (SELECT marker FROM {erased_profiles} AS e
+                            WHERE e.marker = m.marker OFFSET 0) AS e""",
     # Scores upserted in key order (a lower revision never overwrites a higher one), history
     # rows, the batch's events as one packed outbox row (see shared.outbox), and the changes
     # kept unpublished (as `store_unpublished`; other profiles than the upserted ones, so no
@@ -353,24 +367,25 @@ _PG_SQL = {
             INSERT INTO {profile_scores} (profile_id, profile_version, revision, tier_seq,
                 lifecycle, tier, predicted_value, at_risk, purchase_days, purchase_count,
                 first_purchase_s, last_purchase_s, total_spend, cost_to_serve,
-                prospect_features, state, updated_at, inputs_digest, republish)
+                prospect_features, state, updated_at, inputs_digest, republish, potential)
             SELECT u.profile_id, u.profile_version, u.revision, u.tier_seq, u.lifecycle, u.tier,
                    u.predicted_value, u.at_risk, u.purchase_days, u.purchase_count,
                    u.first_purchase_s, u.last_purchase_s, u.total_spend, u.cost_to_serve,
                    u.prospect_features{features_cast}, u.state::{state_type},
-                   u.updated_at, u.inputs_digest, u.republish
+                   u.updated_at, u.inputs_digest, u.republish, u.potential
             FROM ROWS FROM (
                 json_to_recordset($1::json) AS (profile_id text, profile_version bigint,
                     revision bigint, tier_seq bigint, lifecycle text, tier text,
                     predicted_value float8, at_risk bool, purchase_days int,
                     purchase_count int, first_purchase_s float8, last_purchase_s float8,
                     total_spend float8, cost_to_serve float8, prospect_features json,
-                    updated_at timestamptz, inputs_digest bigint, republish bool),
+                    updated_at timestamptz, inputs_digest bigint, republish bool,
+                    potential float8),
                 string_to_table($2::text, chr(30)))
                 AS u(profile_id, profile_version, revision, tier_seq, lifecycle, tier,
                      predicted_value, at_risk, purchase_days, purchase_count,
                      first_purchase_s, last_purchase_s, total_spend, cost_to_serve,
-                     prospect_features, updated_at, inputs_digest, republish, state)
+                     prospect_features, updated_at, inputs_digest, republish, potential, state)
             ORDER BY u.profile_id
             ON CONFLICT (profile_id) DO UPDATE SET
                 profile_version = EXCLUDED.profile_version, revision = EXCLUDED.revision,
@@ -383,7 +398,7 @@ _PG_SQL = {
                 total_spend = EXCLUDED.total_spend, cost_to_serve = EXCLUDED.cost_to_serve,
                 prospect_features = EXCLUDED.prospect_features, state = EXCLUDED.state,
                 updated_at = EXCLUDED.updated_at, inputs_digest = EXCLUDED.inputs_digest,
-                republish = EXCLUDED.republish
+                republish = EXCLUDED.republish, potential = EXCLUDED.potential
             WHERE {profile_scores}.revision < EXCLUDED.revision
             RETURNING 1),
         h AS (
@@ -399,32 +414,33 @@ _PG_SQL = {
             SELECT $4::text, NULL, $5::bytea, '[]'
             WHERE $5::bytea IS NOT NULL
             RETURNING 1),
-        k AS (
-            UPDATE {profile_scores} AS p
-            SET profile_version = a.profile_version, cost_to_serve = a.cost_to_serve,
-                prospect_features = COALESCE(a.prospect_features{features_cast},
-                                             p.prospect_features),
-                republish = true
-            FROM json_to_recordset($6::json)
-                AS a(profile_id text, profile_version bigint, cost_to_serve float8,
-                     prospect_features json)
-            WHERE p.profile_id = a.profile_id AND p.profile_version < a.profile_version
+        k AS ({keep_sql}
             RETURNING 1)
         SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM h), (SELECT count(*) FROM o),
                (SELECT count(*) FROM k)""",
     # Newer versions' cost to serve and prospect features, stored without publishing (a
     # customer's pre-purchase snapshot stays); the sweep announces them.
-    "store_unpublished": """
+    "store_unpublished": "{keep_sql}",
+}
+
+# The kept changes' UPDATE (`$keep` is their JSON document). Each row is found by its key
+# with an index probe (lateral, not flattened), then updated by its row address (a TID
+# scan): the same plan on a new table without statistics as on a large analysed one. The
+# address is read in the same statement, so it is the row version this statement sees.
+_KEEP_SQL = """
         UPDATE {profile_scores} AS p
         SET profile_version = a.profile_version, cost_to_serve = a.cost_to_serve,
             prospect_features = COALESCE(a.prospect_features{features_cast},
                                          p.prospect_features),
+            inputs_digest = COALESCE(a.inputs_digest, p.inputs_digest),
             republish = true
-        FROM json_to_recordset($1::json)
-            AS a(profile_id text, profile_version bigint, cost_to_serve float8,
-                 prospect_features json)
-        WHERE p.profile_id = a.profile_id AND p.profile_version < a.profile_version""",
-}
+        FROM (SELECT a.*, f.row_address
+              FROM json_to_recordset($keep::json)
+                  AS a(profile_id text, profile_version bigint, cost_to_serve float8,
+                       prospect_features json, inputs_digest bigint)
+              CROSS JOIN LATERAL (SELECT ctid AS row_address FROM {profile_scores} AS q
+                                  WHERE q.profile_id = a.profile_id OFFSET 0) AS f) AS a
+        WHERE p.ctid = a.row_address AND p.profile_version < a.profile_version"""
 
 _SQL_BY_SCHEMA: dict[str, dict[str, str]] = {}
 _ENCODER = msgspec.json.Encoder()
@@ -447,6 +463,7 @@ def _unpublished_rows(changes: Sequence[UnpublishedChange]) -> list[dict[str, An
             "prospect_features": c.prospect_features.as_json()
             if c.prospect_features is not None
             else None,
+            "inputs_digest": c.inputs_digest,
         }
         for c in sorted(changes, key=lambda c: c.profile_id)
     ]
@@ -475,6 +492,7 @@ def _pg_row(record: ScoreRecord) -> dict[str, Any]:
         "updated_at": record.updated_at,
         "inputs_digest": record.inputs_digest,
         "republish": record.republish,
+        "potential": record.potential,
     }
 
 
@@ -493,10 +511,16 @@ async def _pg_statements(driver: Any, schema: str) -> dict[str, str]:
         # json values go in as they came (no second parse); jsonb columns get a cast.
         for cast_name, column in (("features_cast", ("profile_scores", "prospect_features")),):
             names[cast_name] = "::jsonb" if types.get(column) == "jsonb" else ""
-        names["state_type"] = (
-            "jsonb" if types.get(("profile_scores", "state")) == "jsonb" else "json"
+        # Text as migrated (0006); a store made before keeps its json or jsonb.
+        names["state_type"] = {"jsonb": "jsonb", "json": "json"}.get(
+            types.get(("profile_scores", "state"), ""), "text"
         )
-        found = {name: sql.format(**names) for name, sql in _PG_SQL.items()}
+        keep = _KEEP_SQL.format(**names)
+        found = {}
+        for name, sql in _PG_SQL.items():
+            # The kept changes are the write's sixth parameter, and store_unpublished's only.
+            position = 6 if name == "write_scored" else 1
+            found[name] = sql.format(**names, keep_sql=keep.replace("$keep", f"${position}"))
         _SQL_BY_SCHEMA[schema] = found
     return found
 
@@ -644,6 +668,7 @@ class SqlScoringUnitOfWork(SqlTransaction):
                 profile_version=bindparam("version"),
                 cost_to_serve=bindparam("cost"),
                 prospect_features=func.coalesce(bindparam("features"), table.c.prospect_features),
+                inputs_digest=func.coalesce(bindparam("digest"), table.c.inputs_digest),
                 republish=True,
             ),
             [
@@ -654,6 +679,7 @@ class SqlScoringUnitOfWork(SqlTransaction):
                     "features": None
                     if r["prospect_features"] is None
                     else encode(r["prospect_features"]).decode(),
+                    "digest": r["inputs_digest"],
                 }
                 for r in rows
             ],
