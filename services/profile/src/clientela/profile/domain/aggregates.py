@@ -47,6 +47,20 @@ _VALUE: dict[Channel | TouchpointKind, str] = {
 }
 
 
+_MONTHS: dict[int, str] = {}
+
+
+def _month_of(moment: datetime) -> str:
+    """Return the "YYYY-MM" of a time (formatted once per month seen, then looked up)."""
+    index = moment.year * 12 + moment.month
+    found = _MONTHS.get(index)
+    if found is None:
+        if len(_MONTHS) >= 4096:
+            _MONTHS.clear()
+        found = _MONTHS[index] = f"{moment.year:04d}-{moment.month:02d}"
+    return found
+
+
 @functools.lru_cache(maxsize=4096)
 def _month_index(month: str) -> int:
     return int(month[:4]) * 12 + int(month[5:7]) - 1
@@ -153,20 +167,30 @@ class Tally(msgspec.Struct):
         event_id: str = "",
     ) -> None:
         """Fold one touchpoint, which happened at occurred_at (UTC), into the figures."""
-        self.first_seen_at = _earliest(self.first_seen_at, occurred_at)
-        self.last_seen_at = _latest(self.last_seen_at, occurred_at)
+        seen_first, seen_last = self.first_seen_at, self.last_seen_at
+        if seen_first is None or occurred_at < seen_first:
+            self.first_seen_at = occurred_at
+        if seen_last is None or occurred_at > seen_last:
+            self.last_seen_at = occurred_at
         self.touchpoint_count += 1
         kind, channel = _VALUE[touchpoint.kind], _VALUE[touchpoint.channel]
-        self.counts_by_kind[kind] = self.counts_by_kind.get(kind, 0) + 1
-        self.counts_by_channel[channel] = self.counts_by_channel.get(channel, 0) + 1
+        counts = self.counts_by_kind
+        counts[kind] = counts.get(kind, 0) + 1
+        counts = self.counts_by_channel
+        counts[channel] = counts.get(channel, 0) + 1
         if touchpoint.direction is Direction.INBOUND:
             self.inbound_count += 1
-            months = self.inbound_months.setdefault(channel, {})
-            month = f"{occurred_at.year:04d}-{occurred_at.month:02d}"
+            months = self.inbound_months.get(channel)
+            if months is None:
+                months = self.inbound_months[channel] = {}
+            month = _month_of(occurred_at)
             months[month] = months.get(month, 0) + 1
         else:
             self.outbound_count += 1
-        self._add_cost(touchpoint, policy)
+        if touchpoint.cost is None:
+            self.cost_to_serve += policy.channel_cost(touchpoint.channel)
+        else:
+            self._add_cost(touchpoint, policy)
         if touchpoint.kind is TouchpointKind.SUPPORT_CASE:
             case_id, case = _case_of(touchpoint, event_id, occurred_at)
             if case.newer_than(self.cases.get(case_id)):
@@ -249,8 +273,10 @@ class Tally(msgspec.Struct):
             total += weight
         if total <= 0:
             return {}
-        if len(weights) > 1:
-            weights.sort()
+        if len(weights) == 1:
+            channel, weight = weights[0]
+            return {channel: round(weight / total, 4)}
+        weights.sort()
         return {c: round(w / total, 4) for c, w in weights}
 
     def _add_cost(self, touchpoint: TouchpointView, policy: ProfilePolicy) -> None:

@@ -308,6 +308,9 @@ class _Resolver:
 
     def finish(self) -> Resolution:
         result = self.result
+        if not result.forward:
+            # No merge in the batch: every id is already final.
+            return result
         result.profile_of = {e: result.final(p) for e, p in result.profile_of.items()}
         result.claims = [
             IdentifierClaim(c.id_type, c.id_value, result.final(c.profile_id))
