@@ -5,12 +5,12 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 import msgspec
 
-from clientela.profile.domain.policy import ProfilePolicy, quantize_money
+from clientela.profile.domain.policy import MONEY_QUANTUM, ProfilePolicy, quantize_money
 from clientela.profile.domain.published import PublishedAggregates
 from clientela.shared.contracts import (
     Channel,
@@ -249,6 +249,10 @@ class Tally(msgspec.Struct):
         """Return each inbound channel's share of recency-weighted inbound contacts."""
         if not self.inbound_months:
             return {}
+        if len(self.inbound_months) == 1:
+            # One channel holds every weight (each month counted is at least one contact).
+            ((channel, months),) = self.inbound_months.items()
+            return {channel: 1.0} if months else {}
         # "YYYY-MM" sorts as time does: the latest month is the greatest string.
         newest = ""
         for months in self.inbound_months.values():
@@ -301,8 +305,10 @@ class Tally(msgspec.Struct):
                 rank = (-share, _CHANNEL_ORDER.get(channel, _CHANNEL_COUNT))
                 if preferred is None or rank < best:
                     preferred, best = channel, rank
+        # quantize_money inlined: four calls per announced profile.
+        quantum, rounding = MONEY_QUANTUM, ROUND_HALF_EVEN
         average = (
-            quantize_money(self.total_spend / self.priced_purchase_count)
+            (self.total_spend / self.priced_purchase_count).quantize(quantum, rounding)
             if self.priced_purchase_count
             else _ZERO_MONEY
         )
@@ -325,9 +331,9 @@ class Tally(msgspec.Struct):
             self.first_purchase_at,
             self.last_purchase_at,
             self.currency,
-            quantize_money(self.total_spend),
+            self.total_spend.quantize(quantum, rounding),
             (
-                quantize_money(first.amount)
+                first.amount.quantize(quantum, rounding)
                 if first is not None and first.amount is not None
                 else _ZERO_MONEY
             ),
@@ -335,7 +341,7 @@ class Tally(msgspec.Struct):
             {c: quantize_money(a) for c, a in self.spend_by_currency.items()}
             if self.spend_by_currency
             else {},
-            quantize_money(self.cost_to_serve),
+            self.cost_to_serve.quantize(quantum, rounding),
             open_cases,
             len(self.cases) - open_cases,
             self.categories,
