@@ -5,12 +5,12 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 import msgspec
 
-from clientela.profile.domain.policy import ProfilePolicy, quantize_money
+from clientela.profile.domain.policy import MONEY_QUANTUM, ProfilePolicy, quantize_money
 from clientela.profile.domain.published import PublishedAggregates
 from clientela.shared.contracts import (
     Channel,
@@ -45,6 +45,20 @@ def _sum_into(target: dict[str, Any], source: Mapping[str, Any]) -> None:
 _VALUE: dict[Channel | TouchpointKind, str] = {
     member: member.value for enum in (Channel, TouchpointKind) for member in enum
 }
+
+
+_MONTHS: dict[int, str] = {}
+
+
+def _month_of(moment: datetime) -> str:
+    """Return the "YYYY-MM" of a time (formatted once per month seen, then looked up)."""
+    index = moment.year * 12 + moment.month
+    found = _MONTHS.get(index)
+    if found is None:
+        if len(_MONTHS) >= 4096:
+            _MONTHS.clear()
+        found = _MONTHS[index] = f"{moment.year:04d}-{moment.month:02d}"
+    return found
 
 
 @functools.lru_cache(maxsize=4096)
@@ -153,20 +167,30 @@ class Tally(msgspec.Struct):
         event_id: str = "",
     ) -> None:
         """Fold one touchpoint, which happened at occurred_at (UTC), into the figures."""
-        self.first_seen_at = _earliest(self.first_seen_at, occurred_at)
-        self.last_seen_at = _latest(self.last_seen_at, occurred_at)
+        seen_first, seen_last = self.first_seen_at, self.last_seen_at
+        if seen_first is None or occurred_at < seen_first:
+            self.first_seen_at = occurred_at
+        if seen_last is None or occurred_at > seen_last:
+            self.last_seen_at = occurred_at
         self.touchpoint_count += 1
         kind, channel = _VALUE[touchpoint.kind], _VALUE[touchpoint.channel]
-        self.counts_by_kind[kind] = self.counts_by_kind.get(kind, 0) + 1
-        self.counts_by_channel[channel] = self.counts_by_channel.get(channel, 0) + 1
+        counts = self.counts_by_kind
+        counts[kind] = counts.get(kind, 0) + 1
+        counts = self.counts_by_channel
+        counts[channel] = counts.get(channel, 0) + 1
         if touchpoint.direction is Direction.INBOUND:
             self.inbound_count += 1
-            months = self.inbound_months.setdefault(channel, {})
-            month = f"{occurred_at.year:04d}-{occurred_at.month:02d}"
+            months = self.inbound_months.get(channel)
+            if months is None:
+                months = self.inbound_months[channel] = {}
+            month = _month_of(occurred_at)
             months[month] = months.get(month, 0) + 1
         else:
             self.outbound_count += 1
-        self._add_cost(touchpoint, policy)
+        if touchpoint.cost is None:
+            self.cost_to_serve += policy.channel_cost(touchpoint.channel)
+        else:
+            self._add_cost(touchpoint, policy)
         if touchpoint.kind is TouchpointKind.SUPPORT_CASE:
             case_id, case = _case_of(touchpoint, event_id, occurred_at)
             if case.newer_than(self.cases.get(case_id)):
@@ -225,6 +249,10 @@ class Tally(msgspec.Struct):
         """Return each inbound channel's share of recency-weighted inbound contacts."""
         if not self.inbound_months:
             return {}
+        if len(self.inbound_months) == 1:
+            # One channel holds every weight (each month counted is at least one contact).
+            ((channel, months),) = self.inbound_months.items()
+            return {channel: 1.0} if months else {}
         # "YYYY-MM" sorts as time does: the latest month is the greatest string.
         newest = ""
         for months in self.inbound_months.values():
@@ -249,8 +277,10 @@ class Tally(msgspec.Struct):
             total += weight
         if total <= 0:
             return {}
-        if len(weights) > 1:
-            weights.sort()
+        if len(weights) == 1:
+            channel, weight = weights[0]
+            return {channel: round(weight / total, 4)}
+        weights.sort()
         return {c: round(w / total, 4) for c, w in weights}
 
     def _add_cost(self, touchpoint: TouchpointView, policy: ProfilePolicy) -> None:
@@ -275,8 +305,10 @@ class Tally(msgspec.Struct):
                 rank = (-share, _CHANNEL_ORDER.get(channel, _CHANNEL_COUNT))
                 if preferred is None or rank < best:
                     preferred, best = channel, rank
+        # quantize_money inlined: four calls per announced profile.
+        quantum, rounding = MONEY_QUANTUM, ROUND_HALF_EVEN
         average = (
-            quantize_money(self.total_spend / self.priced_purchase_count)
+            (self.total_spend / self.priced_purchase_count).quantize(quantum, rounding)
             if self.priced_purchase_count
             else _ZERO_MONEY
         )
@@ -299,9 +331,9 @@ class Tally(msgspec.Struct):
             self.first_purchase_at,
             self.last_purchase_at,
             self.currency,
-            quantize_money(self.total_spend),
+            self.total_spend.quantize(quantum, rounding),
             (
-                quantize_money(first.amount)
+                first.amount.quantize(quantum, rounding)
                 if first is not None and first.amount is not None
                 else _ZERO_MONEY
             ),
@@ -309,7 +341,7 @@ class Tally(msgspec.Struct):
             {c: quantize_money(a) for c, a in self.spend_by_currency.items()}
             if self.spend_by_currency
             else {},
-            quantize_money(self.cost_to_serve),
+            self.cost_to_serve.quantize(quantum, rounding),
             open_cases,
             len(self.cases) - open_cases,
             self.categories,

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
 
+import msgspec
 import phonenumbers
 
 from clientela.shared.contracts import IdentifierType
@@ -146,8 +147,9 @@ class IdentityRules:
         return sorted(found, key=lambda k: rank.get(k[0], last))
 
 
-@dataclass(frozen=True, slots=True)
-class TouchpointIdentity:
+# One of each per touchpoint and per attached identifier: frozen Structs are built in C, a
+# frozen dataclass sets each field through object.__setattr__.
+class TouchpointIdentity(msgspec.Struct, frozen=True, gc=False):
     """What resolution needs of a touchpoint: its id and its identifiers, strongest first."""
 
     event_id: str
@@ -168,8 +170,7 @@ class ProfileFacts:
         return (self.created_at, self.birth, profile_id)
 
 
-@dataclass(frozen=True, slots=True)
-class IdentifierClaim:
+class IdentifierClaim(msgspec.Struct, frozen=True, gc=False):
     """An identifier newly attached to a profile."""
 
     id_type: str
@@ -308,6 +309,9 @@ class _Resolver:
 
     def finish(self) -> Resolution:
         result = self.result
+        if not result.forward:
+            # No merge in the batch: every id is already final.
+            return result
         result.profile_of = {e: result.final(p) for e, p in result.profile_of.items()}
         result.claims = [
             IdentifierClaim(c.id_type, c.id_value, result.final(c.profile_id))

@@ -150,6 +150,8 @@ def lifecycle_at(
 
 def as_utc(moment: datetime) -> datetime:
     """Return an aware time in UTC (naive times are taken as UTC)."""
+    if moment.tzinfo is UTC:
+        return moment
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC)
@@ -189,21 +191,27 @@ class Profile:
     def record(self, event: TouchpointRecordedView, policy: ProfilePolicy) -> None:
         """Fold a touchpoint into the profile; the result is the same in any arrival order."""
         touchpoint = event.data
-        stamp = Stamp(as_utc(event.occurred_at), event.event_id)
-        self.tally.add(touchpoint, stamp.at, policy, event.event_id)
+        at = event.occurred_at
+        if at.tzinfo is not UTC:
+            at = as_utc(at)
+        self.tally.add(touchpoint, at, policy, event.event_id)
         if touchpoint.kind is TouchpointKind.BRANCH_VISIT or touchpoint.channel is Channel.BRANCH:
             self.visited_branch = True
-        for name, value in touchpoint.traits.items():
-            self._observe(name, event.source, Observation(value, 1, stamp))
+        # Most touchpoints state no trait and no consent: nothing is built for them.
+        if touchpoint.traits:
+            stamp = Stamp(at, event.event_id)
+            for name, value in touchpoint.traits.items():
+                self._observe(name, event.source, Observation(value, 1, stamp))
+        email = touchpoint.email
+        if not touchpoint.consent and (email is None or not email.unsubscribed):
+            return
         decisions = {change.channel: change.status for change in touchpoint.consent}
         # An unsubscribe link clicked in an email withdraws email consent even when the
         # upstream system did not send it as an explicit consent change.
-        if touchpoint.email is not None and touchpoint.email.unsubscribed:
+        if email is not None and email.unsubscribed:
             decisions.setdefault(Channel.EMAIL, ConsentStatus.OPTED_OUT)
         for channel, status in decisions.items():
-            self.record_consent(
-                channel, ConsentEntry(status, stamp.at, stamp.event_id, event.source)
-            )
+            self.record_consent(channel, ConsentEntry(status, at, event.event_id, event.source))
 
     def record_consent(self, channel: Channel, entry: ConsentEntry) -> None:
         """Keep a consent decision unless a later one is held."""

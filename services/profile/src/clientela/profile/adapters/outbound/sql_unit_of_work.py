@@ -175,24 +175,24 @@ _PG_SQL = {
     # Owners of the keys (kind 0), their profiles (kind 1) and the admin separations of those
     # profiles (kind 2), in one round trip. Nothing is locked: every write of a profile read
     # here is guarded by the version read (see save_profiles and merge_away), so a writer that
-    # changed it meanwhile makes the batch start again.
+    # changed it meanwhile makes the batch start again. One statement reads with one snapshot,
+    # so the owners and the profiles it returns are consistent with each other.
     "lock_owners": """
         WITH owned AS (
-            SELECT i.id_type, i.id_value, i.profile_id, p.version AS seen_version
+            SELECT i.id_type, i.id_value, i.profile_id
             FROM unnest($1::text[], $2::text[]) AS w(t, v)
             -- One primary-key probe per key: LIMIT keeps the subquery from being flattened
             -- into a join the planner may run as a scan of the whole table (it does, for
             -- tables of up to a few hundred thousand rows, whose probes it overprices).
             CROSS JOIN LATERAL (
                 SELECT o.id_type, o.id_value, o.profile_id FROM {identifiers} o
-                WHERE o.id_type = w.t AND o.id_value = w.v LIMIT 1) AS i
-            LEFT JOIN {profiles} p ON p.profile_id = i.profile_id),
+                WHERE o.id_type = w.t AND o.id_value = w.v LIMIT 1) AS i),
         locked AS (
             SELECT p.profile_id, p.version, p.created_at, p.updated_at, p.lifecycle,
                    p.state::text AS state
             FROM {profiles} p
             WHERE p.profile_id IN (SELECT profile_id FROM owned))
-        SELECT 0 AS kind, id_type AS a, id_value AS b, profile_id, seen_version AS version,
+        SELECT 0 AS kind, id_type AS a, id_value AS b, profile_id, NULL::int AS version,
                NULL::timestamptz AS created_at, NULL::timestamptz AS updated_at,
                NULL::text AS lifecycle, NULL::text AS state
         FROM owned
@@ -248,24 +248,27 @@ _PG_SQL = {
             RETURNING 1)
         SELECT count(*) FROM gone""",
     "begin": "SELECT 1",
-    # Profiles this transaction read are updated only where still at the version read ($7;
+    # Profiles this transaction read are updated only where still at the version read ($6;
     # NULL for the others); the count of those updated tells the caller whether a concurrent
     # writer got there first. The others are inserted (new ones, or one recreated after a
-    # lost write).
+    # lost write). Every profile of one save changed at the same time ($7), and a read
+    # profile's creation time is sent only when a merge moved it (NULL keeps the stored one):
+    # a time costs the driver more to encode than the rest of the row but its state.
     "save_profiles": """
         WITH u AS (
-            SELECT * FROM unnest($1::text[], $2::int[], $3::timestamptz[], $4::timestamptz[],
-                                 $5::text[], $6::text[], $7::int[])
-                AS u(id, version, created_at, updated_at, lifecycle, state, seen)),
+            SELECT * FROM unnest($1::text[], $2::int[], $3::timestamptz[], $4::text[],
+                                 $5::text[], $6::int[])
+                AS u(id, version, created_at, lifecycle, state, seen)),
         updated AS (
-            UPDATE {profiles} p SET version = u.version, created_at = u.created_at,
-                updated_at = u.updated_at, lifecycle = u.lifecycle, state = u.state::{state_type}
+            UPDATE {profiles} p SET version = u.version,
+                created_at = coalesce(u.created_at, p.created_at), updated_at = $7::timestamptz,
+                lifecycle = u.lifecycle, state = u.state::{state_type}
             FROM u WHERE u.seen IS NOT NULL AND p.profile_id = u.id AND p.version = u.seen
             RETURNING 1),
         inserted AS (
             INSERT INTO {profiles} (profile_id, version, created_at, updated_at, lifecycle, state)
-            SELECT id, version, created_at, updated_at, lifecycle, state::{state_type} FROM u
-            WHERE u.seen IS NULL
+            SELECT id, version, created_at, $7::timestamptz, lifecycle, state::{state_type}
+            FROM u WHERE u.seen IS NULL
             ON CONFLICT (profile_id) DO UPDATE SET version = EXCLUDED.version,
                 created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at,
                 lifecycle = EXCLUDED.lifecycle, state = EXCLUDED.state
@@ -314,6 +317,8 @@ class PgSession:
     begun: bool = False
     # The version of each profile this transaction read: its writes are guarded by it.
     seen: dict[str, int] = field(default_factory=dict)
+    # The creation time of each profile this transaction read, as stored.
+    created: dict[str, datetime] = field(default_factory=dict)
     decoded: DecodedProfiles = field(default_factory=DecodedProfiles)
     # Profiles saved by this transaction: kept decoded once it commits.
     saved: list[Profile] = field(default_factory=list)
@@ -622,24 +627,13 @@ class SqlProfileRepository:
             return
         ordered = sorted(profiles, key=lambda p: p.profile_id)
         if self._pg is not None:
-            # One statement over arrays: a fixed, prepared statement whatever the batch size.
-            seen = self._pg.seen
-            guards = [seen.get(p.profile_id) for p in ordered]
-            rows = await self._pg.fetch(
-                "save_profiles",
-                [p.profile_id for p in ordered],
-                [p.version for p in ordered],
-                [p.created_at for p in ordered],
-                [p.updated_at for p in ordered],
-                [p.stage.value for p in ordered],
-                [p.to_json().decode() for p in ordered],
-                guards,
-            )
-            expected = len(guards) - guards.count(None)
-            if rows[0][0] != expected:
-                raise ConcurrentChangeError(
-                    f"{expected - rows[0][0]} profile(s) changed since they were read"
-                )
+            # One statement over arrays: a fixed, prepared statement whatever the batch size
+            # (one per change time, and the profiles of one save share it).
+            by_time: dict[datetime, list[Profile]] = {}
+            for profile in ordered:
+                by_time.setdefault(profile.updated_at, []).append(profile)
+            for updated_at, same in by_time.items():
+                await self._save_pg(self._pg, same, updated_at)
             self._pg.saved.extend(ordered)
             return
         t = tables.profiles
@@ -668,6 +662,31 @@ class SqlProfileRepository:
                 for p in ordered
             ],
         )
+
+    @staticmethod
+    async def _save_pg(pg: PgSession, profiles: list[Profile], updated_at: datetime) -> None:
+        seen, created = pg.seen, pg.created
+        guards = [seen.get(p.profile_id) for p in profiles]
+        rows = await pg.fetch(
+            "save_profiles",
+            [p.profile_id for p in profiles],
+            [p.version for p in profiles],
+            [
+                None
+                if guard is not None and created.get(p.profile_id) == p.created_at
+                else p.created_at
+                for p, guard in zip(profiles, guards, strict=True)
+            ],
+            [p.stage.value for p in profiles],
+            [p.to_json().decode() for p in profiles],
+            guards,
+            updated_at,
+        )
+        expected = len(guards) - guards.count(None)
+        if rows[0][0] != expected:
+            raise ConcurrentChangeError(
+                f"{expected - rows[0][0]} profile(s) changed since they were read"
+            )
 
     async def delete(self, profile_ids: Collection[str]) -> None:
         """Remove profiles."""
@@ -1073,7 +1092,6 @@ class SqlUnitOfWork(shared_outbox.SqlTransaction):
         fresh: set[str] | None = None,
     ) -> LockedOwners:
         owners = {}
-        seen_versions: dict[str, int | None] = {}
         profiles: dict[str, Profile] = {}
         separated: set[tuple[str, str]] = set()
         if event_ids is None:
@@ -1087,7 +1105,6 @@ class SqlUnitOfWork(shared_outbox.SqlTransaction):
                     fresh.add(r[1])
             elif kind == 0:
                 owners[(r[1], r[2])] = r[3]
-                seen_versions[r[3]] = r[4]
             elif kind == 1:
                 profile = pg.decoded.take(r[3], r[4], r[6])
                 if profile is None:
@@ -1095,11 +1112,11 @@ class SqlUnitOfWork(shared_outbox.SqlTransaction):
                 profiles[r[3]] = profile
             else:
                 separated.add((r[1], r[2]))
-        pg.seen.update((pid, p.version) for pid, p in profiles.items())
-        # A profile locked in a newer version than the owners were read with was changed by
-        # a writer that committed meanwhile: it may have moved identifiers away.
-        stale = any(seen_versions.get(pid) != p.version for pid, p in profiles.items())
-        return LockedOwners(owners, profiles, separated, stale)
+        for pid, p in profiles.items():
+            pg.seen[pid] = p.version
+            pg.created[pid] = p.created_at
+        # Owners and profiles come from one statement, one snapshot: never stale.
+        return LockedOwners(owners, profiles, separated)
 
     async def merge_away(self, moves: Mapping[str, str], at: datetime) -> None:
         """Move identifiers, touchpoints and consent decisions to survivors; forward merged
