@@ -215,3 +215,25 @@ async def test_split_then_erase(client, profile_id) -> None:
     again = await client.delete(f"/v1/profiles/{new_id}", headers=ADMIN)
     assert again.json() == receipt
     assert (await client.delete("/v1/profiles/nope", headers=ADMIN)).status_code == 404
+
+
+async def test_lookup_answers_as_the_declared_route(client, app, profile_id) -> None:
+    from clientela.profile.adapters.inbound.http import ProfileView
+
+    url = "/v1/profiles/by/email/eve@example.com"
+    response = await client.get(url, headers=READ)
+    assert response.headers["content-type"] == "application/json"
+    view = ProfileView.model_validate_json(response.content)
+    assert response.content == view.model_dump_json().encode()
+    assert (await client.get(url)).json() == {"detail": "an API key is required"}
+    unknown = await client.get(url, headers={"Authorization": "Bearer not-a-key"})
+    assert unknown.status_code == 401
+    assert unknown.headers["www-authenticate"] == "Bearer"
+    forbidden = await client.get(url, headers={"X-API-Key": DEV_WRITE_KEY})
+    assert forbidden.json() == {"detail": "this key lacks the 'read' scope"}
+    missing = await client.get("/v1/profiles/by/email/nobody@example.com", headers=READ)
+    assert missing.json() == {"detail": "identifier not found"}
+    documented = app.openapi()["paths"]["/v1/profiles/by/{identifier_type}/{value}"]["get"]
+    schema = documented["responses"]["200"]["content"]["application/json"]["schema"]
+    assert schema == {"$ref": "#/components/schemas/ProfileView"}
+    assert {"401", "403", "404"} <= set(documented["responses"])

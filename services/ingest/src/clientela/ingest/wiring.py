@@ -10,13 +10,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI
-from starlette.types import ASGIApp
 
 from clientela.ingest.adapters.inbound.http import (
     HttpIntake,
-    NativeFastLane,
     install_error_handlers,
     intake_router,
+    serve_native_fast,
 )
 from clientela.ingest.adapters.inbound.raw_topic import RawTopicHandler
 from clientela.ingest.adapters.metrics import IngestMetrics, MeasuredPublisher
@@ -204,14 +203,7 @@ def create_app(
     )
     app.include_router(intake_router(deps))
     install_error_handlers(app, settings.retry_after_s)
-    # The lane goes around the whole middleware stack (server errors, FastAPI's telemetry and
-    # body-limit wrappers, request metrics): each wraps receive and send, per request.
-    build_stack = app.build_middleware_stack
-
-    def build_with_lane() -> ASGIApp:
-        return NativeFastLane(build_stack(), deps=deps, retry_after_s=settings.retry_after_s)
-
-    app.build_middleware_stack = build_with_lane  # type: ignore[method-assign]
+    serve_native_fast(app, deps)
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:

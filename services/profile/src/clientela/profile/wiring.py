@@ -14,7 +14,12 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from clientela.profile.adapters.inbound.http import ReadApi, admin_router, profile_router
+from clientela.profile.adapters.inbound.http import (
+    ReadApi,
+    admin_router,
+    profile_router,
+    serve_lookup_fast,
+)
 from clientela.profile.adapters.inbound.kafka import subscribe_touchpoints, touchpoint_handler
 from clientela.profile.adapters.outbound import tables
 from clientela.profile.adapters.outbound.profile_cache import (
@@ -188,4 +193,5 @@ def create_app(
     keyring = KeyRing.from_settings(settings.auth)
     app.include_router(profile_router(keyring))
     app.include_router(admin_router(keyring))
+    serve_lookup_fast(app, keyring)
     return app

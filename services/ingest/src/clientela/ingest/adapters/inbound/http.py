@@ -17,10 +17,8 @@ from typing import Any, Literal
 
 import msgspec
 from fastapi import APIRouter, FastAPI, HTTPException, Request, Response, status
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from starlette.types import ASGIApp, Receive, Send
-from starlette.types import Scope as AsgiScope
 
 from clientela.ingest.adapters.metrics import IngestMetrics
 from clientela.ingest.application.accept_touchpoints import (
@@ -53,10 +51,10 @@ from clientela.ingest.domain.segment import (
     unpack_segment,
 )
 from clientela.ingest.domain.touchpoints import IntakeContext
-from clientela.shared import tracing
 from clientela.shared.auth import KeyRing, Principal, Scope, presented_key
 from clientela.shared.codec import now_ms
 from clientela.shared.contracts import FieldError
+from clientela.shared.http import add_fast_route
 
 log = logging.getLogger(__name__)
 
@@ -341,44 +339,19 @@ async def submit_native(deps: HttpIntake, request: Request) -> Response:
     return await _measured(deps, "touchpoints", handle)
 
 
-class NativeFastLane:
-    """ASGI middleware that answers POST /v1/touchpoints itself, with the same handler.
+def serve_native_fast(app: FastAPI, deps: HttpIntake) -> None:
+    """Answer POST /v1/touchpoints ahead of the middleware stack, with the same handler.
 
-    The route stays declared (and documented) on the FastAPI router; this lane only skips
-    the router's path matching, the middleware stack (it wraps even Starlette's server-error
-    middleware, whose plain 500 it gives itself) and FastAPI's endpoint machinery, which cost
-    more per request than validating a 100-event batch with the fast decoder.
+    The route stays declared (and documented) on the router; the shared fast lane skips the
+    router's path matching, the middleware stack and FastAPI's endpoint machinery, which cost
+    more per request than validating a 100-event batch with the fast decoder. Refusals are
+    answered by the handlers `install_error_handlers` registers.
     """
 
-    def __init__(self, app: ASGIApp, deps: HttpIntake, retry_after_s: int) -> None:
-        self._app = app
-        self._deps = deps
-        self._retry_after_s = retry_after_s
+    async def handle(request: Request) -> Response:
+        return await submit_native(deps, request)
 
-    async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
-        """Serve the hot path, pass everything else on."""
-        if (
-            scope["type"] != "http"
-            or scope["path"] != "/v1/touchpoints"
-            or (scope["method"] != "POST")
-        ):
-            await self._app(scope, receive, send)
-            return
-        request = Request(scope, receive)
-        try:
-            # The caller's trace (traceparent), or a new one, for the records published.
-            with tracing.request_context(scope, "/v1/touchpoints"):
-                response = await submit_native(self._deps, request)
-        except HTTPException as exc:
-            response = JSONResponse({"detail": exc.detail}, exc.status_code, exc.headers)
-        except Exception as exc:
-            refused = refusal(exc, self._retry_after_s)
-            if refused is None:
-                # What ServerErrorMiddleware would answer; the server logs the error.
-                await PlainTextResponse("Internal Server Error", 500)(scope, receive, send)
-                raise
-            response = refused
-        await response(scope, receive, send)
+    add_fast_route(app, "POST", "/v1/touchpoints", handle)
 
 
 def refusal(exc: Exception, retry_after_s: int) -> JSONResponse | None:
