@@ -304,15 +304,83 @@ def derived(
     event coalescing several): when spans are recorded, a producer span child of the cause and
     linked to each of them is recorded, and its context is returned.
     """
-    scope = _batch.get()
-    cause = scope.get(causation_id) if scope is not None and causation_id else None
-    if cause is None:
-        cause = TraceContext.of(otel_context.get_current())
-    if cause is None or not linked_causes or not recording():
-        return cause
+    return Derivation().context(causation_id, topic=topic, linked_causes=linked_causes)
+
+
+_UNSET: Any = object()
+_NO_SCOPE: Mapping[str, TraceContext] = {}
+
+
+class Derivation:
+    """`derived` for one batch of events: scope, active context and headers looked up once.
+
+    Build one per batch of outgoing events, where the events are staged (inside the scope).
+    """
+
+    __slots__ = ("_active", "_headers", "_recording", "_scope")
+
+    def __init__(self) -> None:
+        self._scope = _batch.get() or _NO_SCOPE
+        self._active: TraceContext | None = _UNSET
+        self._recording: bool | None = None
+        self._headers: dict[str | None, Headers] = {}
+
+    def context(
+        self,
+        causation_id: str | None,
+        *,
+        topic: str = "",
+        linked_causes: Sequence[str] = (),
+    ) -> TraceContext | None:
+        """Return the trace context for an event derived from `causation_id` (see `derived`)."""
+        cause = self._scope.get(causation_id) if causation_id else None
+        if cause is None:
+            cause = self._active_context()
+        if cause is None or not linked_causes or not self._records_spans():
+            return cause
+        return _producer_span(cause, self._scope, topic, linked_causes)
+
+    def headers(
+        self,
+        causation_id: str | None,
+        *,
+        topic: str = "",
+        linked_causes: Sequence[str] = (),
+    ) -> Headers:
+        """Return `context` as Kafka headers (shared between events: not to be modified)."""
+        if linked_causes and self._records_spans():
+            found = self.context(causation_id, topic=topic, linked_causes=linked_causes)
+            return found.headers() if found is not None else []
+        # Without a span of its own an event carries its cause's context (or the active one):
+        # encoded once per cause, as a cause often has several derived events.
+        key = causation_id if causation_id and causation_id in self._scope else None
+        headers = self._headers.get(key)
+        if headers is None:
+            found = self.context(key)
+            headers = self._headers[key] = found.headers() if found is not None else []
+        return headers
+
+    def _active_context(self) -> TraceContext | None:
+        if self._active is _UNSET:
+            self._active = TraceContext.of(otel_context.get_current())
+        return self._active
+
+    def _records_spans(self) -> bool:
+        if self._recording is None:
+            self._recording = recording()
+        return self._recording
+
+
+def _producer_span(
+    cause: TraceContext,
+    scope: Mapping[str, TraceContext],
+    topic: str,
+    linked_causes: Sequence[str],
+) -> TraceContext | None:
+    """Record a producer span child of the cause, linked to the further causes; its context."""
     links = [
         Link(found.span_context())
-        for found in (scope.get(c) if scope is not None else None for c in linked_causes)
+        for found in (scope.get(c) for c in linked_causes)
         if found is not None
     ]
     span = _tracer().start_span(
