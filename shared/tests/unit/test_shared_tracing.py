@@ -94,6 +94,19 @@ def test_a_trace_context_round_trips_through_kafka_headers() -> None:
     assert TraceContext.from_mapping(carried.as_dict()) == carried
 
 
+def test_trace_fields_are_copied_sorted_and_sent_as_received() -> None:
+    received = [("tracestate", b"k=v"), ("traceparent", PARENT.encode()), ("baggage", b"b=1")]
+    carried = TraceContext.from_headers(received)
+
+    assert carried is not None
+    assert carried.fields == (("baggage", "b=1"), ("traceparent", PARENT), ("tracestate", "k=v"))
+    assert carried.headers() == sorted(received)
+    assert TraceContext.from_headers(carried.headers()) == carried
+    assert {carried, TraceContext.from_headers(received)} == {carried}
+    with pytest.raises(AttributeError):
+        carried.fields = ()  # type: ignore[misc]
+
+
 @pytest.mark.parametrize(
     "value",
     [b"garbage", b"00-00000000000000000000000000000000-b7ad6b7169203331-01", b""],
