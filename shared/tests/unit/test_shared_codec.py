@@ -115,6 +115,16 @@ def test_events_derived_inside_a_request_carry_the_request_s_trace() -> None:
     ] * 2
 
 
+def test_deferred_work_carries_the_trace_kept_with_it() -> None:
+    kept = TraceContext.new()
+    event = touchpoint()
+    out = OutgoingEvent(topics.TOUCHPOINTS, "k", event, 1, trace=kept)
+    with tracing.request_context({"headers": [(b"traceparent", PARENT)]}):
+        rows = encoded_rows([EncodedEvent.of(out)], named)
+    assert rows == [row(to_record(named(topics.TOUCHPOINTS), "k", event, 1, trace=kept))]
+    assert TraceContext.from_headers(rows[0][3]) == kept
+
+
 def row_of(encoded: EncodedEvent, trace: TraceContext | None) -> Row:
     """Return the row the one-event builder makes of an encoded event."""
     assert encoded.contract is not None

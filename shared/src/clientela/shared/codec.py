@@ -79,6 +79,9 @@ class EncodedEvent(msgspec.Struct, frozen=True, gc=False):
     causation_id: str | None = None
     # Further events the event coalesces (recorded as span links).
     linked_causes: tuple[str, ...] = ()
+    # The cause's trace context when the cause is not in the batch being handled (deferred
+    # work); otherwise it is found by causation_id.
+    trace: TraceContext | None = None
 
     @property
     def event_type(self) -> str | None:
@@ -98,6 +101,7 @@ class EncodedEvent(msgspec.Struct, frozen=True, gc=False):
             out.accepted_at_ms,
             event.causation_id,
             out.linked_causes,
+            out.trace,
         )
 
 
@@ -177,7 +181,11 @@ def encoded_rows(
             rows.append((topic, e.key.encode(), e.value, []))
             continue
         fixed = _CONTRACT_HEADERS.get(contract) or _contract_fixed_headers(contract)
-        trace = derivation.headers(e.causation_id, topic=topic, linked_causes=e.linked_causes)
+        trace = (
+            derivation.headers(e.causation_id, topic=topic, linked_causes=e.linked_causes)
+            if e.trace is None
+            else e.trace.headers()
+        )
         at = e.accepted_at_ms
         if at is None:
             headers = [*fixed, (HEADER_EVENT_ID, e.event_id.encode()), *trace]

@@ -41,7 +41,6 @@ from clientela.shared.codec import (
     OutgoingEvent,
     OutgoingRecord,
     encoded_rows,
-    to_record,
 )
 from clientela.shared.contracts import TopicSpec
 from clientela.shared.db import UtcDateTime, is_postgres, upsert_insert
@@ -419,19 +418,8 @@ class SqlTransaction:
         return await claim_new(self.connection, self._inbox_table, event_ids)
 
     async def stage(self, events: Sequence[OutgoingEvent]) -> None:
-        """Queue events in the outbox, to be published once this transaction commits."""
-        records = [
-            to_record(
-                self._kafka.topic(e.topic),
-                e.key,
-                e.event,
-                e.accepted_at_ms,
-                trace=e.trace,
-                linked_causes=e.linked_causes,
-            )
-            for e in events
-        ]
-        await self.stage_records(records)
+        """Queue events, to be published once this transaction commits."""
+        await self.stage_encoded([EncodedEvent.of(e) for e in events])
 
     async def stage_encoded(self, events: Sequence[EncodedEvent]) -> None:
         """Queue events already encoded, to be published once this transaction commits."""
