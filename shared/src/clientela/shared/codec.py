@@ -165,8 +165,8 @@ def encoded_rows(
     """Return the records of encoded events, their headers as `headers_for` builds them.
 
     `topic_name` resolves a registered topic to its name (once per topic). Per event only the
-    event id is encoded: the contract's headers, accept times and trace contexts are shared
-    by the events of the batch.
+    event id and the cause's trace are encoded: the contract's headers, accept times and the
+    active trace context are shared by the events of the batch.
     """
     derivation = tracing.Derivation()
     names: dict[str, str] = {}
@@ -182,7 +182,7 @@ def encoded_rows(
             continue
         fixed = _CONTRACT_HEADERS.get(contract) or _contract_fixed_headers(contract)
         trace = (
-            derivation.headers(e.causation_id, topic=topic, linked_causes=e.linked_causes)
+            derivation.headers(e.causation_id, topic, e.linked_causes)
             if e.trace is None
             else e.trace.headers()
         )

@@ -321,18 +321,18 @@ _NO_SCOPE: Mapping[str, TraceContext] = {}
 
 
 class Derivation:
-    """`derived` for one batch of events: scope, active context and headers looked up once.
+    """`derived` for one batch of events: the scope and the active context looked up once.
 
     Build one per batch of outgoing events, where the events are staged (inside the scope).
     """
 
-    __slots__ = ("_active", "_headers", "_recording", "_scope")
+    __slots__ = ("_active", "_active_headers", "_recording", "_scope")
 
     def __init__(self) -> None:
         self._scope = _batch.get() or _NO_SCOPE
         self._active: TraceContext | None = _UNSET
         self._recording: bool | None = None
-        self._headers: dict[str | None, Headers] = {}
+        self._active_headers: Headers | None = None
 
     def context(
         self,
@@ -350,24 +350,19 @@ class Derivation:
         return _producer_span(cause, self._scope, topic, linked_causes)
 
     def headers(
-        self,
-        causation_id: str | None,
-        *,
-        topic: str = "",
-        linked_causes: Sequence[str] = (),
+        self, causation_id: str | None, topic: str, linked_causes: Sequence[str]
     ) -> Headers:
-        """Return `context` as Kafka headers (shared between events: not to be modified)."""
+        """Return `context` as Kafka headers (the active context's are shared: not to modify)."""
         if linked_causes and self._records_spans():
             found = self.context(causation_id, topic=topic, linked_causes=linked_causes)
             return found.headers() if found is not None else []
-        # Without a span of its own an event carries its cause's context (or the active one):
-        # encoded once per cause, as a cause often has several derived events.
-        key = causation_id if causation_id and causation_id in self._scope else None
-        headers = self._headers.get(key)
-        if headers is None:
-            found = self.context(key)
-            headers = self._headers[key] = found.headers() if found is not None else []
-        return headers
+        cause = self._scope.get(causation_id) if causation_id else None
+        if cause is not None:
+            return cause.headers()
+        if self._active_headers is None:
+            active = self._active_context()
+            self._active_headers = active.headers() if active is not None else []
+        return self._active_headers
 
     def _active_context(self) -> TraceContext | None:
         if self._active is _UNSET:
