@@ -15,9 +15,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from clientela.shared import tracing
-from clientela.shared.codec import OutgoingRecord, to_record
+from clientela.shared.codec import EncodedEvent, OutgoingRecord, encoded_rows, to_record
 from clientela.shared.consumer import BatchProcessor, Incoming
-from clientela.shared.contracts import Envelope
+from clientela.shared.contracts import Envelope, topics
 from clientela.shared.http import create_app, noop_lifespan
 from clientela.shared.tracing import TraceContext
 
@@ -92,6 +92,19 @@ def test_a_trace_context_round_trips_through_kafka_headers() -> None:
     assert carried.trace_id == "0af7651916cd43dd8448eb211c80319c"
     assert TraceContext.from_headers(carried.headers()) == carried
     assert TraceContext.from_mapping(carried.as_dict()) == carried
+
+
+def test_trace_fields_are_copied_sorted_and_sent_as_received() -> None:
+    received = [("tracestate", b"k=v"), ("traceparent", PARENT.encode()), ("baggage", b"b=1")]
+    carried = TraceContext.from_headers(received)
+
+    assert carried is not None
+    assert carried.fields == (("baggage", "b=1"), ("traceparent", PARENT), ("tracestate", "k=v"))
+    assert carried.headers() == sorted(received)
+    assert TraceContext.from_headers(carried.headers()) == carried
+    assert {carried, TraceContext.from_headers(received)} == {carried}
+    with pytest.raises(AttributeError):
+        carried.fields = ()  # type: ignore[misc]
 
 
 @pytest.mark.parametrize(
@@ -184,6 +197,32 @@ async def test_with_an_sdk_each_record_is_processed_in_a_child_span_and_coalesci
     create = finished["create profiles"]
     (change,) = out
     # The change continues the last touchpoint's trace, in its own span, linked to the other.
+    assert trace_id(change) == trace_id(touchpoints[1])
+    assert parent_span_id(change) == f"{create.context.span_id:016x}"
+    (link,) = create.links
+    assert f"{link.context.trace_id:032x}" == trace_id(touchpoints[0])
+
+
+async def test_with_an_sdk_an_encoded_event_coalescing_causes_gets_its_own_linked_span(
+    spans: InMemorySpanExporter,
+) -> None:
+    first, second = Step(source="ingest"), Step(source="ingest")
+    touchpoints = [
+        to_record("touchpoints", "k", first, trace=TraceContext.new()),
+        to_record("touchpoints", "k", second, trace=TraceContext.new()),
+    ]
+    out: list[OutgoingRecord] = []
+
+    async def profile(batch: list[Incoming[Envelope]]) -> None:
+        change = EncodedEvent(
+            topics.PROFILES, "p", Step, "c-1", b"{}", None, second.event_id, (first.event_id,)
+        )
+        out.extend(OutgoingRecord(*r) for r in encoded_rows([change], lambda _: "profiles"))
+
+    await processor("touchpoints", profile)(consumed(touchpoints))
+
+    create = next(s for s in spans.get_finished_spans() if s.name == "create profiles")
+    (change,) = out
     assert trace_id(change) == trace_id(touchpoints[1])
     assert parent_span_id(change) == f"{create.context.span_id:016x}"
     (link,) = create.links

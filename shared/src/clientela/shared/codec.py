@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+import msgspec
 from pydantic import ValidationError
 
 from clientela.shared import tracing
@@ -28,6 +29,8 @@ HEADER_ACCEPTED_AT = "clientela-accepted-at-ms"
 HEADER_REFERS_TO_MESSAGE = "clientela-refers-to-message"
 
 Headers = list[tuple[str, bytes]]
+# (topic, key, value, headers): what a publisher sends, without an intermediate object.
+Row = tuple[str, bytes | None, bytes | None, Headers]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +60,7 @@ class OutgoingEvent:
     linked_causes: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class EncodedEvent:
+class EncodedEvent(msgspec.Struct, frozen=True, gc=False):
     """An event already encoded as its contract's JSON, for the outbox (the hot paths' form).
 
     Built without a model where a use case encodes straight from its state (a test decodes
@@ -66,6 +68,8 @@ class EncodedEvent:
     value is a tombstone: the key's deletion on a compacted topic, with no headers.
     """
 
+    # A Struct, not a frozen dataclass: built once per outgoing event, in a fraction of the
+    # time. Untracked by the collector: it refers to no container that could refer back.
     topic: TopicSpec
     key: str
     contract: type[Envelope] | None = None
@@ -75,6 +79,9 @@ class EncodedEvent:
     causation_id: str | None = None
     # Further events the event coalesces (recorded as span links).
     linked_causes: tuple[str, ...] = ()
+    # The cause's trace context when the cause is not in the batch being handled (deferred
+    # work); otherwise it is found by causation_id.
+    trace: TraceContext | None = None
 
     @property
     def event_type(self) -> str | None:
@@ -94,15 +101,8 @@ class EncodedEvent:
             out.accepted_at_ms,
             event.causation_id,
             out.linked_causes,
+            out.trace,
         )
-
-    def record(self, topic: str) -> OutgoingRecord:
-        """Return the record to produce on the topic (its registered name resolved)."""
-        if self.value is None or self.contract is None:
-            return OutgoingRecord(topic, self.key.encode(), self.value)
-        trace = tracing.derived(self.causation_id, topic=topic, linked_causes=self.linked_causes)
-        headers = contract_headers(self.contract, self.event_id, self.accepted_at_ms, trace)
-        return OutgoingRecord(topic, self.key.encode(), self.value, headers)
 
 
 class DecodeError(Exception):
@@ -121,6 +121,26 @@ def now_ms() -> int:
 
 
 _FIXED_HEADERS: dict[tuple[str, int], Headers] = {}
+_CONTRACT_HEADERS: dict[type[Envelope], Headers] = {}
+
+
+def _fixed_headers(event_type: str, schema_version: int) -> Headers:
+    """Return the headers every record of an event type and version starts with (shared)."""
+    fixed = _FIXED_HEADERS.get((event_type, schema_version))
+    if fixed is None:
+        fixed = _FIXED_HEADERS[(event_type, schema_version)] = [
+            (HEADER_CONTENT_TYPE, b"application/json"),
+            (HEADER_TYPE, event_type.encode()),
+            (HEADER_SCHEMA_VERSION, str(schema_version).encode()),
+        ]
+    return fixed
+
+
+def _contract_fixed_headers(contract: type[Envelope]) -> Headers:
+    fixed = _CONTRACT_HEADERS[contract] = _fixed_headers(
+        contract.EVENT_TYPE, contract.SCHEMA_VERSION
+    )
+    return fixed
 
 
 def headers_for(
@@ -131,19 +151,51 @@ def headers_for(
     trace: TraceContext | None = None,
 ) -> Headers:
     """Return the headers of an event record: the one place every producer builds them."""
-    fixed = _FIXED_HEADERS.get((event_type, schema_version))
-    if fixed is None:
-        fixed = _FIXED_HEADERS[(event_type, schema_version)] = [
-            (HEADER_CONTENT_TYPE, b"application/json"),
-            (HEADER_TYPE, event_type.encode()),
-            (HEADER_SCHEMA_VERSION, str(schema_version).encode()),
-        ]
-    headers = [*fixed, (HEADER_EVENT_ID, event_id.encode())]
+    headers = [*_fixed_headers(event_type, schema_version), (HEADER_EVENT_ID, event_id.encode())]
     if accepted_at_ms is not None:
         headers.append((HEADER_ACCEPTED_AT, str(accepted_at_ms).encode()))
     if trace is not None:
         headers += trace.headers()
     return headers
+
+
+def encoded_rows(
+    events: Iterable[EncodedEvent], topic_name: Callable[[TopicSpec], str]
+) -> list[Row]:
+    """Return the records of encoded events, their headers as `headers_for` builds them.
+
+    `topic_name` resolves a registered topic to its name (once per topic). Per event only the
+    event id and the cause's trace are encoded: the contract's headers, accept times and the
+    active trace context are shared by the events of the batch.
+    """
+    derivation = tracing.Derivation()
+    names: dict[str, str] = {}
+    accepted: dict[int, tuple[str, bytes]] = {}
+    rows: list[Row] = []
+    for e in events:
+        topic = names.get(e.topic.name)
+        if topic is None:
+            topic = names[e.topic.name] = topic_name(e.topic)
+        contract = e.contract
+        if e.value is None or contract is None:
+            rows.append((topic, e.key.encode(), e.value, []))
+            continue
+        fixed = _CONTRACT_HEADERS.get(contract) or _contract_fixed_headers(contract)
+        trace = (
+            derivation.headers(e.causation_id, topic, e.linked_causes)
+            if e.trace is None
+            else e.trace.headers()
+        )
+        at = e.accepted_at_ms
+        if at is None:
+            headers = [*fixed, (HEADER_EVENT_ID, e.event_id.encode()), *trace]
+        else:
+            stamp = accepted.get(at)
+            if stamp is None:
+                stamp = accepted[at] = (HEADER_ACCEPTED_AT, str(at).encode())
+            headers = [*fixed, (HEADER_EVENT_ID, e.event_id.encode()), stamp, *trace]
+        rows.append((topic, e.key.encode(), e.value, headers))
+    return rows
 
 
 def contract_headers(

@@ -18,7 +18,8 @@ from aiokafka import (
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
-from clientela.shared.codec import Headers, OutgoingRecord
+from clientela.shared.codec import OutgoingRecord
+from clientela.shared.codec import Row as Row  # where the producers' users find it
 from clientela.shared.contracts import TopicSpec
 from clientela.shared.settings import KafkaSettings
 
@@ -33,8 +34,6 @@ class PublishError(Exception):
     """The broker did not acknowledge every record of a batch."""
 
 
-# (topic, key, value, headers): what a publisher sends, without an intermediate object.
-Row = tuple[str, bytes | None, bytes | None, Headers]
 ProducerClient = Literal["aiokafka", "confluent"]
 
 

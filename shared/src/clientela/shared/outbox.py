@@ -36,7 +36,12 @@ from sqlalchemy.sql.compiler import DDLCompiler
 from sqlalchemy.sql.ddl import BaseDDLElement
 
 from clientela.shared import metrics
-from clientela.shared.codec import EncodedEvent, OutgoingEvent, OutgoingRecord, to_record
+from clientela.shared.codec import (
+    EncodedEvent,
+    OutgoingEvent,
+    OutgoingRecord,
+    encoded_rows,
+)
 from clientela.shared.contracts import TopicSpec
 from clientela.shared.db import UtcDateTime, is_postgres, upsert_insert
 from clientela.shared.kafka import PublishError, RecordPublisher, Row
@@ -254,9 +259,12 @@ def packed_count(head: bytes | None) -> int:
 
 async def stage(conn: AsyncConnection, outbox: Table, records: Sequence[OutgoingRecord]) -> None:
     """Add records to the outbox inside the caller's transaction, as one packed row."""
-    if not records:
-        return
-    value = pack(records)
+    if records:
+        await stage_packed(conn, outbox, pack(records))
+
+
+async def stage_packed(conn: AsyncConnection, outbox: Table, value: bytes) -> None:
+    """Add one packed row (see `pack`) to the outbox inside the caller's transaction."""
     if is_postgres(conn):
         sql = _pg_sql("stage", outbox, _options(conn))
         driver = await _driver_in_transaction(conn)
@@ -410,30 +418,18 @@ class SqlTransaction:
         return await claim_new(self.connection, self._inbox_table, event_ids)
 
     async def stage(self, events: Sequence[OutgoingEvent]) -> None:
-        """Queue events in the outbox, to be published once this transaction commits."""
-        records = [
-            to_record(
-                self._kafka.topic(e.topic),
-                e.key,
-                e.event,
-                e.accepted_at_ms,
-                trace=e.trace,
-                linked_causes=e.linked_causes,
-            )
-            for e in events
-        ]
-        await self.stage_records(records)
+        """Queue events, to be published once this transaction commits."""
+        await self.stage_encoded([EncodedEvent.of(e) for e in events])
 
     async def stage_encoded(self, events: Sequence[EncodedEvent]) -> None:
         """Queue events already encoded, to be published once this transaction commits."""
-        names: dict[str, str] = {}
-        records = []
-        for e in events:
-            topic = names.get(e.topic.name)
-            if topic is None:
-                topic = names[e.topic.name] = self._kafka.topic(e.topic)
-            records.append(e.record(topic))
-        await self.stage_records(records)
+        if events:
+            await stage_packed(self.connection, self._outbox_table, self.packed(events))
+            self.count_staged(len(events))
+
+    def packed(self, events: Sequence[EncodedEvent]) -> bytes:
+        """Return encoded events as the value of one packed outbox row (see `pack`)."""
+        return _pack(encoded_rows(events, self._kafka.topic))
 
     async def stage_records(self, records: Sequence[OutgoingRecord]) -> None:
         """Queue records already built, to be published once this transaction commits."""

@@ -26,10 +26,10 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
+import msgspec
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.propagators.textmap import Getter
@@ -72,10 +72,11 @@ class _HeaderListGetter(Getter[Sequence[tuple[str, bytes]]]):
 _getter = _HeaderListGetter()
 
 
-@dataclass(frozen=True, slots=True)
-class TraceContext:
+class TraceContext(msgspec.Struct, frozen=True, gc=False):
     """A trace context as its propagation fields (`traceparent`, `tracestate`, ...)."""
 
+    # A Struct: one is built per consumed record, at a quarter of a frozen dataclass's cost.
+    # Untracked by the collector: it holds strings only.
     fields: tuple[tuple[str, str], ...]
 
     @classmethod
@@ -128,6 +129,9 @@ class TraceContext:
 
     def headers(self) -> Headers:
         """Return the fields as Kafka headers."""
+        if len(self.fields) == 1:  # a lone traceparent, by far the most common
+            ((name, value),) = self.fields
+            return [(name, value.encode("latin-1"))]
         return [(k, v.encode("latin-1")) for k, v in self.fields]
 
     def as_dict(self) -> dict[str, str]:
@@ -148,16 +152,21 @@ def _copied(headers: Sequence[tuple[str, bytes]]) -> tuple[bool, TraceContext | 
     Returns (False, None) for what only the propagator can judge (another version).
     """
     parent: bytes | None = None
-    others: list[tuple[str, str]] = []
+    others: list[tuple[str, str]] | None = None
     for key, value in headers:
         if key == TRACEPARENT:
             parent = value
         elif key in _W3C_FIELDS and value:
+            if others is None:
+                others = []
             others.append((key, value.decode("latin-1")))
     if parent is None:
         return True, None
     if _TRACEPARENT_00.fullmatch(parent):
-        others.append((TRACEPARENT, parent.decode("latin-1")))
+        field = (TRACEPARENT, parent.decode("latin-1"))
+        if others is None:  # a lone traceparent: nothing to sort
+            return True, TraceContext((field,))
+        others.append(field)
         return True, TraceContext(tuple(sorted(others)))
     # A malformed version 00 is invalid for certain; a future version is the propagator's call.
     return parent.startswith(b"00-"), None
@@ -304,15 +313,78 @@ def derived(
     event coalescing several): when spans are recorded, a producer span child of the cause and
     linked to each of them is recorded, and its context is returned.
     """
-    scope = _batch.get()
-    cause = scope.get(causation_id) if scope is not None and causation_id else None
-    if cause is None:
-        cause = TraceContext.of(otel_context.get_current())
-    if cause is None or not linked_causes or not recording():
-        return cause
+    return Derivation().context(causation_id, topic=topic, linked_causes=linked_causes)
+
+
+_UNSET: Any = object()
+_NO_SCOPE: Mapping[str, TraceContext] = {}
+
+
+class Derivation:
+    """`derived` for one batch of events: the scope and the active context looked up once.
+
+    Build one per batch of outgoing events, where the events are staged (inside the scope).
+    """
+
+    __slots__ = ("_active", "_active_headers", "_recording", "_scope")
+
+    def __init__(self) -> None:
+        self._scope = _batch.get() or _NO_SCOPE
+        self._active: TraceContext | None = _UNSET
+        self._recording: bool | None = None
+        self._active_headers: Headers | None = None
+
+    def context(
+        self,
+        causation_id: str | None,
+        *,
+        topic: str = "",
+        linked_causes: Sequence[str] = (),
+    ) -> TraceContext | None:
+        """Return the trace context for an event derived from `causation_id` (see `derived`)."""
+        cause = self._scope.get(causation_id) if causation_id else None
+        if cause is None:
+            cause = self._active_context()
+        if cause is None or not linked_causes or not self._records_spans():
+            return cause
+        return _producer_span(cause, self._scope, topic, linked_causes)
+
+    def headers(
+        self, causation_id: str | None, topic: str, linked_causes: Sequence[str]
+    ) -> Headers:
+        """Return `context` as Kafka headers (the active context's are shared: not to modify)."""
+        if linked_causes and self._records_spans():
+            found = self.context(causation_id, topic=topic, linked_causes=linked_causes)
+            return found.headers() if found is not None else []
+        cause = self._scope.get(causation_id) if causation_id else None
+        if cause is not None:
+            return cause.headers()
+        if self._active_headers is None:
+            active = self._active_context()
+            self._active_headers = active.headers() if active is not None else []
+        return self._active_headers
+
+    def _active_context(self) -> TraceContext | None:
+        if self._active is _UNSET:
+            self._active = TraceContext.of(otel_context.get_current())
+        return self._active
+
+    def _records_spans(self) -> bool:
+        if self._recording is None:
+            self._recording = recording()
+        return self._recording
+
+
+def _producer_span(
+    cause: TraceContext,
+    scope: Mapping[str, TraceContext],
+    topic: str,
+    linked_causes: Sequence[str],
+) -> TraceContext | None:
+    """Record a producer span child of the cause, linked to the further causes; its context."""
     links = [
         Link(found.span_context())
-        for found in (scope.get(c) if scope is not None else None for c in linked_causes)
+        for found in (scope.get(c) for c in linked_causes)
         if found is not None
     ]
     span = _tracer().start_span(

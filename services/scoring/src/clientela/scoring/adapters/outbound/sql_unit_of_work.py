@@ -24,10 +24,10 @@ from clientela.scoring.domain.clv import BgNbdParams, GammaGammaParams
 from clientela.scoring.domain.facts import CustomerFacts
 from clientela.scoring.domain.potential import ProspectFeatures
 from clientela.scoring.domain.value_model import FittedParameters
-from clientela.shared.codec import EncodedEvent, OutgoingRecord
+from clientela.shared.codec import EncodedEvent
 from clientela.shared.contracts import Lifecycle, ScoresUpdated, Tier
 from clientela.shared.db import is_postgres, upsert_insert
-from clientela.shared.outbox import PACKED, SqlTransaction, pack, unstage_keys
+from clientela.shared.outbox import PACKED, SqlTransaction, unstage_keys
 from clientela.shared.settings import KafkaSettings
 
 _RECORD_COLUMNS = (
@@ -643,7 +643,7 @@ class SqlScoringUnitOfWork(SqlTransaction):
                 ]
             ).decode(),
             PACKED,
-            pack(self._records(events)) if events else None,
+            self.packed(events) if events else None,
             _ENCODER.encode(_unpublished_rows(unpublished)).decode(),
         )
         self.count_staged(len(events))
@@ -729,9 +729,6 @@ class SqlScoringUnitOfWork(SqlTransaction):
         if self._parameters is None:
             raise RuntimeError("the unit of work is not open: use `async with uow:`")
         return self._parameters
-
-    def _records(self, events: Sequence[EncodedEvent]) -> list[OutgoingRecord]:
-        return [e.record(self._kafka.topic(e.topic)) for e in events]
 
     async def record_tier_changes(self, changes: Sequence[TierTransition]) -> None:
         """Append tier moves to the history; a repeated event id is kept once."""
