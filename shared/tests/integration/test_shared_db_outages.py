@@ -19,6 +19,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from clientela.shared.db import create_engine
@@ -185,3 +186,18 @@ async def test_sqlite_is_unaffected_by_the_postgresql_timeouts() -> None:
         response = await client.get("/read")
     assert response.status_code == 200
     assert response.json() == {"one": 1}
+
+
+async def test_a_failed_statement_names_no_parameter(database_settings: DatabaseSettings) -> None:
+    # Parameters are people's identifiers: a logged error shows the statement, not them.
+    engine = create_engine(database_settings, "sharedtest")
+    try:
+        async with engine.connect() as conn:
+            with pytest.raises(DBAPIError) as caught:
+                await conn.execute(
+                    text("SELECT * FROM no_such_table WHERE x = :v"), {"v": "ada@example.com"}
+                )
+    finally:
+        await engine.dispose()
+    assert "no_such_table" in str(caught.value)
+    assert "ada@example.com" not in str(caught.value)

@@ -45,13 +45,17 @@ def create_engine(settings: DatabaseSettings, service: str) -> AsyncEngine:
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, echo=settings.echo, connect_args={"timeout": 30})
+        engine = create_async_engine(
+            url, echo=settings.echo, hide_parameters=True, connect_args={"timeout": 30}
+        )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     on_asyncpg = url.get_driver_name() == "asyncpg"
     engine = create_async_engine(
         url,
         echo=settings.echo,
+        # Parameters are people's identifiers and traits: an error names the statement only.
+        hide_parameters=True,
         pool_size=settings.pool_size,
         # asyncpg gets its own ping (below), bounded by the connect timeout.
         pool_pre_ping=settings.pool_pre_ping and not on_asyncpg,
