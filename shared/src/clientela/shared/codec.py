@@ -151,11 +151,23 @@ def headers_for(
     trace: TraceContext | None = None,
 ) -> Headers:
     """Return the headers of an event record: the one place every producer builds them."""
-    headers = [*_fixed_headers(event_type, schema_version), (HEADER_EVENT_ID, event_id.encode())]
-    if accepted_at_ms is not None:
-        headers.append((HEADER_ACCEPTED_AT, str(accepted_at_ms).encode()))
-    if trace is not None:
-        headers += trace.headers()
+    return _laid_out(
+        _fixed_headers(event_type, schema_version),
+        event_id,
+        None if accepted_at_ms is None else (HEADER_ACCEPTED_AT, str(accepted_at_ms).encode()),
+        trace.headers() if trace is not None else [],
+    )
+
+
+def _laid_out(
+    fixed: Headers, event_id: str, accepted: tuple[str, bytes] | None, trace: Headers
+) -> Headers:
+    """Return a record's headers in their one order: fixed, event id, accept time, trace."""
+    headers = [*fixed, (HEADER_EVENT_ID, event_id.encode())]
+    if accepted is not None:
+        headers.append(accepted)
+    if trace:
+        headers += trace
     return headers
 
 
@@ -186,15 +198,12 @@ def encoded_rows(
             if e.trace is None
             else e.trace.headers()
         )
-        at = e.accepted_at_ms
-        if at is None:
-            headers = [*fixed, (HEADER_EVENT_ID, e.event_id.encode()), *trace]
-        else:
+        at, stamp = e.accepted_at_ms, None
+        if at is not None:
             stamp = accepted.get(at)
             if stamp is None:
                 stamp = accepted[at] = (HEADER_ACCEPTED_AT, str(at).encode())
-            headers = [*fixed, (HEADER_EVENT_ID, e.event_id.encode()), stamp, *trace]
-        rows.append((topic, e.key.encode(), e.value, headers))
+        rows.append((topic, e.key.encode(), e.value, _laid_out(fixed, e.event_id, stamp, trace)))
     return rows
 
 
