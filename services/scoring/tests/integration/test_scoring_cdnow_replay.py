@@ -17,7 +17,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
@@ -110,6 +110,10 @@ class Streams:
 
     customer_of: dict[str, str] = field(default_factory=dict)
     profile_version: dict[str, int] = field(default_factory=dict)
+    # Sales each profile's newest version counts: a customer is settled only once all of
+    # theirs were applied (a score of an earlier version can match the newest version seen
+    # while later sales are still on their way).
+    purchases: dict[str, int] = field(default_factory=dict)
     scores: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
@@ -137,6 +141,7 @@ async def _follow(platform: Platform, streams: Streams) -> None:
                     if record.topic == profiles:
                         if data["version"] >= streams.profile_version.get(pid, 0):
                             streams.profile_version[pid] = data["version"]
+                            streams.purchases[pid] = data["aggregates"]["purchase_count"]
                             customer = data.get("traits", {}).get(TRAIT)
                             if customer is not None:
                                 streams.customer_of[pid] = customer
@@ -194,6 +199,7 @@ async def _settled(
     model_prefix: str,
     since_version: dict[str, int],
     sweep_url: str | None = None,
+    sales: dict[str, int] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Wait until every customer's newest profile version is scored by the given model.
 
@@ -212,6 +218,7 @@ async def _settled(
                 and scores["profile_version"] == streams.profile_version[pid]
                 and scores["profile_version"] > since_version.get(pid, 0)
                 and scores["model_version"].startswith(model_prefix)
+                and (sales is None or streams.purchases.get(pid) == sales[customer])
             }
             if len(done) == customers:
                 return done
@@ -270,7 +277,8 @@ async def test_streamed_predictions_equal_the_batch_computation(
     follower = asyncio.create_task(_follow(replay_platform, streams))
     try:
         await _post_all(replay_platform, _sales(rows, shift))
-        cold = await _settled(streams, customers, "decayed-spend-v", {})
+        sales = Counter(t.customer_id for t in rows)
+        cold = await _settled(streams, customers, "decayed-spend-v", {}, sales=sales)
         ids, facts, as_of = _batch(rows, shift, cold)
         _assert_equal(ids, _estimate(DecayedSpendModel(), facts, as_of), cold)
         assert {s["tier"] for s in cold.values()} == {"A", "B", "C"}
